@@ -1,0 +1,1 @@
+"""petcare-workers: the pet-care business's background jobs on Temporal."""

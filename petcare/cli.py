@@ -1,0 +1,95 @@
+"""The `petcare` command: dev, worker, api, migrate, schedules apply|list, demo-data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from petcare.config import Settings, SettingsError, load_settings
+from petcare.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="petcare", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("dev", help="the whole stack on embedded defaults (Temporal, PostgreSQL, SMTP, SFTP)")
+    worker = commands.add_parser("worker", help="the Temporal worker")
+    worker.add_argument("--no-schedules", action="store_true", help="do not apply the schedule registry")
+    commands.add_parser("api", help="the HTTP API")
+    commands.add_parser("migrate", help="apply the SQL migrations (idempotent)")
+    schedules = commands.add_parser("schedules", help="the Temporal Schedules of the jobs")
+    schedules.add_argument("action", choices=["apply", "list"])
+    commands.add_parser("demo-data", help="insert the demo data (idempotent)")
+    return parser
+
+
+async def _migrate(settings: Settings) -> None:
+    import asyncpg
+
+    from petcare.migrate import apply_migrations
+
+    connection = await asyncpg.connect(settings.require_database_url())
+    try:
+        applied = await apply_migrations(connection)
+    finally:
+        await connection.close()
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+
+
+async def _demo_data(settings: Settings) -> None:
+    from petcare.db import create_pool
+    from petcare.demo_data import insert_demo_data
+
+    async with create_pool(settings) as pool:
+        counts = await insert_demo_data(pool)
+    print("demo data: " + ", ".join(f"{table} +{added}" for table, added in counts.items()))
+
+
+async def _schedules(settings: Settings, action: str) -> None:
+    from petcare.schedules import apply_schedules, declared_schedules, describe_schedules
+    from petcare.temporal_client import connect_temporal
+
+    client = await connect_temporal()
+    if action == "apply":
+        outcomes = await apply_schedules(client, declared_schedules(settings), settings.task_queue)
+        for schedule_id, outcome in outcomes.items():
+            print(f"{schedule_id}: {outcome}")
+    else:
+        for line in await describe_schedules(client):
+            print(line)
+
+
+def run(command: argparse.Namespace, settings: Settings) -> None:
+    if command.command == "dev":
+        from petcare.devstack.stack import run_dev
+
+        asyncio.run(run_dev(settings))
+    elif command.command == "worker":
+        from worker_main import run_worker
+
+        asyncio.run(run_worker(settings, apply_schedule_registry=not command.no_schedules))
+    elif command.command == "api":
+        from api.server import run_api
+
+        asyncio.run(run_api(settings))
+    elif command.command == "migrate":
+        asyncio.run(_migrate(settings))
+    elif command.command == "schedules":
+        asyncio.run(_schedules(settings, command.action))
+    elif command.command == "demo-data":
+        asyncio.run(_demo_data(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    command = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, json_lines=settings.log_json)
+        run(command, settings)
+    except SettingsError as error:
+        print(f"petcare: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,118 @@
+"""Settings of every petcare process, read once at start from PETCARE_* variables and .env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PETCARE_"
+NESTED_DELIMITER = "__"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: SecretStr | None = None
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    use_tls: bool = False
+    from_address: str = "Petcare <reminders@petcare.local>"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class SmsSettings(BaseModel):
+    provider: Literal["twilio", "log"] = "log"
+    base_url: str = "https://api.twilio.com"
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+class SftpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2222, ge=1, le=65535)
+    username: str = "petcare"
+    private_key_path: Path | None = None
+    password: SecretStr | None = None
+    known_hosts_path: Path | None = None
+    remote_dir: str = "/exports"
+
+
+class ExportSettings(BaseModel):
+    destination: Literal["sftp", "local"] = "sftp"
+    local_dir: Path = Path(".data/exports")
+
+
+class DatabaseSettings(BaseModel):
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    command_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable; nested groups are set with PETCARE_<GROUP>__<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    database_url: SecretStr | None = None
+    database: DatabaseSettings = DatabaseSettings()
+    task_queue: str = Field(default="petcare-workers", min_length=1)
+    api: ApiSettings = ApiSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    sms: SmsSettings = SmsSettings()
+    sftp: SftpSettings = SftpSettings()
+    export: ExportSettings = ExportSettings()
+    ops_email: str | None = None
+    web_ui_url: str = "http://localhost:8233"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SettingsError(f"{ENV_PREFIX}DATABASE_URL is not set: it must be a postgresql:// URL")
+        return self.database_url.get_secret_value()
+
+
+class SettingsError(Exception):
+    """Settings that cannot run, with a message naming the variable (never its secret value)."""
+
+
+def env_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable behind a validation error's location."""
+    return ENV_PREFIX + NESTED_DELIMITER.join(str(part) for part in location).upper()
+
+
+def load_settings() -> Settings:
+    """Build the settings, turning pydantic's error into one that names each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            f"{env_name(detail['loc'])}: {detail['msg']}" for detail in error.errors(include_input=False)
+        ]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

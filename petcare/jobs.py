@@ -1,0 +1,37 @@
+"""The three jobs: their public names, workflow types, schedule ids and search attributes.
+
+I/O-free, so workflows, activities, the API and the CLI can all import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.common import SearchAttributeKey
+
+# Custom search attributes: operators filter runs in the Web UI with them (Job="financial-export").
+JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("Job")
+STORE_ATTRIBUTE = SearchAttributeKey.for_keyword("StoreId")
+EXPORT_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportId")
+CUSTOM_SEARCH_ATTRIBUTES = (JOB_ATTRIBUTE, STORE_ATTRIBUTE, EXPORT_ATTRIBUTE)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One background job as operators and the old API know it."""
+
+    key: str  # used in workflow ids, schedule ids and the Job search attribute
+    worker_name: str  # the name the old NestJS health endpoint reported
+    workflow_type: str
+
+
+APPOINTMENT_REMINDER = Job("appointment-reminder", "AppointmentReminderWorker", "AppointmentReminderWorkflow")
+FINANCIAL_EXPORT = Job("financial-export", "FinancialExportWorker", "FinancialExportWorkflow")
+STOCK_RECONCILIATION = Job(
+    "stock-reconciliation", "StockReconciliationWorker", "StockReconciliationWorkflow"
+)
+JOBS = (APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION)
+
+
+def job_by_key(key: str) -> Job | None:
+    return next((job for job in JOBS if job.key == key), None)

@@ -1,0 +1,111 @@
+"""Sending email over SMTP with a few reused connections, and telling permanent from transient faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage
+from types import TracebackType
+
+import aiosmtplib
+
+from petcare.config import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+
+class MailRejected(Exception):
+    """The server refused this message for good (5xx): retrying cannot help."""
+
+
+class MailUnavailable(Exception):
+    """The server could not take the message now (down, 4xx, timeout): retry later."""
+
+
+class Mailer:
+    """At most `max_connections` SMTP sessions, each reused for many messages."""
+
+    def __init__(self, settings: SmtpSettings, *, max_connections: int = 4) -> None:
+        self._settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(max_connections)
+
+    async def __aenter__(self) -> Mailer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            await _quit_quietly(client)
+
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver one message or raise MailRejected / MailUnavailable."""
+        async with self._slots:
+            client = await self._checkout()
+            try:
+                await client.send_message(message)
+            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
+                await self._checkin(client)
+                raise _classify(error) from None
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                await _quit_quietly(client)  # the session is in an unknown state: never reuse it
+                raise MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}") from None
+            await self._checkin(client)
+
+    @property
+    def _address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        settings = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            use_tls=settings.use_tls,
+            start_tls=settings.starttls,
+            timeout=settings.timeout_seconds,
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError:
+            # Wrong credentials will not fix themselves; the message never names the password.
+            raise MailRejected(f"SMTP server {self._address} refused the login") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}") from None
+        return client
+
+    async def _checkin(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
+            self._idle.append(client)
+
+
+def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        refusals = error.recipients
+        codes = [refusal.code for refusal in refusals]
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refusals)
+    else:
+        codes = [error.code]
+        detail = f"{error.code} {error.message}"
+    if all(500 <= code < 600 for code in codes):
+        return MailRejected(f"rejected: {detail}")
+    return MailUnavailable(f"deferred: {detail}")
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    try:
+        if client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()

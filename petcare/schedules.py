@@ -1,0 +1,146 @@
+"""The schedule registry: every Temporal Schedule declared here, applied create-or-update."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.client import ScheduleOverlapPolicy as Overlap
+from temporalio.common import TypedSearchAttributes
+
+from petcare.config import Settings
+from petcare.jobs import JOB_ATTRIBUTE, Job
+
+log = logging.getLogger(__name__)
+
+# Kept in the scheduled workflows' memo: lets `apply` see whether a declaration changed.
+FINGERPRINT_MEMO_KEY = "petcareScheduleFingerprint"
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class ScheduleDeclaration:
+    """One schedule: which job runs, with what input, when, and what happens to overlaps."""
+
+    schedule_id: str
+    job: Job
+    argument: BaseModel
+    spec: ScheduleSpec
+    note: str
+    catchup_window: timedelta = timedelta(hours=12)
+    overlap: Overlap = Overlap.SKIP
+    execution_timeout: timedelta | None = None
+    extra_memo: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self, task_queue: str) -> str:
+        described = {
+            "job": dataclasses.asdict(self.job),
+            "argument": self.argument.model_dump(mode="json"),
+            "spec": repr(self.spec),
+            "catchup": self.catchup_window.total_seconds(),
+            "overlap": self.overlap.name,
+            "timeout": self.execution_timeout.total_seconds() if self.execution_timeout else None,
+            "task_queue": task_queue,
+            "note": self.note,
+        }
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_schedule(self, task_queue: str) -> Schedule:
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                self.job.workflow_type,
+                self.argument,
+                id=self.schedule_id,
+                task_queue=task_queue,
+                execution_timeout=self.execution_timeout,
+                memo={FINGERPRINT_MEMO_KEY: self.fingerprint(task_queue), **self.extra_memo},
+                typed_search_attributes=TypedSearchAttributes([JOB_ATTRIBUTE.value_set(self.job.key)]),
+            ),
+            spec=self.spec,
+            policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup_window),
+            state=ScheduleState(note=self.note),
+        )
+
+
+def declared_schedules(settings: Settings) -> list[ScheduleDeclaration]:
+    """Every schedule of the service. Each job adds its declaration here."""
+    return []
+
+
+async def apply_schedules(
+    client: Client, declarations: Sequence[ScheduleDeclaration], task_queue: str
+) -> dict[str, Outcome]:
+    """Create what is missing, update what changed, leave the rest (and any pause) alone."""
+    return {d.schedule_id: await _apply_one(client, d, task_queue) for d in declarations}
+
+
+async def _apply_one(client: Client, declaration: ScheduleDeclaration, task_queue: str) -> Outcome:
+    wanted = declaration.to_schedule(task_queue)
+    try:
+        await client.create_schedule(declaration.schedule_id, wanted)
+        log.info("schedule %s created", declaration.schedule_id)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+    handle = client.get_schedule_handle(declaration.schedule_id)
+    current = await handle.describe()
+    if _fingerprint_of(client, current.schedule) == declaration.fingerprint(task_queue):
+        return "unchanged"
+
+    def keep_state(update: ScheduleUpdateInput) -> ScheduleUpdate:
+        existing = update.description.schedule
+        # Operators' pause and note survive a redeploy; only what the code declares changes.
+        return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=existing.state))
+
+    await handle.update(keep_state)
+    log.info("schedule %s updated", declaration.schedule_id)
+    return "updated"
+
+
+def _fingerprint_of(client: Client, schedule: Schedule) -> str | None:
+    action = schedule.action
+    if not isinstance(action, ScheduleActionStartWorkflow) or not action.memo:
+        return None
+    raw = action.memo.get(FINGERPRINT_MEMO_KEY)
+    if raw is None:
+        return None
+    try:
+        value = client.data_converter.payload_converter.from_payload(raw, str)  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return str(value)
+
+
+
+async def describe_schedules(client: Client) -> list[str]:
+    """One line per schedule: id, paused or not, next run, note."""
+    lines = []
+    async for entry in await client.list_schedules():
+        handle = client.get_schedule_handle(entry.id)
+        description = await handle.describe()
+        upcoming = description.info.next_action_times
+        state = description.schedule.state
+        lines.append(
+            f"{entry.id}\t{'paused' if state.paused else 'active'}\t"
+            f"next={upcoming[0].isoformat() if upcoming else '-'}\t{state.note or ''}"
+        )
+    return lines

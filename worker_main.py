@@ -1,0 +1,95 @@
+"""The Temporal worker: the one place that wires clients, pools and activities together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pydantic
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from petcare.config import Settings
+from petcare.db import create_pool
+from petcare.mail import Mailer
+from petcare.schedules import apply_schedules, declared_schedules
+from petcare.temporal_client import connect_temporal
+from workflows import WORKFLOWS
+
+log = logging.getLogger("petcare.worker")
+
+# How long in-flight activities get to finish after SIGTERM before the worker gives up on them
+# (Temporal then retries them on another worker once their timeout or heartbeat lapses).
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    """What activities are built with; each resource is owned by `run_worker`'s exit stack."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    mailer: Mailer
+    http: aiohttp.ClientSession
+
+
+def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
+    """Every activity the worker registers. Each job adds its activity object's methods here."""
+    return []
+
+
+def build_worker(
+    client: Client, resources: WorkerResources, *, task_queue: str | None = None, workflows: Sequence[type] = ()
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or resources.settings.task_queue,
+        workflows=[*WORKFLOWS, *workflows],
+        activities=build_activities(resources),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        # Bad input fails the run with a clear error instead of retrying its task forever.
+        workflow_failure_exception_types=[pydantic.ValidationError],
+    )
+
+
+async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then let in-flight activities finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with AsyncExitStack() as stack:
+        client = await connect_temporal()
+        pool = await stack.enter_async_context(create_pool(settings))
+        mailer = await stack.enter_async_context(Mailer(settings.smtp))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
+        if apply_schedule_registry:
+            outcomes = await apply_schedules(client, declared_schedules(settings), settings.task_queue)
+            log.info("schedules applied: %s", outcomes or "none declared")
+        worker = build_worker(client, resources)
+        async with worker:
+            log.info("worker polling task queue %s", settings.task_queue)
+            await stop.wait()
+            log.info("stopping: waiting up to %s for in-flight activities", GRACEFUL_SHUTDOWN)
+
+
+def main() -> None:
+    """`python worker_main.py` is `petcare worker`."""
+    from petcare.cli import main as petcare_main
+
+    petcare_main(["worker", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
