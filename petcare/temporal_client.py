@@ -14,11 +14,13 @@ DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
 
 async def connect_temporal(
-    *, env: Mapping[str, str] | None = None, runtime: Runtime | None = None
+    *, env: Mapping[str, str] | None = None, runtime: Runtime | None = None, lazy: bool = False
 ) -> Client:
     """Connect with the temporal CLI's configuration (TEMPORAL_* variables, TOML profiles).
 
-    `env` replaces the process environment (tests point at their own server this way).
+    `env` replaces the process environment (tests point at their own server this way); `lazy`
+    defers the connection to the first call, so the API can start (and report 503) while
+    Temporal is down.
     """
     config = dict(ClientConfig.load_client_connect_config(override_env_vars=env))
     target_host = str(config.pop("target_host", DEFAULT_TEMPORAL_ADDRESS))
@@ -26,5 +28,6 @@ async def connect_temporal(
         target_host,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        lazy=lazy,
         **config,  # type: ignore[arg-type]
     )
