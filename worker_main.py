@@ -48,7 +48,11 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
 
 
 def build_worker(
-    client: Client, resources: WorkerResources, *, task_queue: str | None = None, workflows: Sequence[type] = ()
+    client: Client,
+    resources: WorkerResources,
+    *,
+    task_queue: str | None = None,
+    workflows: Sequence[type] = (),
 ) -> Worker:
     return Worker(
         client,

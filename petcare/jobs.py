@@ -27,9 +27,7 @@ class Job:
 
 APPOINTMENT_REMINDER = Job("appointment-reminder", "AppointmentReminderWorker", "AppointmentReminderWorkflow")
 FINANCIAL_EXPORT = Job("financial-export", "FinancialExportWorker", "FinancialExportWorkflow")
-STOCK_RECONCILIATION = Job(
-    "stock-reconciliation", "StockReconciliationWorker", "StockReconciliationWorkflow"
-)
+STOCK_RECONCILIATION = Job("stock-reconciliation", "StockReconciliationWorker", "StockReconciliationWorkflow")
 JOBS = (APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION)
 
 

@@ -54,12 +54,15 @@ class Mailer:
                 raise _classify(error) from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
                 await _quit_quietly(client)  # the session is in an unknown state: never reuse it
-                raise MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}") from None
+                raise self._unavailable(error) from None
             await self._checkin(client)
 
     @property
     def _address(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
+
+    def _unavailable(self, error: BaseException) -> MailUnavailable:
+        return MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}")
 
     async def _checkout(self) -> aiosmtplib.SMTP:
         while self._idle:
@@ -82,7 +85,7 @@ class Mailer:
             # Wrong credentials will not fix themselves; the message never names the password.
             raise MailRejected(f"SMTP server {self._address} refused the login") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            raise MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}") from None
+            raise self._unavailable(error) from None
         return client
 
     async def _checkin(self, client: aiosmtplib.SMTP) -> None:

@@ -24,7 +24,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.client import ScheduleOverlapPolicy as Overlap
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from petcare.config import Settings
 from petcare.jobs import JOB_ATTRIBUTE, Job
@@ -73,7 +73,9 @@ class ScheduleDeclaration:
                 task_queue=task_queue,
                 execution_timeout=self.execution_timeout,
                 memo={FINGERPRINT_MEMO_KEY: self.fingerprint(task_queue), **self.extra_memo},
-                typed_search_attributes=TypedSearchAttributes([JOB_ATTRIBUTE.value_set(self.job.key)]),
+                typed_search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(JOB_ATTRIBUTE, self.job.key)]
+                ),
             ),
             spec=self.spec,
             policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup_window),
@@ -124,11 +126,10 @@ def _fingerprint_of(client: Client, schedule: Schedule) -> str | None:
     if raw is None:
         return None
     try:
-        value = client.data_converter.payload_converter.from_payload(raw, str)  # type: ignore[arg-type]
+        value = client.data_converter.payload_converter.from_payload(raw, str)
     except (TypeError, ValueError, AttributeError):
         return None
     return str(value)
-
 
 
 async def describe_schedules(client: Client) -> list[str]:

