@@ -53,6 +53,18 @@ class ExportSettings(BaseModel):
     local_dir: Path = Path(".data/exports")
 
 
+class ReminderSettings(BaseModel):
+    """Appointment reminders: which appointments are due, and how hard to push the providers."""
+
+    window_hours: float = Field(default=24.0, gt=0)
+    min_lead_minutes: float = Field(default=60.0, ge=0)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    smtp_concurrency: int = Field(default=4, ge=1, le=100)
+    sms_concurrency: int = Field(default=4, ge=1, le=100)
+    sms_rate_per_second: float = Field(default=10.0, gt=0)
+    preview_limit: int = Field(default=5, ge=0, le=100)
+
+
 class DatabaseSettings(BaseModel):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
@@ -78,6 +90,7 @@ class Settings(BaseSettings):
     sms: SmsSettings = SmsSettings()
     sftp: SftpSettings = SftpSettings()
     export: ExportSettings = ExportSettings()
+    reminders: ReminderSettings = ReminderSettings()
     ops_email: str | None = None
     web_ui_url: str = "http://localhost:8233"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
