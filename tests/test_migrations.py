@@ -1,0 +1,132 @@
+"""Migrations: every contract table, re-runnable, and safe with several processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import asyncpg
+
+from petcare.migrate import apply_migrations, bundled_migrations
+
+CONTRACT_COLUMNS = {
+    "stores": {"id", "name", "timezone", "email", "phone"},
+    "customers": {
+        "id", "first_name", "last_name", "email", "phone", "locale", "consent_reminders", "preferred_channel",
+    },
+    "pets": {"id", "customer_id", "name", "species"},
+    "services": {"id", "name", "duration_minutes"},
+    "appointments": {
+        "id", "customer_id", "pet_id", "service_id", "store_id", "starts_at", "status", "reminder_sent_at",
+    },
+    "invoices": {
+        "id", "number", "store_id", "customer_id", "issued_at", "currency",
+        "subtotal_cents", "tax_cents", "total_cents", "status",
+    },
+    "transactions": {
+        "id", "invoice_id", "store_id", "occurred_at", "amount_cents", "currency", "method", "reference",
+    },
+    "credit_notes": {
+        "id", "number", "invoice_id", "store_id", "issued_at", "amount_cents", "currency", "reason",
+    },
+    "financial_exports": {
+        "id", "store_id", "period_start", "period_end", "format", "status",
+        "requested_at", "started_at", "completed_at", "error",
+    },
+    "products": {"id", "store_id", "sku", "name", "stock_quantity", "low_stock_threshold"},
+    "stock_movements": {"id", "product_id", "quantity", "kind", "occurred_at", "reference"},
+}  # fmt: skip
+
+
+async def _applied(url: str) -> list[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT name FROM schema_migrations ORDER BY name")
+        return [row["name"] for row in rows]
+    finally:
+        await connection.close()
+
+
+async def test_applies_everything_once_then_nothing(empty_database_url: str) -> None:
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        first = await apply_migrations(connection)
+        second = await apply_migrations(connection)
+    finally:
+        await connection.close()
+    assert first == [migration.name for migration in bundled_migrations()]
+    assert second == []
+    assert await _applied(empty_database_url) == first
+
+
+async def test_contract_tables_and_columns(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default"
+            " FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    finally:
+        await connection.close()
+    columns: dict[str, dict[str, asyncpg.Record]] = {}
+    for row in rows:
+        columns.setdefault(row["table_name"], {})[row["column_name"]] = row
+    for table, contract in CONTRACT_COLUMNS.items():
+        assert contract <= set(columns[table]), f"{table} lacks {contract - set(columns[table])}"
+        for name, column in columns[table].items():
+            if "timestamp" in column["data_type"]:
+                assert column["data_type"] == "timestamp with time zone", f"{table}.{name}"
+            if name not in contract:  # the main backend inserts naming only contract columns
+                assert column["is_nullable"] == "YES" or column["column_default"] is not None, (
+                    f"{table}.{name}"
+                )
+    assert columns["stock_movements"]["id"]["data_type"] == "bigint"
+    assert columns["stores"]["id"]["data_type"] == "uuid"
+
+
+async def test_backend_style_insert_with_contract_columns_only(pool: asyncpg.Pool) -> None:
+    store_id = await pool.fetchval(
+        "INSERT INTO stores (name, timezone) VALUES ('S', 'Europe/Paris') RETURNING id"
+    )
+    export_id = await pool.fetchval(
+        "INSERT INTO financial_exports (store_id, period_start, period_end, format)"
+        " VALUES ($1, '2026-10-01', '2026-10-31', 'csv') RETURNING id",
+        store_id,
+    )
+    status = await pool.fetchval("SELECT status FROM financial_exports WHERE id = $1", export_id)
+    assert status == "pending"
+
+
+async def test_check_constraints_refuse_bad_rows(pool: asyncpg.Pool) -> None:
+    bad_rows = [
+        "INSERT INTO customers (first_name, last_name, preferred_channel) VALUES ('a', 'b', 'fax')",
+        "INSERT INTO customers (first_name, last_name, phone) VALUES ('a', 'b', '0612345678')",
+        "INSERT INTO financial_exports (period_start, period_end) VALUES ('2026-10-31', '2026-10-01')",
+    ]
+    for sql in bad_rows:
+        try:
+            await pool.execute(sql)
+        except asyncpg.CheckViolationError:
+            continue
+        raise AssertionError(f"accepted: {sql}")
+
+
+async def test_two_processes_migrating_at_once(empty_database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PETCARE_")}
+    env["PETCARE_DATABASE_URL"] = empty_database_url
+
+    async def migrate() -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "petcare", "migrate",
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode() + err.decode()
+
+    results = await asyncio.gather(*(migrate() for _ in range(3)))
+    assert [code for code, _ in results] == [0, 0, 0], results
+    names = [migration.name for migration in bundled_migrations()]
+    assert await _applied(empty_database_url) == names
