@@ -53,6 +53,16 @@ class ExportSettings(BaseModel):
     local_dir: Path = Path(".data/exports")
 
 
+class DevSettings(BaseModel):
+    """Where `petcare dev` listens (always on 127.0.0.1) and keeps its state between runs."""
+
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    sftp_port: int = Field(default=2222, ge=1, le=65535)
+    data_dir: Path = Path(".data")
+
+
 class ReminderSettings(BaseModel):
     """Appointment reminders: which appointments are due, and how hard to push the providers."""
 
@@ -90,6 +100,7 @@ class Settings(BaseSettings):
     sms: SmsSettings = SmsSettings()
     sftp: SftpSettings = SftpSettings()
     export: ExportSettings = ExportSettings()
+    dev: DevSettings = DevSettings()
     reminders: ReminderSettings = ReminderSettings()
     ops_email: str | None = None
     web_ui_url: str = "http://localhost:8233"
