@@ -1,0 +1,118 @@
+"""Stock reconciliation models shared by its workflows, activities and the API (I/O-free)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Trigger = Literal["schedule", "manual"]
+AlertStatus = Literal["pending", "sending", "sent", "nothing", "no_recipient", "failed"]
+StoreStatus = Literal["reconciled", "already_done", "alert_failed", "failed"]
+
+
+class StockReconciliationInput(BaseModel):
+    """`{}` reconciles every store that is due now; a store id forces that one store."""
+
+    store_id: UUID | None = None
+
+
+class DueStoresRequest(BaseModel):
+    now: datetime  # workflow.now() of the run, so the decision replays identically
+    store_id: UUID | None = None
+
+
+class StoreTarget(BaseModel):
+    """One store to reconcile in this run, and the local day the reconciliation counts for."""
+
+    store_id: UUID
+    timezone: str
+    business_date: date
+    trigger: Trigger
+
+
+class StoreReconciliationInput(BaseModel):
+    target: StoreTarget
+    parent_workflow_id: str
+
+
+class ReconcileRequest(BaseModel):
+    target: StoreTarget
+    workflow_id: str
+
+
+class ReconciliationSummary(BaseModel):
+    reconciliation_id: UUID | None  # None: another run already did this store's scheduled day
+    products_checked: int = 0
+    discrepancies: int = 0
+    low_stock: int = 0
+
+
+class AlertRequest(BaseModel):
+    reconciliation_id: UUID
+
+
+class AlertOutcome(BaseModel):
+    status: AlertStatus
+    new_alerts: int = 0
+    resolved: int = 0
+    message_id: str | None = None
+
+
+class StoreOutcome(BaseModel):
+    store_id: UUID
+    business_date: date | None  # None when the store could not even be scheduled (bad time zone)
+    status: StoreStatus
+    summary: ReconciliationSummary | None = None
+    alert: AlertOutcome | None = None
+    error: str | None = None
+
+
+class DueStores(BaseModel):
+    targets: list[StoreTarget] = Field(default_factory=list)
+    invalid: list[StoreOutcome] = Field(default_factory=list)
+
+
+class StockReconciliationResult(BaseModel):
+    started_at: datetime
+    stores: list[StoreOutcome] = Field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(outcome.status in ("failed", "alert_failed") for outcome in self.stores)
+
+
+class _CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ReportLine(_CamelModel):
+    product_id: UUID
+    sku: str
+    name: str
+    recorded: int
+    computed: int
+    difference: int  # computed - recorded
+    threshold: int
+
+
+class ReconciliationReport(_CamelModel):
+    """The API's view of one persisted reconciliation."""
+
+    id: UUID
+    store_id: UUID
+    business_date: date
+    trigger: Trigger
+    workflow_id: str
+    started_at: datetime
+    finished_at: datetime
+    products_checked: int
+    discrepancy_count: int
+    low_stock_count: int
+    alert_status: AlertStatus
+    alert_sent_at: datetime | None
+    discrepancies: list[ReportLine]
+    low_stock: list[ReportLine]

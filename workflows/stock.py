@@ -1,0 +1,121 @@
+"""Stock reconciliation: pick the stores due now, then one child workflow per store."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.stock import StockActivities
+    from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
+    from petcare.models.stock import (
+        AlertRequest,
+        DueStoresRequest,
+        ReconcileRequest,
+        StockReconciliationInput,
+        StockReconciliationResult,
+        StoreOutcome,
+        StoreReconciliationInput,
+        StoreTarget,
+    )
+
+# Stores reconciled at once: bounds the load on PostgreSQL and SMTP, and the open children.
+MAX_PARALLEL_STORES = 8
+
+DATABASE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["UnknownStore", "UnknownReconciliation"],
+)
+# SMTP outages last longer than database blips; alerts not sent in time go out with the next run.
+MAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=8,
+    non_retryable_error_types=["MailRejected", "UnknownReconciliation"],
+)
+
+
+def _failure_text(error: BaseException) -> str:
+    """The innermost cause's message: what actually went wrong, not the wrapper's."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error) or type(error).__name__
+
+
+@workflow.defn(name=STOCK_RECONCILIATION.workflow_type)
+class StockReconciliationWorkflow:
+    @workflow.run
+    async def run(self, request: StockReconciliationInput) -> StockReconciliationResult:
+        now = workflow.now()
+        due = await workflow.execute_activity_method(
+            StockActivities.due_stores,
+            DueStoresRequest(now=now, store_id=request.store_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        slots = asyncio.Semaphore(MAX_PARALLEL_STORES)
+        outcomes = await asyncio.gather(*(self._reconcile(target, slots) for target in due.targets))
+        return StockReconciliationResult(started_at=now, stores=[*due.invalid, *outcomes])
+
+    async def _reconcile(self, target: StoreTarget, slots: asyncio.Semaphore) -> StoreOutcome:
+        parent_id = workflow.info().workflow_id
+        async with slots:
+            try:
+                return await workflow.execute_child_workflow(
+                    StoreStockReconciliationWorkflow.run,
+                    StoreReconciliationInput(target=target, parent_workflow_id=parent_id),
+                    id=f"{parent_id}/store-{target.store_id}",
+                    execution_timeout=timedelta(hours=1),
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(JOB_ATTRIBUTE, STOCK_RECONCILIATION.key),
+                            SearchAttributePair(STORE_ATTRIBUTE, str(target.store_id)),
+                        ]
+                    ),
+                )
+            except ChildWorkflowError as error:
+                # One store's failure is reported; the other stores carry on.
+                return StoreOutcome(
+                    store_id=target.store_id,
+                    business_date=target.business_date,
+                    status="failed",
+                    error=_failure_text(error),
+                )
+
+
+@workflow.defn(name="StoreStockReconciliationWorkflow")
+class StoreStockReconciliationWorkflow:
+    @workflow.run
+    async def run(self, request: StoreReconciliationInput) -> StoreOutcome:
+        target = request.target
+        summary = await workflow.execute_activity_method(
+            StockActivities.reconcile_store,
+            ReconcileRequest(target=target, workflow_id=request.parent_workflow_id),
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        outcome = StoreOutcome(
+            store_id=target.store_id, business_date=target.business_date, status="reconciled", summary=summary
+        )
+        if summary.reconciliation_id is None:
+            return outcome.model_copy(update={"status": "already_done"})
+        try:
+            alert = await workflow.execute_activity_method(
+                StockActivities.alert_store,
+                AlertRequest(reconciliation_id=summary.reconciliation_id),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=MAIL_RETRY,
+            )
+        except ActivityError as error:
+            # The report stands; its alerts stay unsent and the store's next run lists them again.
+            return outcome.model_copy(update={"status": "alert_failed", "error": _failure_text(error)})
+        return outcome.model_copy(update={"alert": alert})
