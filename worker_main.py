@@ -18,6 +18,7 @@ import pydantic
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.stock import StockActivities
 from petcare.config import Settings
 from petcare.db import create_pool
 from petcare.mail import Mailer
@@ -44,7 +45,16 @@ class WorkerResources:
 
 def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
     """Every activity the worker registers. Each job adds its activity object's methods here."""
-    return []
+    activities: list[Callable[..., Any]] = []
+    settings = resources.settings
+    stock = StockActivities(
+        resources.pool,
+        resources.mailer,
+        from_address=settings.smtp.from_address,
+        fallback_recipient=settings.ops_email,
+    )
+    activities += [stock.due_stores, stock.reconcile_store, stock.alert_store]
+    return activities
 
 
 def build_worker(

@@ -17,6 +17,7 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
@@ -27,7 +28,8 @@ from temporalio.client import ScheduleOverlapPolicy as Overlap
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from petcare.config import Settings
-from petcare.jobs import JOB_ATTRIBUTE, Job
+from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, Job
+from petcare.models.stock import StockReconciliationInput
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,23 @@ class ScheduleDeclaration:
 
 def declared_schedules(settings: Settings) -> list[ScheduleDeclaration]:
     """Every schedule of the service. Each job adds its declaration here."""
-    return []
+    declarations: list[ScheduleDeclaration] = []
+    declarations.append(
+        ScheduleDeclaration(
+            schedule_id=STOCK_RECONCILIATION.key,
+            job=STOCK_RECONCILIATION,
+            argument=StockReconciliationInput(),
+            # Hourly, because stores span time zones: each run reconciles the stores whose local
+            # 02:00 has passed with no reconciliation yet for that local day (DST days included).
+            spec=ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=5))]
+            ),
+            note="Stock reconciliation: each store once per local day after 02:00 in its time zone",
+            catchup_window=timedelta(days=1),
+            execution_timeout=timedelta(hours=2),
+        )
+    )
+    return declarations
 
 
 async def apply_schedules(

@@ -2,5 +2,8 @@
 
 from __future__ import annotations
 
+from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
+
 # Each job appends its workflow classes here.
 WORKFLOWS: list[type] = []
+WORKFLOWS += [StockReconciliationWorkflow, StoreStockReconciliationWorkflow]
