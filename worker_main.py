@@ -18,6 +18,8 @@ import pydantic
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.reminders import ReminderActivities
+from activities.reminders import build_gateway as build_sms_gateway
 from activities.stock import StockActivities
 from petcare.config import Settings
 from petcare.db import create_pool
@@ -54,6 +56,10 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
         fallback_recipient=settings.ops_email,
     )
     activities += [stock.due_stores, stock.reconcile_store, stock.alert_store]
+    reminders = ReminderActivities(
+        resources.pool, resources.mailer, build_sms_gateway(resources.http, settings.sms), settings
+    )
+    activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
     return activities
 
 

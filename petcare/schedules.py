@@ -28,7 +28,8 @@ from temporalio.client import ScheduleOverlapPolicy as Overlap
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from petcare.config import Settings
-from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, Job
+from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, STOCK_RECONCILIATION, Job
+from petcare.models.reminders import ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ def declared_schedules(settings: Settings) -> list[ScheduleDeclaration]:
             note="Stock reconciliation: each store once per local day after 02:00 in its time zone",
             catchup_window=timedelta(days=1),
             execution_timeout=timedelta(hours=2),
+        )
+    )
+    declarations.append(
+        ScheduleDeclaration(
+            schedule_id=APPOINTMENT_REMINDER.key,
+            job=APPOINTMENT_REMINDER,
+            argument=ReminderRunInput(),
+            # Each run covers the whole next 24 h, so a skipped or late tick leaves nobody out.
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+            note="Appointment reminders: one reminder per appointment due in the next 24 h",
+            catchup_window=timedelta(hours=6),
         )
     )
     return declarations

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
 # Each job appends its workflow classes here.
 WORKFLOWS: list[type] = []
 WORKFLOWS += [StockReconciliationWorkflow, StoreStockReconciliationWorkflow]
+WORKFLOWS += [AppointmentReminderWorkflow, AppointmentReminderDryRunWorkflow]

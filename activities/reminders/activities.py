@@ -1,0 +1,213 @@
+"""The reminder activities: fetch a page of due appointments, send a page, preview a run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.reminders.email import build_email
+from activities.reminders.render import render_reminder
+from activities.reminders.repository import Claim, ReminderRepository, context_of, message_id_for, route_of
+from activities.reminders.sms import (
+    RateLimiter,
+    SmsConfigurationError,
+    SmsGateway,
+    SmsRejected,
+    SmsUnavailable,
+)
+from petcare.config import Settings
+from petcare.mail import Mailer, MailRejected, MailUnavailable
+from petcare.models.reminders import (
+    DuePage,
+    FetchDuePage,
+    PageCursor,
+    PlannedCounts,
+    PreviewMessage,
+    PreviewRequest,
+    ReminderCounts,
+    ReminderPreview,
+    SendPage,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ReminderActivities:
+    def __init__(self, pool: asyncpg.Pool, mailer: Mailer, sms: SmsGateway, settings: Settings) -> None:
+        self._repository = ReminderRepository(pool)
+        self._mailer = mailer
+        self._sms = sms
+        self._settings = settings.reminders
+        self._sender = settings.smtp.from_address
+        # Per worker process, shared by every page in flight: the providers see these bounds.
+        self._email_slots = asyncio.Semaphore(self._settings.smtp_concurrency)
+        self._sms_slots = asyncio.Semaphore(self._settings.sms_concurrency)
+        self._sms_rate = RateLimiter(self._settings.sms_rate_per_second)
+
+    def _window(self, as_of: datetime) -> tuple[datetime, datetime]:
+        return (
+            as_of + timedelta(minutes=self._settings.min_lead_minutes),
+            as_of + timedelta(hours=self._settings.window_hours),
+        )
+
+    @activity.defn(name="reminders.fetch_due_page")
+    async def fetch_due_page(self, request: FetchDuePage) -> DuePage:
+        earliest, latest = self._window(request.as_of)
+        limit = self._settings.batch_size
+        rows = await self._repository.due_page(earliest, latest, request.after, limit)
+        ids = [row["id"] for row in rows]
+        last = rows[-1] if len(rows) == limit else None
+        cursor = PageCursor(starts_at=last["starts_at"], appointment_id=last["id"]) if last else None
+        return DuePage(appointment_ids=ids, next_cursor=cursor)
+
+    @activity.defn(name="reminders.send_page")
+    async def send_page(self, request: SendPage) -> ReminderCounts:
+        """Claim, send and record each appointment; transient faults fail the page for a retry."""
+        info = activity.info()
+        owner = f"{info.workflow_id}/{info.workflow_run_id}"
+        counts = ReminderCounts()
+        progress = {"total": len(request.appointment_ids), "done": 0}
+        unavailable: list[str] = []
+        in_flight = asyncio.Semaphore(self._settings.smtp_concurrency + self._settings.sms_concurrency)
+
+        async def one(appointment_id: UUID) -> None:
+            async with in_flight:
+                if unavailable:
+                    return  # a provider is down: leave the rest for the retry
+                try:
+                    await self._deliver(appointment_id, owner, counts)
+                except (MailUnavailable, SmsUnavailable) as error:
+                    unavailable.append(str(error))
+                progress["done"] += 1
+                activity.heartbeat(progress)
+
+        try:
+            async with _heartbeat_ticker(info.heartbeat_timeout, progress), asyncio.TaskGroup() as group:
+                for appointment_id in request.appointment_ids:
+                    group.create_task(one(appointment_id))
+        except* SmsConfigurationError as errors:
+            raise ApplicationError(
+                str(errors.exceptions[0]), type="ReminderConfigurationError", non_retryable=True
+            ) from None
+        if unavailable:
+            log.warning("reminder page stopped, will be retried: %s", unavailable[0])
+            raise ApplicationError(
+                f"provider unavailable: {unavailable[0]}", type="ReminderProviderUnavailable"
+            )
+        return counts
+
+    async def _deliver(self, appointment_id: UUID, owner: str, counts: ReminderCounts) -> None:
+        claim = await self._repository.claim(appointment_id, owner)
+        if claim.decision != "send":
+            _count_settled(claim, counts)
+            return
+        assert claim.context is not None
+        assert claim.route is not None
+        rendered = render_reminder(claim.context)
+        route = claim.route
+        try:
+            if route.channel == "email":
+                message = build_email(
+                    rendered,
+                    sender=self._sender,
+                    recipient=route.address,
+                    message_id=message_id_for(appointment_id),
+                )
+                async with self._email_slots:
+                    await self._mailer.send(message)
+                provider_id = None
+            else:
+                async with self._sms_slots:
+                    await self._sms_rate.acquire()
+                    provider_id = await self._sms.send(route.address, rendered.sms)
+        except (MailRejected, SmsRejected) as error:
+            await self._repository.mark_failed(appointment_id, str(error))
+            counts.failed += 1
+            log.info("reminder for appointment %s rejected by the %s provider", appointment_id, route.channel)
+            return
+        await self._repository.mark_sent(appointment_id, provider_id)
+        if route.channel == "email":
+            counts.sent_email += 1
+        else:
+            counts.sent_sms += 1
+
+    @activity.defn(name="reminders.preview")
+    async def preview(self, request: PreviewRequest) -> ReminderPreview:
+        """What a run would send now: the same eligibility SQL and rendering, nothing written."""
+        earliest, latest = self._window(request.as_of)
+        limit = self._settings.preview_limit if request.preview_limit is None else request.preview_limit
+        counts = PlannedCounts()
+        messages: list[PreviewMessage] = []
+        async for row in self._repository.due_details(earliest, latest):
+            counts.due += 1
+            route = route_of(row)
+            if route is None:
+                counts.skipped_no_address += 1
+                continue
+            if route.channel == "email":
+                counts.email += 1
+            else:
+                counts.sms += 1
+            if len(messages) < limit:
+                rendered = render_reminder(context_of(row))
+                messages.append(
+                    PreviewMessage(
+                        appointment_id=row["id"],
+                        channel=route.channel,
+                        recipient=route.address,
+                        locale=rendered.locale,
+                        starts_at_local=rendered.starts_at_local,
+                        subject=rendered.subject if route.channel == "email" else None,
+                        text=rendered.text if route.channel == "email" else rendered.sms,
+                    )
+                )
+        return ReminderPreview(as_of=request.as_of, counts=counts, messages=messages)
+
+
+def _count_settled(claim: Claim, counts: ReminderCounts) -> None:
+    if claim.decision == "done_here":
+        # Sent or failed by an earlier attempt of this same run: counted once, in this result.
+        if claim.finished_state == "failed":
+            counts.failed += 1
+        elif claim.finished_channel == "sms":
+            counts.sent_sms += 1
+        else:
+            counts.sent_email += 1
+    elif claim.decision == "elsewhere":
+        counts.handled_elsewhere += 1
+    elif claim.decision == "no_consent":
+        counts.skipped_no_consent += 1
+    elif claim.decision == "no_address":
+        counts.skipped_no_address += 1
+    elif claim.decision == "not_due":
+        counts.skipped_not_due += 1
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat_ticker(timeout: timedelta | None, progress: dict[str, int]) -> AsyncIterator[None]:
+    """Heartbeats between messages too, so one slow provider call never looks like a dead worker."""
+    if not timeout:
+        yield
+        return
+    interval = max(timeout.total_seconds() / 3, 0.5)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            activity.heartbeat(progress)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker

@@ -1,0 +1,117 @@
+"""Appointment reminder models shared by the workflow, its activities and the API (I/O-free)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+Channel = Literal["email", "sms"]
+
+# The fixed id of manual runs: a second trigger while one runs finds it instead of starting another.
+MANUAL_WORKFLOW_ID = "appointment-reminder-manual"
+DRY_RUN_WORKFLOW_TYPE = "AppointmentReminderDryRunWorkflow"
+
+
+class PageCursor(BaseModel):
+    """Keyset position: the last (starts_at, id) of the previous page."""
+
+    starts_at: datetime
+    appointment_id: UUID
+
+
+class ReminderCounts(BaseModel):
+    """What a run (or one page of it) did with the appointments it found due."""
+
+    due: int = 0
+    sent_email: int = 0
+    sent_sms: int = 0
+    skipped_no_consent: int = 0
+    skipped_no_address: int = 0
+    # Cancelled or already started by the time of sending.
+    skipped_not_due: int = 0
+    # Reminded or being reminded by another run (a concurrent schedule tick or manual trigger).
+    handled_elsewhere: int = 0
+    failed: int = 0
+
+    def plus(self, other: ReminderCounts) -> ReminderCounts:
+        return ReminderCounts(
+            **{name: getattr(self, name) + getattr(other, name) for name in ReminderCounts.model_fields}
+        )
+
+    @property
+    def sent(self) -> int:
+        return self.sent_email + self.sent_sms
+
+
+class ReminderRunInput(BaseModel):
+    """`{}` starts a run; the other fields carry a run's progress across continue-as-new."""
+
+    as_of: datetime | None = None
+    cursor: PageCursor | None = None
+    counts: ReminderCounts = Field(default_factory=ReminderCounts)
+    pages: int = Field(default=0, ge=0)
+    runs: int = Field(default=0, ge=0)
+    # History stays bounded: each run handles at most this many pages, then continues as new.
+    pages_per_run: int = Field(default=20, ge=1, le=500)
+    # How soon a send activity on a vanished worker is retried elsewhere.
+    heartbeat_timeout_seconds: float = Field(default=30.0, ge=2, le=600)
+
+
+class ReminderRunResult(BaseModel):
+    as_of: datetime
+    pages: int
+    runs: int
+    counts: ReminderCounts
+
+
+class FetchDuePage(BaseModel):
+    as_of: datetime
+    after: PageCursor | None = None
+
+
+class DuePage(BaseModel):
+    appointment_ids: list[UUID]
+    # None when this was the last page.
+    next_cursor: PageCursor | None
+
+
+class SendPage(BaseModel):
+    appointment_ids: list[UUID]
+
+
+class ReminderDryRunInput(BaseModel):
+    as_of: datetime | None = None
+    preview_limit: int | None = Field(default=None, ge=0, le=100)
+
+
+class PreviewRequest(BaseModel):
+    as_of: datetime
+    preview_limit: int | None = None
+
+
+class PreviewMessage(BaseModel):
+    appointment_id: UUID
+    channel: Channel
+    recipient: str
+    locale: str
+    starts_at_local: str
+    subject: str | None
+    text: str
+
+
+class PlannedCounts(BaseModel):
+    due: int = 0
+    email: int = 0
+    sms: int = 0
+    skipped_no_address: int = 0
+
+
+class ReminderPreview(BaseModel):
+    """What a run would send now, sending and marking nothing."""
+
+    as_of: datetime
+    counts: PlannedCounts
+    messages: list[PreviewMessage]
