@@ -125,3 +125,7 @@ async def smtp_sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
 def pytest_configure(config: pytest.Config) -> None:
     # The test suite never reads a developer's .env or Temporal profile by accident.
     os.environ.setdefault("TEMPORAL_CONFIG_FILE", os.devnull)
+
+
+# --- SFTP server (tests/support/sftp.py) ---
+from tests.support.sftp import sftp_server  # noqa: E402, F401 - registers the fixture
