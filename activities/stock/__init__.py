@@ -147,7 +147,10 @@ class StockActivities:
 
     @staticmethod
     async def _outcome(
-        connection: repository.Connection, reconciliation_id: UUID, status: AlertStatus, message_id: str | None
+        connection: repository.Connection,
+        reconciliation_id: UUID,
+        status: AlertStatus,
+        message_id: str | None,
     ) -> AlertOutcome:
         opened, recovered = await alerts_sql.counts(connection, reconciliation_id)
         return AlertOutcome(status=status, new_alerts=opened, resolved=recovered, message_id=message_id)

@@ -125,7 +125,7 @@ async def lock_run(connection: Connection, reconciliation_id: UUID) -> RunForAle
         return None
     # Serialise alert diffs per store: two runs of one store never open the same alert twice.
     await connection.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('stock-alerts:' || $1::text, 0))", row["store_id"]
+        "SELECT pg_advisory_xact_lock(hashtextextended('stock-alerts:' || $1::uuid, 0))", row["store_id"]
     )
     return RunForAlerts(
         **{key: row[key] for key in ("id", "store_id", "store_name", "store_email", "business_date")},

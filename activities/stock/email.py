@@ -54,9 +54,7 @@ def build_alert_email(
     message = EmailMessage()
     message["From"] = from_address
     message["To"] = recipient
-    message["Subject"] = (
-        f"Stock alert: {store_name}, {len(alerts)} new item(s) on {day}"
-    )
+    message["Subject"] = f"Stock alert: {store_name}, {len(alerts)} new item(s) on {day}"
     message["Message-ID"] = message_id
     message.set_content("\n\n".join(sections) + "\n")
     return message

@@ -1,0 +1,187 @@
+"""Stock alerts over consecutive runs, with a real SMTP server: new, unchanged, recovered, recurring."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.exceptions import ApplicationError
+
+from activities.stock import StockActivities
+from petcare.config import SmtpSettings
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.mail import Mailer
+from petcare.models.stock import AlertRequest
+from tests.support.stock import (
+    FROM_ADDRESS,
+    activity_env,
+    add_product,
+    add_store,
+    move,
+    reconcile,
+    reconcile_and_alert,
+    set_recorded,
+)
+
+STORE_EMAIL = "manager@store.test"
+
+
+@pytest_asyncio.fixture
+async def activities(pool: asyncpg.Pool, smtp_sink: SmtpSink) -> AsyncIterator[StockActivities]:
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, timeout_seconds=5)) as mailer:
+        yield StockActivities(pool, mailer, from_address=FROM_ADDRESS, fallback_recipient=None)
+
+
+def body(sink: SmtpSink, index: int) -> str:
+    content = sink.received[index].message.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+async def alert_rows(pool: asyncpg.Pool) -> list[tuple[str, str, str | None]]:
+    rows = await pool.fetch(
+        """SELECT p.sku, a.kind, a.resolution FROM stock_alerts a JOIN products p ON p.id = a.product_id
+            ORDER BY p.sku, a.kind, a.opened_at, a.resolved_at NULLS LAST"""
+    )
+    return [(row["sku"], row["kind"], row["resolution"]) for row in rows]
+
+
+async def test_alerts_are_new_once_then_quiet_then_again_when_they_recur(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Harbour", email=STORE_EMAIL)
+    await add_product(pool, store, "DRIFT", recorded=10, threshold=0, movements=(8,))
+    bouncy = await add_product(pool, store, "BOUNCY", recorded=1, threshold=2, movements=(1,))
+    changing = await add_product(pool, store, "CHANGING", recorded=5, threshold=0, movements=(4,))
+    await add_product(pool, store, "HEALTHY", recorded=10, threshold=2, movements=(10,))
+
+    # Run 1: everything flagged is new.
+    first, alert1 = await reconcile_and_alert(activities, store)
+    assert (alert1.status, alert1.new_alerts, alert1.resolved) == ("sent", 3, 0)
+    assert len(smtp_sink.received) == 1
+    mail = smtp_sink.received[0]
+    assert mail.recipients == [STORE_EMAIL]
+    assert mail.message["Message-ID"] == f"<stock-alert-{first.reconciliation_id}@petcare.test>"
+    text = body(smtp_sink, 0)
+    assert "DRIFT" in text
+    assert "recorded 10, computed from movements 8 (difference -2)" in text
+    assert "BOUNCY Product BOUNCY: 1 in stock, threshold 2" in text
+    assert "CHANGING" in text
+    assert "HEALTHY" not in text
+
+    # Run 2: DRIFT and CHANGING unchanged, BOUNCY recovered: nothing new, so no email.
+    await move(pool, bouncy, 5)
+    await set_recorded(pool, bouncy, 6)
+    _, alert2 = await reconcile_and_alert(activities, store)
+    assert (alert2.status, alert2.new_alerts, alert2.resolved) == ("nothing", 0, 1)
+    assert len(smtp_sink.received) == 1
+
+    # Run 3: BOUNCY recurs and CHANGING's numbers change; DRIFT is still not repeated.
+    await move(pool, bouncy, -5)
+    await set_recorded(pool, bouncy, 1)
+    await move(pool, changing, -1)
+    _, alert3 = await reconcile_and_alert(activities, store)
+    assert (alert3.status, alert3.new_alerts) == ("sent", 2)
+    assert len(smtp_sink.received) == 2
+    text = body(smtp_sink, 1)
+    assert "BOUNCY" in text
+    assert "recorded 5, computed from movements 3" in text
+    assert "DRIFT" not in text
+
+    assert await alert_rows(pool) == [
+        ("BOUNCY", "low_stock", "recovered"),
+        ("BOUNCY", "low_stock", None),
+        ("CHANGING", "discrepancy", "changed"),
+        ("CHANGING", "discrepancy", None),
+        ("DRIFT", "discrepancy", None),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_at IS NULL") == 0
+
+
+async def test_a_retry_after_the_email_went_out_does_not_send_it_again(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Once", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    summary, outcome = await reconcile_and_alert(activities, store)
+    assert summary.reconciliation_id is not None
+
+    again = await activity_env().run(
+        activities.alert_store, AlertRequest(reconciliation_id=summary.reconciliation_id)
+    )
+
+    assert again == outcome
+    assert again.status == "sent"
+    assert len(smtp_sink.received) == 1
+
+
+async def test_smtp_outage_is_retried_with_the_same_message(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Outage", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    summary = await reconcile(activities, store)
+    assert summary.reconciliation_id is not None
+    request = AlertRequest(reconciliation_id=summary.reconciliation_id)
+
+    await smtp_sink.stop()
+    with pytest.raises(ApplicationError) as raised:
+        await activity_env().run(activities.alert_store, request)
+    assert raised.value.type == "MailUnavailable"
+    assert not raised.value.non_retryable
+    status = await pool.fetchval("SELECT alert_status FROM stock_reconciliations")
+    assert status == "sending"
+
+    await smtp_sink.start()
+    outcome = await activity_env().run(activities.alert_store, request)
+
+    assert (outcome.status, outcome.new_alerts) == ("sent", 1)
+    assert len(smtp_sink.received) == 1
+    assert smtp_sink.received[0].message["Message-ID"] == outcome.message_id
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts") == 1
+
+
+async def test_rejected_address_fails_for_good_and_the_next_run_lists_the_alerts_again(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Typo", email="nobody@store.test")
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    smtp_sink.handler.rejected_recipients.add("nobody@store.test")
+
+    with pytest.raises(ApplicationError) as raised:
+        await reconcile_and_alert(activities, store)
+    assert raised.value.type == "MailRejected"
+    assert raised.value.non_retryable
+    assert "550" in str(raised.value)
+    failed = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
+    assert failed is not None
+    assert failed["alert_status"] == "failed"
+
+    # The address is fixed; the next run has nothing new but still owes the store its alert.
+    await pool.execute("UPDATE stores SET email = $2 WHERE id = $1", store, STORE_EMAIL)
+    _, outcome = await reconcile_and_alert(activities, store)
+
+    assert (outcome.status, outcome.new_alerts) == ("sent", 0)
+    assert len(smtp_sink.received) == 1
+    assert "LOW" in body(smtp_sink, 0)
+
+
+async def test_alerts_go_to_the_fallback_address_when_the_store_has_none(
+    pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "No address")
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port)) as mailer:
+        with_ops = StockActivities(
+            pool, mailer, from_address=FROM_ADDRESS, fallback_recipient="ops@petcare.test"
+        )
+        without = StockActivities(pool, mailer, from_address=FROM_ADDRESS, fallback_recipient=None)
+
+        _, nobody = await reconcile_and_alert(without, store)
+        _, ops = await reconcile_and_alert(with_ops, store)
+
+    assert nobody.status == "no_recipient"
+    assert ops.status == "sent"
+    assert [mail.recipients for mail in smtp_sink.received] == [["ops@petcare.test"]]

@@ -1,0 +1,91 @@
+"""The per-store report on real PostgreSQL: computed vs recorded stock, low stock, idempotency."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+import pytest
+
+from activities.stock import StockActivities
+from petcare.config import SmtpSettings
+from petcare.mail import Mailer
+from petcare.models.stock import ReconcileRequest
+from tests.support.stock import FROM_ADDRESS, activity_env, add_product, add_store, reconcile, target
+
+
+@pytest.fixture
+def activities(pool: asyncpg.Pool) -> StockActivities:
+    # These tests never send mail: the mailer points nowhere and is never used.
+    return StockActivities(pool, Mailer(SmtpSettings()), from_address=FROM_ADDRESS, fallback_recipient=None)
+
+
+async def test_computed_stock_against_recorded(pool: asyncpg.Pool, activities: StockActivities) -> None:
+    store = await add_store(pool, "Main street")
+    other = await add_store(pool, "Elsewhere")
+    fine = await add_product(pool, store, "FINE", recorded=7, threshold=2, movements=(10, -3))
+    never_moved = await add_product(pool, store, "NEVER", recorded=0, threshold=0)
+    phantom = await add_product(pool, store, "PHANTOM", recorded=5, threshold=1)
+    negative = await add_product(pool, store, "NEG", recorded=0, threshold=1, movements=(2, -5))
+    surplus = await add_product(pool, store, "SURPLUS", recorded=18, threshold=5, movements=(20,))
+    at_threshold = await add_product(pool, store, "EDGE", recorded=5, threshold=5, movements=(5,))
+    # Another store's movements never leak into this store's report.
+    await add_product(pool, other, "NEG", recorded=0, threshold=0, movements=(100,))
+
+    summary = await reconcile(activities, store)
+
+    assert (summary.products_checked, summary.discrepancies, summary.low_stock) == (6, 3, 4)
+    rows = await pool.fetch(
+        """SELECT product_id, recorded, computed, threshold, discrepancy, low_stock
+             FROM stock_reconciliation_lines WHERE reconciliation_id = $1""",
+        summary.reconciliation_id,
+    )
+    lines = {row["product_id"]: tuple(row.values())[1:] for row in rows}
+    assert lines == {
+        never_moved: (0, 0, 0, False, True),  # no movements computes 0, and 0 <= threshold 0
+        phantom: (5, 0, 1, True, True),  # recorded stock with no movement behind it
+        negative: (0, -3, 1, True, True),  # more went out than came in
+        surplus: (18, 20, 5, True, False),
+        at_threshold: (5, 5, 5, False, True),
+    }
+    assert fine not in lines
+    run = await pool.fetchrow("SELECT * FROM stock_reconciliations WHERE id = $1", summary.reconciliation_id)
+    assert run is not None
+    assert (run["store_id"], run["workflow_id"], run["trigger"]) == (store, "test-workflow", "manual")
+    assert run["finished_at"] >= run["started_at"]
+
+
+async def test_a_retry_returns_the_first_report(pool: asyncpg.Pool, activities: StockActivities) -> None:
+    store = await add_store(pool, "Retry")
+    product = await add_product(pool, store, "A", recorded=3, movements=(1,))
+
+    first = await reconcile(activities, store, run_id="run-1")
+    await add_product(pool, store, "B", recorded=1)  # changes the data between the attempts
+    again = await reconcile(activities, store, run_id="run-1")
+
+    assert again == first
+    assert await pool.fetchval("SELECT count(*) FROM stock_reconciliations") == 1
+    assert await pool.fetchval("SELECT count(*) FROM stock_reconciliation_lines") == 1
+    assert await pool.fetchval("SELECT product_id FROM stock_reconciliation_lines") == product
+
+
+async def test_one_scheduled_report_per_store_and_local_day(
+    pool: asyncpg.Pool, activities: StockActivities
+) -> None:
+    store = await add_store(pool, "Daily")
+    await add_product(pool, store, "A", recorded=1, movements=(1,))
+    day = date(2027, 3, 14)
+
+    def scheduled() -> ReconcileRequest:
+        return ReconcileRequest(target=target(store, day, trigger="schedule"), workflow_id="tick")
+
+    first = await activity_env("tick-1").run(activities.reconcile_store, scheduled())
+    # A second scheduled run (another tick, a racing schedule) for the same local day does nothing.
+    second = await activity_env("tick-2").run(activities.reconcile_store, scheduled())
+    # A manual run the same day always reports.
+    manual = await reconcile(activities, store, run_id="manual-1", day=day)
+
+    assert first.reconciliation_id is not None
+    assert second.reconciliation_id is None
+    assert manual.reconciliation_id not in (None, first.reconciliation_id)
+    assert manual.products_checked == 1
