@@ -127,5 +127,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TEMPORAL_CONFIG_FILE", os.devnull)
 
 
+# --- API (tests/support/api.py) ---
+from tests.support.api import api_client, api_settings  # noqa: E402, F401 - registers the fixtures
+
 # --- SFTP server (tests/support/sftp.py) ---
 from tests.support.sftp import sftp_server  # noqa: E402, F401 - registers the fixture

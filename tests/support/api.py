@@ -1,0 +1,60 @@
+"""Fixtures and helpers of the API tests: settings with a token, a client over the real app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from pytest_aiohttp import AiohttpClient
+from temporalio.client import Client
+
+from api.app import create_app
+from petcare.config import Settings
+
+API_TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def with_token(settings: Settings, token: str | None = API_TOKEN) -> Settings:
+    api = settings.api.model_copy(update={"token": SecretStr(token) if token is not None else None})
+    return settings.model_copy(update={"api": api})
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound once by us, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def poll(check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, every: float = 0.25) -> Any:
+    """Retry `check` until it returns something truthy (visibility is eventually consistent)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        outcome = await check()
+        if outcome:
+            return outcome
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; last outcome: {outcome!r}")
+        await asyncio.sleep(every)
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return with_token(settings)
+
+
+@pytest_asyncio.fixture
+async def api_client(
+    aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client, pool: asyncpg.Pool
+) -> TestClient[Any, Any]:
+    """The real app on the shared dev server and the test's own database."""
+    return await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
