@@ -57,7 +57,11 @@ class TwilioGateway:
         self._url = (
             f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         )
-        self._auth = aiohttp.BasicAuth(settings.account_sid, settings.auth_token.get_secret_value())
+        self._headers = {
+            "Authorization": aiohttp.encode_basic_auth(
+                settings.account_sid, settings.auth_token.get_secret_value()
+            )
+        }
         self._from = settings.from_number
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
 
@@ -65,7 +69,7 @@ class TwilioGateway:
         form = {"To": to, "From": self._from, "Body": body}
         try:
             async with self._http.post(
-                self._url, data=form, auth=self._auth, timeout=self._timeout
+                self._url, data=form, headers=self._headers, timeout=self._timeout
             ) as answer:
                 status = answer.status
                 payload = await _json_or_empty(answer)

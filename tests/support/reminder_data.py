@@ -1,0 +1,147 @@
+"""Rows for the reminder tests and benchmark: stores, customers, pets and appointments."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import ClientSession
+from pydantic import SecretStr
+
+from activities.reminders import ReminderActivities, build_gateway
+from petcare.config import Settings, SmsSettings
+from petcare.mail import Mailer
+from tests.support.twilio import TwilioGatewayServer
+
+
+async def add_store(
+    pool: asyncpg.Pool, *, name: str = "Paws & Co", timezone: str = "UTC", phone: str | None = "+15550001111"
+) -> UUID:
+    store_id: UUID = await pool.fetchval(
+        "INSERT INTO stores (name, timezone, phone) VALUES ($1, $2, $3) RETURNING id", name, timezone, phone
+    )
+    return store_id
+
+
+async def add_appointment(
+    pool: asyncpg.Pool,
+    *,
+    store_id: UUID,
+    starts_at: datetime,
+    email: str | None = "owner@example.com",
+    phone: str | None = None,
+    consent: bool = True,
+    preferred_channel: str = "email",
+    locale: str = "en",
+    status: str = "scheduled",
+    pet: str = "Rex",
+    service: str = "Full grooming",
+    first_name: str = "Alex",
+) -> UUID:
+    async with pool.acquire() as connection, connection.transaction():
+        customer_id = await connection.fetchval(
+            """INSERT INTO customers (first_name, last_name, email, phone, locale, consent_reminders,
+                                      preferred_channel)
+               VALUES ($1, 'Doe', $2, $3, $4, $5, $6) RETURNING id""",
+            first_name,
+            email,
+            phone,
+            locale,
+            consent,
+            preferred_channel,
+        )
+        pet_id = await connection.fetchval(
+            "INSERT INTO pets (customer_id, name, species) VALUES ($1, $2, 'dog') RETURNING id",
+            customer_id,
+            pet,
+        )
+        service_id = await connection.fetchval(
+            "INSERT INTO services (name, duration_minutes) VALUES ($1, 60) RETURNING id", service
+        )
+        appointment_id: UUID = await connection.fetchval(
+            """INSERT INTO appointments (customer_id, pet_id, service_id, store_id, starts_at, status)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            customer_id,
+            pet_id,
+            service_id,
+            store_id,
+            starts_at,
+            status,
+        )
+    return appointment_id
+
+
+async def add_many_appointments(
+    pool: asyncpg.Pool, *, store_id: UUID, count: int, first_at: datetime, spacing: timedelta, domain: str
+) -> None:
+    """`count` consenting email customers, one appointment each, in a few set-based statements."""
+    tag = uuid.uuid4().hex[:8]
+    async with pool.acquire() as connection, connection.transaction():
+        service_id = await connection.fetchval(
+            "INSERT INTO services (name, duration_minutes) VALUES ('Bath & brush', 45) RETURNING id"
+        )
+        await connection.execute(
+            """
+            WITH customer AS (
+                INSERT INTO customers (first_name, last_name, email, consent_reminders)
+                SELECT 'Owner' || n, $2, 'owner' || n || '@' || $3, true FROM generate_series(1, $1) AS n
+                RETURNING id, email),
+            pet AS (
+                INSERT INTO pets (customer_id, name, species)
+                SELECT id, 'Pet ' || split_part(email, '@', 1), 'dog' FROM customer
+                RETURNING id, customer_id)
+            INSERT INTO appointments (customer_id, pet_id, service_id, store_id, starts_at)
+            SELECT pet.customer_id, pet.id, $4, $5,
+                   $6::timestamptz + $7::interval * (row_number() OVER (ORDER BY pet.id) - 1)
+            FROM pet
+            """,
+            count,
+            tag,
+            domain,
+            service_id,
+            store_id,
+            first_at,
+            spacing,
+        )
+
+
+@asynccontextmanager
+async def reminder_activities(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    smtp_port: int,
+    twilio: TwilioGatewayServer | None = None,
+    **reminders: Any,
+) -> AsyncIterator[ReminderActivities]:
+    """The real activity object, pointed at the test's SMTP sink and Twilio-compatible gateway."""
+    adjusted = reminder_settings(settings, smtp_port=smtp_port, twilio=twilio, **reminders)
+    async with Mailer(adjusted.smtp) as mailer, ClientSession() as http:
+        yield ReminderActivities(pool, mailer, build_gateway(http, adjusted.sms), adjusted)
+
+
+def reminder_settings(
+    settings: Settings, *, smtp_port: int, twilio: TwilioGatewayServer | None = None, **reminders: Any
+) -> Settings:
+    sms = SmsSettings(provider="log")
+    if twilio is not None:
+        sms = SmsSettings(
+            provider="twilio",
+            base_url=twilio.base_url,
+            account_sid=twilio.account_sid,
+            auth_token=SecretStr(twilio.auth_token),
+            from_number="+15550009999",
+            timeout_seconds=reminders.pop("sms_timeout_seconds", 5.0),
+        )
+    return settings.model_copy(
+        update={
+            "smtp": settings.smtp.model_copy(update={"port": smtp_port, "timeout_seconds": 5.0}),
+            "sms": sms,
+            "reminders": settings.reminders.model_copy(update=reminders),
+        }
+    )

@@ -1,0 +1,193 @@
+"""Sending a page for real: SMTP sink and a Twilio-compatible gateway, fallbacks, rejections, outages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.reminders import ReminderActivities, build_gateway
+from petcare.config import Settings
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.mail import Mailer
+from petcare.models.reminders import FetchDuePage, SendPage
+from tests.support.reminder_data import add_appointment, add_store, reminder_activities
+from tests.support.twilio import TwilioGatewayServer
+
+
+def soon() -> datetime:
+    return datetime.now(UTC) + timedelta(hours=3)
+
+
+async def deliveries(pool: asyncpg.Pool) -> dict[UUID, tuple[str, str | None]]:
+    rows = await pool.fetch("SELECT appointment_id, state, channel FROM reminder_deliveries")
+    return {row["appointment_id"]: (row["state"], row["channel"]) for row in rows}
+
+
+async def test_channels_fallbacks_and_content(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, name="Paws Paris", timezone="Europe/Paris", phone="+33140000000")
+    by_email = await add_appointment(
+        pool, store_id=store, starts_at=soon(), email="mail@example.com", locale="fr"
+    )
+    by_sms = await add_appointment(
+        pool, store_id=store, starts_at=soon(), phone="+15550100001", preferred_channel="sms", pet="Milo"
+    )
+    sms_without_phone = await add_appointment(
+        pool, store_id=store, starts_at=soon(), email="fallback@example.com", preferred_channel="sms"
+    )
+    email_without_address = await add_appointment(
+        pool, store_id=store, starts_at=soon(), email=None, phone="+15550100002"
+    )
+    nowhere = await add_appointment(pool, store_id=store, starts_at=soon(), email=None, phone=None)
+    ids = [by_email, by_sms, sms_without_phone, email_without_address, nowhere]
+
+    async with (
+        TwilioGatewayServer() as twilio,
+        reminder_activities(pool, settings, smtp_port=smtp_sink.port, twilio=twilio) as acts,
+    ):
+        counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=ids))
+
+    assert (counts.sent_email, counts.sent_sms, counts.skipped_no_address, counts.failed) == (2, 2, 1, 0)
+    assert sorted(m.recipients[0] for m in smtp_sink.received) == ["fallback@example.com", "mail@example.com"]
+    assert sorted(m.to for m in twilio.messages) == ["+15550100001", "+15550100002"]
+    assert {m.sender for m in twilio.messages} == {"+15550009999"}
+    french = next(m.message for m in smtp_sink.received if m.recipients == ["mail@example.com"])
+    assert french["Message-ID"] == f"<reminder-{by_email}@petcare>"
+    assert french["Subject"].startswith("Rappel : rendez-vous de Rex chez Paws Paris")
+    assert "+33140000000" in french.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "<strong>Rex</strong>" in french.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    milo = next(m for m in twilio.messages if m.to == "+15550100001")
+    assert milo.body.startswith("Reminder: Milo has an appointment")
+    assert (await deliveries(pool))[nowhere] == ("skipped", None)
+    reminded = {
+        r["id"] for r in await pool.fetch("SELECT id FROM appointments WHERE reminder_sent_at IS NOT NULL")
+    }
+    assert reminded == {by_email, by_sms, sms_without_phone, email_without_address}
+
+
+async def test_rejected_addresses_fail_alone_and_are_never_retried(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    good_mail = await add_appointment(pool, store_id=store, starts_at=soon(), email="good@example.com")
+    bad_mail = await add_appointment(pool, store_id=store, starts_at=soon(), email="bad@example.com")
+    good_sms = await add_appointment(
+        pool, store_id=store, starts_at=soon(), phone="+15550100003", preferred_channel="sms"
+    )
+    bad_sms = await add_appointment(
+        pool, store_id=store, starts_at=soon(), phone="+15550100004", preferred_channel="sms"
+    )
+    smtp_sink.handler.rejected_recipients.add("bad@example.com")
+    as_of = datetime.now(UTC)
+
+    async with (
+        TwilioGatewayServer(invalid_numbers={"+15550100004"}) as twilio,
+        reminder_activities(pool, settings, smtp_port=smtp_sink.port, twilio=twilio) as acts,
+    ):
+        env = ActivityEnvironment()
+        page = await env.run(acts.fetch_due_page, FetchDuePage(as_of=as_of))
+        counts = await env.run(acts.send_page, SendPage(appointment_ids=page.appointment_ids))
+        assert (counts.sent_email, counts.sent_sms, counts.failed) == (1, 1, 2)
+        # Failed deliveries are final: the next run does not find them due again.
+        again = await env.run(acts.fetch_due_page, FetchDuePage(as_of=as_of))
+        assert again.appointment_ids == []
+
+    failed_rows = await pool.fetch(
+        "SELECT appointment_id, reason FROM reminder_deliveries WHERE state = 'failed'"
+    )
+    reasons = {row["appointment_id"]: row["reason"] for row in failed_rows}
+    assert set(reasons) == {bad_mail, bad_sms}
+    assert "550" in reasons[bad_mail]
+    assert "21211" in reasons[bad_sms]
+    states = await deliveries(pool)
+    assert states[good_mail] == ("sent", "email")
+    assert states[good_sms] == ("sent", "sms")
+
+
+async def test_smtp_outage_fails_the_page_for_a_retry_and_nothing_is_lost(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    ids = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"o{n}@example.com")
+        for n in range(6)
+    ]
+    async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
+        env = ActivityEnvironment()
+        await env.run(acts.send_page, SendPage(appointment_ids=ids[:2]))
+        await smtp_sink.stop()
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(acts.send_page, SendPage(appointment_ids=ids))
+        assert raised.value.type == "ReminderProviderUnavailable"
+        assert not raised.value.non_retryable
+        await smtp_sink.start()
+        retried = await env.run(acts.send_page, SendPage(appointment_ids=ids))
+
+    # The retry counts what earlier attempts of this run sent and sends only the rest.
+    assert retried.sent_email == 6
+    assert sorted(m.recipients[0] for m in smtp_sink.received) == sorted(
+        f"o{n}@example.com" for n in range(6)
+    )
+    assert await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NOT NULL") == 6
+
+
+async def test_gateway_errors_and_timeouts_are_transient_and_sent_ones_are_not_resent(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    emails = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"e{n}@example.com")
+        for n in range(3)
+    ]
+    texts = [
+        await add_appointment(
+            pool, store_id=store, starts_at=soon(), phone=f"+1555010020{n}", preferred_channel="sms"
+        )
+        for n in range(2)
+    ]
+    async with (
+        TwilioGatewayServer(fail_status=503) as twilio,
+        reminder_activities(
+            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_timeout_seconds=0.5
+        ) as acts,
+    ):
+        env = ActivityEnvironment()
+        with pytest.raises(ApplicationError, match="503"):
+            await env.run(acts.send_page, SendPage(appointment_ids=emails + texts))
+        twilio.fail_status, twilio.delay_seconds = None, 2.0
+        with pytest.raises(ApplicationError, match="Timeout"):
+            await env.run(acts.send_page, SendPage(appointment_ids=emails + texts))
+        twilio.delay_seconds = 0
+        counts = await env.run(acts.send_page, SendPage(appointment_ids=emails + texts))
+        # A request that timed out may still have been taken by the gateway (an in-flight duplicate,
+        # at most one per timed-out request); every number got its message.
+        assert {m.to for m in twilio.messages} == {"+15550100200", "+15550100201"}
+        assert len(twilio.messages) <= 4
+
+    assert (counts.sent_email, counts.sent_sms) == (3, 2)
+    assert len(smtp_sink.received) == 3  # the emails went out on the first attempt, once
+
+
+async def test_misconfigured_twilio_is_a_non_retryable_failure(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    text = await add_appointment(
+        pool, store_id=store, starts_at=soon(), phone="+15550100300", preferred_channel="sms"
+    )
+    broken = settings.model_copy(update={"sms": settings.sms.model_copy(update={"provider": "twilio"})})
+    async with Mailer(settings.smtp) as mailer, ClientSession() as http:
+        acts = ReminderActivities(pool, mailer, build_gateway(http, broken.sms), broken)
+        with pytest.raises(ApplicationError) as raised:
+            await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[text]))
+    assert raised.value.non_retryable
+    assert "PETCARE_SMS__ACCOUNT_SID" in str(raised.value)
+    assert "PETCARE_SMS__AUTH_TOKEN" in str(raised.value)
+    assert await pool.fetchval("SELECT state FROM reminder_deliveries") == "claimed"
