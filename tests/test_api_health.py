@@ -121,6 +121,19 @@ async def test_health_reports_schedules_then_503_when_temporal_stops(
         assert reminder["schedulePaused"] is None
         assert reminder["nextRunAt"] is None
 
+        # A run started by the schedule (nobody polls its queue, so it stays Running).
+        await env.client.get_schedule_handle(STOCK_RECONCILIATION.key).trigger()
+
+        async def scheduled_run_shows() -> dict[str, Any] | None:
+            _, body = await get_health(client)
+            entry = worker(body, STOCK_RECONCILIATION.worker_name)
+            return entry if entry["isRunning"] and entry["lastRun"] else None
+
+        stock = await poll(scheduled_run_shows)
+        # Scheduled runs carry the schedule's workflow id plus a timestamp suffix.
+        assert stock["lastRun"]["workflowId"].startswith("stock-reconciliation-")
+        assert stock["lastRun"]["status"] == "Running"
+
         await env.shutdown()
         stopped = True
 

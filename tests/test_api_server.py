@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -12,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.server import run_api
 from petcare.config import Settings, SettingsError
-from tests.support.api import AUTH, closed_port, poll, with_token
+from tests.support.api import API_TOKEN, AUTH, closed_port, poll, with_token
 
 
 def on_port(settings: Settings, port: int) -> Settings:
@@ -77,3 +81,61 @@ async def test_serves_until_stopped(
 def test_secret_token_is_not_in_settings_repr(api_settings: Settings) -> None:
     assert isinstance(api_settings.api.token, SecretStr)
     assert api_settings.api.token.get_secret_value() not in repr(api_settings)
+
+
+async def test_petcare_api_command_serves_and_exits_on_sigterm(
+    api_settings: Settings, dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    port = closed_port()
+    env = {
+        **os.environ,
+        "PETCARE_DATABASE_URL": api_settings.require_database_url(),
+        "PETCARE_API__TOKEN": API_TOKEN,
+        "PETCARE_API__PORT": str(port),
+        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "TEMPORAL_CONFIG_FILE": os.devnull,
+    }
+    # cwd: an empty directory, so no developer .env is read.
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "petcare"),
+        "api",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def healthy() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/api/v1/workers/health") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await poll(healthy, timeout=20)
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, output.decode()
+    assert API_TOKEN not in output.decode()
+
+
+async def test_petcare_api_command_without_token_names_the_variable(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PETCARE_")}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "petcare"),
+        "api",
+        cwd=tmp_path,
+        env={**env, "PETCARE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert "PETCARE_API__TOKEN" in errors.decode()
+    assert "Traceback" not in errors.decode()
