@@ -18,6 +18,7 @@ import pydantic
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.exports import ExportActivities
 from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
 from activities.stock import StockActivities
@@ -60,6 +61,7 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
         resources.pool, resources.mailer, build_sms_gateway(resources.http, settings.sms), settings
     )
     activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
+    activities += ExportActivities.from_settings(resources.pool, settings).methods()
     return activities
 
 

@@ -51,6 +51,12 @@ class SftpSettings(BaseModel):
 class ExportSettings(BaseModel):
     destination: Literal["sftp", "local"] = "sftp"
     local_dir: Path = Path(".data/exports")
+    # Streaming: bytes handed to the destination per write, and how many such blocks may wait.
+    block_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    queue_blocks: int = Field(default=4, ge=1, le=64)
+    copy_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # Pending exports started by one call of the trigger route (the rest wait for the next call).
+    trigger_limit: int = Field(default=500, ge=1, le=10_000)
 
 
 class DevSettings(BaseModel):

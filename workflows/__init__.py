@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
@@ -9,3 +10,4 @@ from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliatio
 WORKFLOWS: list[type] = []
 WORKFLOWS += [StockReconciliationWorkflow, StoreStockReconciliationWorkflow]
 WORKFLOWS += [AppointmentReminderWorkflow, AppointmentReminderDryRunWorkflow]
+WORKFLOWS += [FinancialExportWorkflow]

@@ -1,0 +1,122 @@
+"""The financial_exports rows: requests, status transitions and reads (all of the job's status SQL)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from petcare.db import Connection
+from petcare.models.exports import ExportedFile, ExportFormat, ExportStatus
+
+# Kept short enough for an operator's screen and the row; the full failure is in Temporal.
+MAX_ERROR_LENGTH = 2000
+
+INSERT_REQUEST = """
+WITH new AS (SELECT gen_random_uuid() AS id)
+INSERT INTO financial_exports (id, store_id, period_start, period_end, format, workflow_id)
+SELECT new.id, $1, $2, $3, $4, $5 || new.id::text
+FROM new
+WHERE $1::uuid IS NULL OR EXISTS (SELECT 1 FROM stores WHERE id = $1::uuid)
+RETURNING id, status, workflow_id
+"""
+
+SELECT_EXPORT = """
+SELECT id, store_id, period_start, period_end, format, status, requested_at, started_at,
+       completed_at, error, files, workflow_id
+FROM financial_exports WHERE id = $1
+"""
+
+SELECT_PENDING = """
+SELECT id, store_id FROM financial_exports WHERE status = 'pending' ORDER BY requested_at LIMIT $1
+"""
+
+# Claims the export for this workflow run. A `processing` row is claimed again on purpose: the
+# workflow id admits one run at a time, so such a row was left by a run that is gone (terminated).
+CLAIM = """
+UPDATE financial_exports
+SET status = 'processing', started_at = now(), completed_at = NULL, error = NULL, workflow_id = $2
+WHERE id = $1 AND (status <> 'completed' OR $3::boolean)
+RETURNING id, store_id, period_start, period_end, format
+"""
+
+COMPLETE = """
+UPDATE financial_exports
+SET status = 'completed', completed_at = now(), error = NULL, files = $2::jsonb
+WHERE id = $1
+"""
+
+FAIL = """
+UPDATE financial_exports SET status = 'failed', completed_at = NULL, error = left($2, $3) WHERE id = $1
+"""
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    id: UUID
+    store_id: UUID | None
+    period_start: date
+    period_end: date
+    format: ExportFormat
+    status: ExportStatus
+    requested_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    error: str | None
+    files: list[ExportedFile]
+    workflow_id: str | None
+
+
+def _files(value: Any) -> list[ExportedFile]:
+    # asyncpg returns jsonb as text unless a codec is set; the pool is shared, so parse here.
+    items = json.loads(value) if isinstance(value, str) else value
+    return [ExportedFile.model_validate(item) for item in items or []]
+
+
+def files_json(files: list[ExportedFile]) -> str:
+    return json.dumps([file.model_dump(mode="json", by_alias=True) for file in files])
+
+
+async def insert_request(
+    connection: Connection,
+    *,
+    store_id: UUID | None,
+    period_start: date,
+    period_end: date,
+    export_format: ExportFormat,
+    workflow_id_prefix: str,
+) -> tuple[UUID, ExportStatus, str] | None:
+    """The new export's id, status and workflow id; None when the store does not exist."""
+    row = await connection.fetchrow(
+        INSERT_REQUEST, store_id, period_start, period_end, export_format, workflow_id_prefix
+    )
+    return None if row is None else (row["id"], row["status"], row["workflow_id"])
+
+
+async def fetch_export(connection: Connection, export_id: UUID) -> ExportRow | None:
+    row = await connection.fetchrow(SELECT_EXPORT, export_id)
+    if row is None:
+        return None
+    return ExportRow(**{**dict(row), "files": _files(row["files"])})
+
+
+async def pending_exports(connection: Connection, limit: int) -> list[tuple[UUID, UUID | None]]:
+    return [(row["id"], row["store_id"]) for row in await connection.fetch(SELECT_PENDING, limit)]
+
+
+async def claim(
+    connection: Connection, export_id: UUID, *, workflow_id: str, force: bool
+) -> dict[str, Any] | None:
+    """The claimed row's period, store and format; None when it is completed (and not forced) or absent."""
+    row = await connection.fetchrow(CLAIM, export_id, workflow_id, force)
+    return None if row is None else dict(row)
+
+
+async def complete(connection: Connection, export_id: UUID, files: list[ExportedFile]) -> None:
+    await connection.execute(COMPLETE, export_id, files_json(files))
+
+
+async def fail(connection: Connection, export_id: UUID, error: str) -> None:
+    await connection.execute(FAIL, export_id, error, MAX_ERROR_LENGTH)

@@ -1,0 +1,236 @@
+"""Financial export test data: stores in three time zones, rows on the period's edges, hostile text."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from petcare.db import Connection
+
+NEW_YORK = "America/New_York"
+TOKYO = "Asia/Tokyo"
+OCTOBER = (date(2025, 10, 1), date(2025, 10, 31))
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def local(zone: str, *parts: int) -> datetime:
+    year, month, day, hour, minute, *rest = parts
+    second, microsecond = (*rest, 0, 0)[:2]
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=ZoneInfo(zone))
+
+
+@dataclass(frozen=True)
+class Seeded:
+    new_york: UUID
+    tokyo: UUID
+    in_october: set[str]  # invoice numbers that belong to October in their store's zone
+    outside: set[str]
+
+
+async def seed(connection: Connection) -> Seeded:
+    """Stores in New York and Tokyo; invoices just inside and just outside October, local time."""
+    new_york = await _store(connection, '=HYPERLINK("http://evil")', NEW_YORK)
+    tokyo = await _store(connection, 'Tokyo, "Ginza" 銀座', TOKYO)
+    inside = {
+        "NY-LAST": (new_york, local(NEW_YORK, 2025, 10, 31, 22, 30)),  # 1 November 02:30 UTC
+        "NY-FIRST": (new_york, local(NEW_YORK, 2025, 10, 1, 0, 0)),
+        "TK-FIRST": (tokyo, local(TOKYO, 2025, 10, 1, 0, 0)),  # 30 September 15:00 UTC
+        "TK-LAST": (tokyo, local(TOKYO, 2025, 10, 31, 23, 59, 59, 999999)),
+    }
+    outside = {
+        "NY-NEXT": (new_york, local(NEW_YORK, 2025, 11, 1, 0, 0)),
+        "NY-BEFORE": (new_york, local(NEW_YORK, 2025, 9, 30, 23, 59, 59)),
+        "TK-NEXT": (tokyo, local(TOKYO, 2025, 11, 1, 0, 0)),  # still 31 October in UTC
+        "TK-BEFORE": (tokyo, local(TOKYO, 2025, 9, 30, 23, 0)),
+    }
+    hostile = [
+        "=1+2",
+        "+SUM(A1)",
+        "-3",
+        "@cmd",
+        "\tTAB",
+        "\rCR",
+        'quote " and, comma',
+        "new\nline",
+        "back\\slash",
+    ]
+    for index, (number, (store, issued)) in enumerate({**inside, **outside}.items()):
+        invoice = await connection.fetchval(
+            """INSERT INTO invoices (number, store_id, issued_at, currency, subtotal_cents, tax_cents,
+                                     total_cents, status)
+               VALUES ($1, $2, $3, 'USD', $4, $5, $6, $7) RETURNING id""",
+            number,
+            store,
+            issued,
+            -5 if index == 0 else 1_999 + index,
+            -1 if index == 0 else 400,
+            -6 if index == 0 else 9_223_372_036_854_775_807 if index == 1 else 2_399 + index,
+            hostile[index % len(hostile)],
+        )
+        await connection.execute(
+            """INSERT INTO transactions (invoice_id, store_id, occurred_at, amount_cents, currency, method,
+                                         reference)
+               VALUES ($1, $2, $3, $4, 'USD', $5, $6)""",
+            invoice,
+            store,
+            issued,
+            -250 if index % 2 else 2_400,
+            hostile[(index + 1) % len(hostile)],
+            None if index % 3 == 0 else hostile[(index + 2) % len(hostile)],
+        )
+        await connection.execute(
+            """INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency,
+                                         reason)
+               VALUES ($1, $2, $3, $4, $5, 'USD', $6)""",
+            f"CN-{number}",
+            invoice,
+            store,
+            issued,
+            100 + index,
+            hostile[(index + 3) % len(hostile)],
+        )
+    return Seeded(new_york, tokyo, set(inside), set(outside))
+
+
+async def _store(connection: Connection, name: str, zone: str) -> UUID:
+    store: UUID = await connection.fetchval(
+        "INSERT INTO stores (name, timezone) VALUES ($1, $2) RETURNING id", name, zone
+    )
+    return store
+
+
+async def request_export(
+    connection: Connection, *, export_format: str = "csv", store_id: UUID | None = None
+) -> UUID:
+    export_id = uuid.uuid4()
+    await connection.execute(
+        """INSERT INTO financial_exports (id, store_id, period_start, period_end, format)
+           VALUES ($1, $2, $3, $4, $5)""",
+        export_id,
+        store_id,
+        *OCTOBER,
+        export_format,
+    )
+    return export_id
+
+
+def spreadsheet_safe(value: str | None) -> str | None:
+    return "'" + value if value is not None and value.startswith(FORMULA_PREFIXES) else value
+
+
+def cents(value: int) -> str:
+    return str(Decimal(value).scaleb(-2))
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Per file kind: table, time column, tie-breaker, and (column, source, conversion) in file order.
+Conversion = str  # "id", "text", "raw", "time", "date", "cents"
+SPECS: dict[str, tuple[str, str, str, list[tuple[str, str, Conversion]]]] = {
+    "invoices": (
+        "invoices",
+        "issued_at",
+        "number",
+        [
+            ("invoice_id", "id", "id"),
+            ("number", "number", "text"),
+            ("store_id", "store_id", "id"),
+            ("store_name", "store_name", "text"),
+            ("customer_id", "customer_id", "id"),
+            ("issued_at", "issued_at", "time"),
+            ("local_date", "issued_at", "date"),
+            ("currency", "currency", "text"),
+            ("subtotal", "subtotal_cents", "cents"),
+            ("tax", "tax_cents", "cents"),
+            ("total", "total_cents", "cents"),
+            ("status", "status", "text"),
+        ],
+    ),
+    "transactions": (
+        "transactions",
+        "occurred_at",
+        "id",
+        [
+            ("transaction_id", "id", "id"),
+            ("invoice_id", "invoice_id", "id"),
+            ("store_id", "store_id", "id"),
+            ("store_name", "store_name", "text"),
+            ("occurred_at", "occurred_at", "time"),
+            ("local_date", "occurred_at", "date"),
+            ("amount", "amount_cents", "cents"),
+            ("currency", "currency", "text"),
+            ("method", "method", "text"),
+            ("reference", "reference", "text"),
+        ],
+    ),
+    "credit_notes": (
+        "credit_notes",
+        "issued_at",
+        "number",
+        [
+            ("credit_note_id", "id", "id"),
+            ("number", "number", "text"),
+            ("invoice_id", "invoice_id", "id"),
+            ("store_id", "store_id", "id"),
+            ("store_name", "store_name", "text"),
+            ("issued_at", "issued_at", "time"),
+            ("local_date", "issued_at", "date"),
+            ("amount", "amount_cents", "cents"),
+            ("currency", "currency", "text"),
+            ("reason", "reason", "text"),
+        ],
+    ),
+}
+
+
+def _convert(value: Any, conversion: Conversion, zone: str, *, safe: bool) -> Any:
+    if value is None:
+        return None
+    if conversion == "id":
+        return str(value)
+    if conversion == "text":
+        return spreadsheet_safe(value) if safe else value
+    if conversion == "time":
+        return utc_text(value)
+    if conversion == "date":
+        return value.astimezone(ZoneInfo(zone)).date().isoformat()
+    return cents(value)
+
+
+async def expected_rows(
+    connection: Connection, kind: str, store_id: UUID | None, *, safe: bool
+) -> list[dict[str, Any]]:
+    """The October rows of one file as the export should show them, computed here in Python."""
+    table, time_column, tie, columns = SPECS[kind]
+    # Test-chosen identifiers from SPECS, not input.
+    rows = await connection.fetch(
+        f"""SELECT x.*, s.name AS store_name, s.timezone FROM {table} x JOIN stores s ON s.id = x.store_id
+            WHERE $1::uuid IS NULL OR x.store_id = $1 ORDER BY x.{time_column}, x.{tie}""",
+        store_id,
+    )
+    expected = []
+    for row in rows:
+        local_date = row[time_column].astimezone(ZoneInfo(row["timezone"])).date()
+        if OCTOBER[0] <= local_date <= OCTOBER[1]:
+            expected.append(
+                {
+                    name: _convert(row[source], how, row["timezone"], safe=safe)
+                    for name, source, how in columns
+                }
+            )
+    return expected
+
+
+async def table_rows(pool: asyncpg.Pool, table: str) -> int:
+    async with pool.acquire() as connection:
+        count: int = await connection.fetchval(f"SELECT count(*) FROM {table}")  # test-chosen name
+    return count

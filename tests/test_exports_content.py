@@ -1,0 +1,137 @@
+"""Export files against real PostgreSQL: period edges across time zones, CSV/JSON read back, formula cells."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.exports import ExportActivities
+from activities.exports.destinations import LocalDestination
+from activities.exports.streaming import StreamLimits
+from petcare.models.exports import DATA_KINDS, BeginRequest, ExportPlan, FileKind, FileRequest
+from tests.support.exports import FORMULA_PREFIXES, expected_rows, request_export, seed
+
+# Tiny blocks, so even these few rows travel through several queued blocks.
+LIMITS = StreamLimits(block_bytes=4096, queue_blocks=2)
+
+
+async def plan_for(activities: ExportActivities, export_id: UUID) -> ExportPlan:
+    request = BeginRequest(export_id=export_id, force=False, workflow_id=f"test-{export_id}")
+    plan: ExportPlan = await ActivityEnvironment().run(activities.begin, request)
+    return plan
+
+
+async def export_file(
+    pool: asyncpg.Pool, root: Path, export_format: str, kind: FileKind, store_id: UUID | None = None
+) -> tuple[bytes, int]:
+    activities = ExportActivities(pool, LocalDestination(root), LIMITS)
+    async with pool.acquire() as connection:
+        export_id = await request_export(connection, export_format=export_format, store_id=store_id)
+    plan = await plan_for(activities, export_id)
+    exported = await ActivityEnvironment().run(activities.write_file, FileRequest(plan=plan, kind=kind))
+    data = await asyncio.to_thread(Path(exported.remote_path).read_bytes)
+    assert exported.bytes == len(data)
+    return data, exported.rows
+
+
+def read_csv(data: bytes) -> list[dict[str, Any]]:
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    # PostgreSQL writes NULL as an empty unquoted cell; the test data has no empty strings.
+    return [{key: value if value != "" else None for key, value in row.items()} for row in rows]
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+async def test_csv_read_back_equals_the_database_rows(
+    pool: asyncpg.Pool, tmp_path: Path, kind: FileKind
+) -> None:
+    async with pool.acquire() as connection:
+        await seed(connection)
+        expected = await expected_rows(connection, kind, None, safe=True)
+    data, rows = await export_file(pool, tmp_path, "csv", kind)
+    assert read_csv(data) == expected
+    assert rows == len(expected) == 4  # two rows inside October in each of two stores
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+async def test_json_lines_read_back_equal_the_database_rows(
+    pool: asyncpg.Pool, tmp_path: Path, kind: FileKind
+) -> None:
+    async with pool.acquire() as connection:
+        await seed(connection)
+        expected = await expected_rows(connection, kind, None, safe=False)
+    data, rows = await export_file(pool, tmp_path, "json", kind)
+    lines = data.decode("utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == expected
+    assert rows == len(lines) == 4
+
+
+async def test_period_is_local_calendar_days_of_each_store(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    async with pool.acquire() as connection:
+        seeded = await seed(connection)
+    data, _ = await export_file(pool, tmp_path, "csv", "invoices")
+    numbers = {row["number"] for row in read_csv(data)}
+    # 22:30 on 31 October in New York is 1 November in UTC, and still October's.
+    assert numbers == seeded.in_october
+    assert "NY-LAST" in numbers
+    assert "TK-NEXT" not in numbers
+
+    only_tokyo, _ = await export_file(pool, tmp_path / "tokyo", "csv", "invoices", store_id=seeded.tokyo)
+    assert {row["number"] for row in read_csv(only_tokyo)} == {"TK-FIRST", "TK-LAST"}
+
+
+async def test_formula_cells_are_neutralised_in_csv_only(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    formulas = ["=1+2", "+SUM(A1)", "-3", "@cmd", "\tTAB", "\rCR", '=HYPERLINK("http://evil")']
+    async with pool.acquire() as connection:
+        seeded = await seed(connection)
+        for formula in formulas:
+            await connection.execute(
+                """INSERT INTO transactions (store_id, occurred_at, amount_cents, currency, method, reference)
+                   VALUES ($1, '2025-10-15T12:00:00Z', -250, 'USD', $2, 'plain')""",
+                seeded.new_york,
+                formula,
+            )
+    csv_rows = read_csv((await export_file(pool, tmp_path / "csv", "csv", "transactions"))[0])
+    methods = {row["method"] for row in csv_rows}
+    assert {"'" + formula for formula in formulas} <= methods
+    text_cells = [
+        row[name] for row in csv_rows for name in ("store_name", "method", "reference") if row[name]
+    ]
+    assert not [cell for cell in text_cells if cell.startswith(FORMULA_PREFIXES)]
+    # Amounts are numbers, not text: a negative amount keeps its sign.
+    assert "-2.50" in {row["amount"] for row in csv_rows}
+
+    json_data, _ = await export_file(pool, tmp_path / "json", "json", "transactions")
+    json_methods = {json.loads(line)["method"] for line in json_data.decode().splitlines()}
+    assert set(formulas) <= json_methods  # JSON keeps the text as stored
+
+
+async def test_empty_period_gives_a_header_only_csv(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    data, rows = await export_file(pool, tmp_path, "csv", "credit_notes")
+    assert rows == 0
+    assert data.decode().splitlines() == [
+        "credit_note_id,number,invoice_id,store_id,store_name,issued_at,local_date,amount,currency,reason"
+    ]
+
+
+async def test_completed_export_is_skipped_unless_forced(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    activities = ExportActivities(pool, LocalDestination(tmp_path), LIMITS)
+    async with pool.acquire() as connection:
+        export_id = await request_export(connection)
+        await connection.execute("UPDATE financial_exports SET status = 'completed' WHERE id = $1", export_id)
+    assert (await plan_for(activities, export_id)).skip
+    forced = BeginRequest(export_id=export_id, force=True, workflow_id="test")
+    plan = await ActivityEnvironment().run(activities.begin, forced)
+    assert not plan.skip
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SELECT status FROM financial_exports WHERE id = $1", export_id) == (
+            "processing"
+        )
