@@ -23,6 +23,7 @@ from petcare.temporal_client import connect_temporal
 ROUTE_MODULES: tuple[str, ...] = (
     "api.health",
     "api.runs",
+    "api.reminders",
     "api.openapi",
 )
 
