@@ -1,0 +1,472 @@
+"""Deployment files: Dockerfile lint and shape, compose and Kubernetes schemas, settings names, no secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from api.middleware import PUBLIC_ROUTES
+from petcare.config import ENV_PREFIX, Settings, env_name
+from worker_main import GRACEFUL_SHUTDOWN
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+HEALTH_PATH = "/api/v1/workers/health"
+CLI_COMMANDS = ("worker", "api", "migrate")
+
+# DESIGN §3: the settings the outside world configures, as Settings paths.
+REQUIRED_SETTINGS: tuple[tuple[str, ...], ...] = (
+    ("database_url",),
+    ("task_queue",),
+    ("api", "host"),
+    ("api", "port"),
+    ("api", "token"),
+    ("smtp", "host"),
+    ("smtp", "port"),
+    ("smtp", "username"),
+    ("smtp", "password"),
+    ("smtp", "starttls"),
+    ("smtp", "from_address"),
+    ("sms", "provider"),
+    ("sms", "base_url"),
+    ("sms", "account_sid"),
+    ("sms", "auth_token"),
+    ("sms", "from_number"),
+    ("sftp", "host"),
+    ("sftp", "port"),
+    ("sftp", "username"),
+    ("sftp", "private_key_path"),
+    ("sftp", "known_hosts_path"),
+    ("sftp", "remote_dir"),
+    ("export", "destination"),
+    ("ops_email",),
+)
+
+
+def _bin(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    assert found, f"{name} is not installed: pip install -e '.[test]'"
+    return found
+
+
+def settings_env_names(model: type[BaseModel] = Settings, path: tuple[str, ...] = ()) -> set[str]:
+    """Every PETCARE_* variable the Settings model reads, derived from its fields."""
+    names: set[str] = set()
+    for field_name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= settings_env_names(annotation, (*path, field_name))
+        else:
+            names.add(env_name((*path, field_name)))
+    return names
+
+
+def _yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for doc in _yaml_documents(path):
+                yield path, doc
+
+
+def _manifest(kind: str, name: str) -> dict[str, Any]:
+    for _, doc in _manifests():
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} {name} under deploy/k8s")
+
+
+def _compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _compose_schema() -> dict[str, Any]:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    # The file says "https://json-schema.org/draft-07/schema", a spelling jsonschema does not map
+    # to a draft; it is draft-07, so the validator is chosen explicitly.
+    assert "draft-07" in schema["$schema"]
+    assert isinstance(schema, dict)
+    return schema
+
+
+def _env_file_names(path: Path) -> set[str]:
+    """Names set in an env example, including commented-out optional ones (`# NAME=`)."""
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", path.read_text(), flags=re.MULTILINE))
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, f"unexpected duration {duration!r}"
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
+# --- Dockerfile -------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    result = subprocess.run(
+        [_bin("hadolint"), "--failure-threshold", "style", "--format", "json", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(result.stdout) == [], result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def _stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined, comments dropped), split per stage."""
+    logical = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in logical.splitlines() if line.strip() and not line.startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_non_root_without_build_tools() -> None:
+    builder, runtime = _stages()
+    assert builder[0].endswith(" AS builder")
+    assert "build-essential" in " ".join(builder)
+    runtime_text = "\n".join(runtime)
+    assert "apt-get" not in runtime_text
+    assert "build-essential" not in runtime_text
+    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    user = [line for line in runtime if line.startswith("USER ")][-1]
+    uid = user.split()[1].split(":")[0]
+    assert uid.isdigit(), "a numeric user, so Kubernetes' runAsNonRoot can verify it"
+    assert int(uid) != 0, "the final image must not run as root"
+    assert any(line.startswith("HEALTHCHECK ") for line in runtime)
+    assert 'ENTRYPOINT ["petcare"]' in runtime
+    assert 'CMD ["worker"]' in runtime
+    # Dev and test extras stay out: only [project].dependencies are installed, then the project.
+    assert "['project']['dependencies']" in " ".join(builder)
+    assert not re.search(r"pip install [^\n]*\[(dev|test)\]", "\n".join(builder))
+
+
+def test_dockerfile_copies_every_package_and_the_ignore_file_lets_them_in() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
+    modules = {f"{module}.py" for module in project["py-modules"]}
+    copied = {
+        source
+        for line in _stages()[0] + _stages()[1]
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    }
+    assert packages | modules <= {source.rstrip("/") for source in copied}
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY {source}: no such path"
+        assert source.rstrip("/") in allowed, f"COPY {source} is excluded by Dockerfile.dockerignore"
+
+
+@pytest.mark.parametrize("command", CLI_COMMANDS)
+def test_image_commands_are_real_cli_commands(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "petcare", command, "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_shell_scripts_are_shellcheck_clean() -> None:
+    scripts = sorted((DEPLOY / "temporal").glob("*.sh"))
+    assert scripts
+    result = subprocess.run(
+        [_bin("shellcheck"), "--shell=sh", "--severity=style", *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+
+def test_compose_file_validates_against_the_compose_specification() -> None:
+    schema = _compose_schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(_compose()), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors)
+
+
+def test_compose_schema_rejects_a_broken_file() -> None:
+    """The vendored schema really constrains services (guards against an empty or wrong schema)."""
+    schema = _compose_schema()
+    broken = _compose()
+    broken["services"]["worker"]["depends_on"]["migrate"]["condition"] = "service_finished"
+    broken["services"]["api"]["helthcheck"] = {}
+    messages = [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(broken)]
+    assert any("'service_finished'" in message for message in messages), messages
+    assert any("'helthcheck' does not match" in message for message in messages), messages
+
+
+def test_compose_stack_has_every_service_with_health_checks_and_ordering() -> None:
+    services = _compose()["services"]
+    assert {
+        "postgres",
+        "temporal-postgresql",
+        "temporal-schema",
+        "temporal",
+        "temporal-setup",
+        "temporal-ui",
+        "migrate",
+        "worker",
+        "api",
+    } <= set(services)
+    for name in ("postgres", "temporal-postgresql", "temporal", "worker", "api"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert "127.0.0.1:8233:8080" in services["temporal-ui"]["ports"]
+    assert "8080:8080" in services["api"]["ports"]
+    assert services["temporal"]["environment"]["DB"] == "postgres12"
+    assert services["temporal"]["depends_on"]["temporal-schema"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("worker", "api"):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+        assert depends_on["temporal-setup"]["condition"] == "service_completed_successfully"
+    for name, command in (("migrate", "migrate"), ("worker", "worker"), ("api", "api")):
+        assert services[name]["command"] == [command]
+        assert services[name]["image"] == services["worker"]["image"], "one image for every process"
+    assert services["temporal-setup"]["entrypoint"][-1] == "/scripts/register-namespace.sh"
+    assert _seconds(services["worker"]["stop_grace_period"]) > GRACEFUL_SHUTDOWN.total_seconds()
+
+
+def test_compose_environment_uses_the_settings_names() -> None:
+    valid = settings_env_names()
+    services = _compose()["services"]
+    compose_names = {
+        name for service in ("migrate", "worker", "api") for name in services[service]["environment"]
+    }
+    example_names = _env_file_names(DEPLOY / "petcare.env.example")
+    petcare_names = {name for name in compose_names | example_names if name.startswith(ENV_PREFIX)}
+    assert petcare_names <= valid, f"not Settings names: {sorted(petcare_names - valid)}"
+    required = {env_name(path) for path in REQUIRED_SETTINGS}
+    assert required <= petcare_names, f"missing: {sorted(required - petcare_names)}"
+    assert services["worker"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert services["worker"]["env_file"] == [{"path": "./petcare.env", "required": True}]
+
+
+def test_settings_names_are_derived_from_the_model() -> None:
+    names = settings_env_names()
+    assert {"PETCARE_DATABASE_URL", "PETCARE_SMTP__STARTTLS", "PETCARE_SFTP__KNOWN_HOSTS_PATH"} <= names
+    assert "PETCARE_SMTP" not in names, "groups are not variables, their fields are"
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+KUBERNETES_VERSION = kubernetes_validate.utils.latest_version()
+
+
+@pytest.mark.parametrize(
+    ("path", "document"),
+    list(_manifests()),
+    ids=lambda value: value.name if isinstance(value, Path) else value["kind"],
+)
+def test_manifest_validates_strictly(path: Path, document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_applies_the_long_running_parts_only() -> None:
+    resources = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert all((K8S / name).exists() for name in resources)
+    assert "secret.example.yaml" not in resources, "placeholder secrets must never be applied"
+    assert "migrate-job.yaml" not in resources, "migrations run to completion before the rollout"
+    kinds = {_yaml_documents(K8S / name)[0]["kind"] for name in resources}
+    assert {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} <= kinds
+
+
+def _pod(kind: str, name: str) -> dict[str, Any]:
+    pod = _manifest(kind, name)["spec"]["template"]["spec"]
+    assert isinstance(pod, dict)
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "command"),
+    [
+        ("Deployment", "petcare-worker", "worker"),
+        ("Deployment", "petcare-api", "api"),
+        ("Job", "petcare-migrate", "migrate"),
+    ],
+)
+def test_petcare_pods_run_the_image_hardened(kind: str, name: str, command: str) -> None:
+    pod = _pod(kind, name)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    assert container["image"].startswith("petcare-workers:")
+    assert container["args"] == [command]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"requests", "limits"} <= set(container["resources"])
+    sources = [source.get("configMapRef", source.get("secretRef"))["name"] for source in container["envFrom"]]
+    assert sources == ["petcare-config", "petcare-secrets"]
+
+
+def test_worker_deployment_scales_and_terminates_gracefully() -> None:
+    worker = _manifest("Deployment", "petcare-worker")
+    assert worker["spec"]["replicas"] == 2
+    assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > GRACEFUL_SHUTDOWN.total_seconds(), "SIGKILL would cut the worker's graceful shutdown"
+    budget = _manifest("PodDisruptionBudget", "petcare-worker")
+    assert (
+        budget["spec"]["selector"]["matchLabels"].items()
+        <= worker["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_api_probes_and_service() -> None:
+    api = _manifest("Deployment", "petcare-api")
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    readiness = container["readinessProbe"]["httpGet"]
+    liveness = container["livenessProbe"]["httpGet"]
+    assert readiness["path"] == HEALTH_PATH
+    # Liveness must not depend on Temporal: a public route other than health (the OpenAPI document).
+    assert liveness["path"] != HEALTH_PATH
+    assert ("GET", liveness["path"]) in PUBLIC_ROUTES
+    port_names = {port["name"] for port in container["ports"]}
+    assert readiness["port"] in port_names
+    assert liveness["port"] in port_names
+    service = _manifest("Service", "petcare-api")
+    assert service["spec"]["selector"].items() <= api["spec"]["template"]["metadata"]["labels"].items()
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
+
+
+def test_configmap_and_example_secret_use_the_settings_names() -> None:
+    config = _manifest("ConfigMap", "petcare-config")["data"]
+    secret = _manifest("Secret", "petcare-secrets")["stringData"]
+    petcare_names = {name for name in {*config, *secret} if name.startswith(ENV_PREFIX)}
+    valid = settings_env_names()
+    assert petcare_names <= valid, f"not Settings names: {sorted(petcare_names - valid)}"
+    required = {env_name(path) for path in REQUIRED_SETTINGS}
+    assert required <= petcare_names, f"missing: {sorted(required - petcare_names)}"
+    assert {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"} <= set(config)
+    assert not {name for name in config if SECRET_NAME.search(name)}, "secrets belong in the Secret"
+    worker_mounts = {
+        mount["mountPath"] for mount in _pod("Deployment", "petcare-worker")["containers"][0]["volumeMounts"]
+    }
+    for name in ("PETCARE_SFTP__PRIVATE_KEY_PATH", "PETCARE_SFTP__KNOWN_HOSTS_PATH"):
+        assert str(Path(config[name]).parent) in worker_mounts, f"{name} points outside the mounted volumes"
+
+
+# --- no committed secrets ---------------------------------------------------------------------
+
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|ACCOUNT_SID|PRIVATE_KEY$|KEY_DATA$")
+# Lower-case keys that carry secrets in TOML profiles and the like.
+SECRET_KEYS = {"api_key", "password", "token", "secret", "client_key_data"}
+PLACEHOLDER = re.compile(r"^(|REPLACE_ME\w*|\.\.\.|true|false|\$\{[A-Z0-9_]+(:?[?-][^}]*)?\}|/\S+)$")
+PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
+RANDOM_RUN = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
+
+
+def _looks_random(run: str) -> bool:
+    """A run of 32+ token characters mixing digits with letters (hex) or with both cases (base64)."""
+    has_digit = any(c.isdigit() for c in run)
+    if re.fullmatch(r"[0-9a-f]+", run):
+        return has_digit and any(c.isalpha() for c in run)
+    return has_digit and any(c.islower() for c in run) and any(c.isupper() for c in run)
+
+
+def secret_findings(text: str) -> list[str]:
+    """Lines of `text` that look like a committed secret value."""
+    findings: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        assignment = re.match(r"^\s*#?\s*-?\s*([A-Za-z][A-Za-z0-9_]*)\s*[:=]\s*(.*?)\s*$", line)
+        if assignment and (
+            (assignment[1].isupper() and SECRET_NAME.search(assignment[1])) or assignment[1] in SECRET_KEYS
+        ):
+            value = assignment[2].strip("\"'")
+            if not PLACEHOLDER.match(value) and not URL_PASSWORD.search(value):
+                findings.append(f"{number}: {assignment[1]} has a value")
+        for password in URL_PASSWORD.findall(line):
+            if not PLACEHOLDER.match(password):
+                findings.append(f"{number}: password inside a URL")
+        if PRIVATE_KEY_BLOCK.search(line) or any(_looks_random(run) for run in RANDOM_RUN.findall(line)):
+            findings.append(f"{number}: key material")
+    return findings
+
+
+def _committed_deploy_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "deploy", "docs/production.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [ROOT / name for name in listed]
+
+
+def test_no_secret_values_in_deploy_files() -> None:
+    files = _committed_deploy_files()
+    assert DOCKERFILE in files
+    assert COMPOSE_FILE in files
+    findings = {
+        str(path.relative_to(ROOT)): found for path in files if (found := secret_findings(path.read_text()))
+    }
+    assert not findings, findings
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "PETCARE_API__TOKEN=3f6c1a9be0d24f7aa1c2b3d4e5f60718",
+        "  PETCARE_SMTP__PASSWORD: hunter2",
+        "PETCARE_DATABASE_URL: postgresql://petcare:s3cret@db:5432/petcare",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "TEMPORAL_API_KEY=eyJhbGciOiJFUzI1NiIsImtpZCI6Ild2dHdhQSJ9eyJhY2NvdW50X2lkIjoi",
+        'api_key = "xK9mQ2vL8pR4tY7w"',
+        "# see 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 for the digest",
+    ],
+)
+def test_secret_detector_catches_real_looking_values(line: str) -> None:
+    assert secret_findings(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "PETCARE_API__TOKEN=",
+        "  PETCARE_SMTP__PASSWORD: REPLACE_ME",
+        "PETCARE_DATABASE_URL: postgresql://petcare:${PETCARE_DB_PASSWORD:?set it}@postgres:5432/petcare",
+        "PETCARE_SFTP__PRIVATE_KEY_PATH: /run/secrets/sftp_private_key",
+        'api_key = "REPLACE_ME"',
+        "automountServiceAccountToken: false",
+        "      - ./temporal/dynamicconfig.yaml:/etc/temporal/config/dynamicconfig/petcare.yaml:ro",
+    ],
+)
+def test_secret_detector_accepts_placeholders(line: str) -> None:
+    assert secret_findings(line) == []
