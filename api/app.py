@@ -23,7 +23,9 @@ from petcare.temporal_client import connect_temporal
 ROUTE_MODULES: tuple[str, ...] = (
     "api.health",
     "api.runs",
+    "api.schedules",
     "api.reminders",
+    "api.exports",
     "api.openapi",
 )
 

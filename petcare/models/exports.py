@@ -21,9 +21,12 @@ MANIFEST_NAME = "manifest.json"
 EXTENSIONS: dict[ExportFormat, str] = {"csv": "csv", "json": "jsonl"}
 
 
+EXPORT_WORKFLOW_ID_PREFIX = f"{FINANCIAL_EXPORT.key}-"
+
+
 def export_workflow_id(export_id: UUID) -> str:
     """The one workflow id of an export: two requests for it can never run at once."""
-    return f"{FINANCIAL_EXPORT.key}-{export_id}"
+    return f"{EXPORT_WORKFLOW_ID_PREFIX}{export_id}"
 
 
 def file_name(kind: FileKind, export_format: ExportFormat) -> str:

@@ -1,0 +1,236 @@
+"""Financial export routes: request an export, read it, process one, trigger every pending one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, field_validator, model_validator
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.exports import repository
+from api.bodies import json_model, read_model
+from api.errors import ApiError
+from api.keys import POOL, SETTINGS, TEMPORAL
+from api.models import CamelModel, CamelRequest
+from api.openapi import documented
+from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from petcare.jobs import EXPORT_ATTRIBUTE, FINANCIAL_EXPORT, JOB_ATTRIBUTE, STORE_ATTRIBUTE
+from petcare.models.exports import (
+    EXPORT_WORKFLOW_ID_PREFIX,
+    ExportedFile,
+    ExportFormat,
+    ExportStatus,
+    FinancialExportInput,
+    export_workflow_id,
+)
+
+routes = web.RouteTableDef()
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Workflow starts in flight at once from the trigger route: bounds the load on Temporal.
+TRIGGER_CONCURRENCY = 16
+
+
+class ExportRequest(CamelRequest):
+    period_start: date
+    period_end: date  # inclusive; both are calendar days in each store's own time zone
+    format: ExportFormat
+    store_id: UUID | None = None  # absent: every store
+
+    @field_validator("period_start", "period_end", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        # pydantic would also take a number of seconds; only an ISO date (YYYY-MM-DD) is meant here.
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError("must be an ISO date, YYYY-MM-DD")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExportRequest:
+        if self.period_start > self.period_end:
+            raise ValueError("periodStart must not be after periodEnd")
+        return self
+
+
+class ExportAccepted(CamelModel):
+    id: UUID
+    status: ExportStatus
+    workflow_id: str
+
+
+class ExportView(CamelModel):
+    id: UUID
+    status: ExportStatus
+    store_id: UUID | None
+    period_start: date
+    period_end: date
+    format: ExportFormat
+    files: list[ExportedFile]
+    error: str | None
+    requested_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    workflow_id: str | None
+
+
+class ProcessQuery(BaseModel):
+    force: bool = False  # upload a completed export again
+
+
+class ProcessAccepted(CamelModel):
+    export_id: UUID
+    workflow_id: str
+    run_id: str
+    already_running: bool
+
+
+class TriggerAccepted(CamelModel):
+    started: int  # new runs; the others were running already
+    exports: list[ProcessAccepted]
+
+
+def _export_id(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise ApiError(400, "malformed_id", f"{name} must be a UUID") from None
+
+
+def _force(request: web.Request) -> bool:
+    value = request.query.get("force", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "malformed_query", "force must be true or false")
+    return value in ("true", "1")
+
+
+async def start_export(
+    client: Client, task_queue: str, export_id: UUID, store_id: UUID | None, *, force: bool = False
+) -> ProcessAccepted:
+    """Start the export's workflow; if it is running, return that run instead (never a second one)."""
+    workflow_id = export_workflow_id(export_id)
+    attributes = [
+        SearchAttributePair(JOB_ATTRIBUTE, FINANCIAL_EXPORT.key),
+        SearchAttributePair(EXPORT_ATTRIBUTE, str(export_id)),
+    ]
+    if store_id is not None:
+        attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
+    try:
+        # FAIL on a running id: the server arbitrates between concurrent requests, and the
+        # loser learns the running run's id (USE_EXISTING would not say which case it was).
+        handle = await client.start_workflow(
+            FINANCIAL_EXPORT.workflow_type,
+            FinancialExportInput(export_id=export_id, force=force),
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes(attributes),
+            rpc_timeout=CALL_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError as error:
+        return ProcessAccepted(
+            export_id=export_id, workflow_id=workflow_id, run_id=error.run_id or "", already_running=True
+        )
+    return ProcessAccepted(
+        export_id=export_id, workflow_id=workflow_id, run_id=handle.result_run_id or "", already_running=False
+    )
+
+
+@routes.post("/api/v1/financial-exports")
+@documented(
+    "Request a financial export of a period (inclusive local days of each store) and start it",
+    request=ExportRequest,
+    response=ExportAccepted,
+    status=202,
+    errors=(400, 422, 503),
+    tags=("financial-exports",),
+)
+async def create_export(request: web.Request) -> web.Response:
+    body = await read_model(request, ExportRequest)
+    async with request.app[POOL].acquire() as connection:
+        created = await repository.insert_request(
+            connection,
+            store_id=body.store_id,
+            period_start=body.period_start,
+            period_end=body.period_end,
+            export_format=body.format,
+            workflow_id_prefix=EXPORT_WORKFLOW_ID_PREFIX,
+        )
+    if created is None:
+        raise ApiError(422, "validation_error", f"invalid request: storeId: no store with id {body.store_id}")
+    export_id, status, workflow_id = created
+    # If Temporal is down now, the row stays pending and the trigger route starts it later.
+    async with temporal_call():
+        await start_export(request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, body.store_id)
+    return json_model(ExportAccepted(id=export_id, status=status, workflow_id=workflow_id), status=202)
+
+
+@routes.get("/api/v1/financial-exports/{id}")
+@documented(
+    "A financial export: status, period, files (rows, bytes, sha256, remote path) or error",
+    response=ExportView,
+    errors=(400, 404),
+    path_formats={"id": "uuid"},
+    tags=("financial-exports",),
+)
+async def get_export(request: web.Request) -> web.Response:
+    export_id = _export_id(request, "id")
+    async with request.app[POOL].acquire() as connection:
+        row = await repository.fetch_export(connection, export_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no financial export with id {export_id}")
+    return json_model(ExportView.model_validate(row, from_attributes=True))
+
+
+@routes.post("/api/v1/workers/financial-export/process/{exportId}")
+@documented(
+    "Process one export now (a failed one again; a completed one only with force=true); "
+    "a run already going is returned instead",
+    response=ProcessAccepted,
+    status=202,
+    query=ProcessQuery,
+    errors=(400, 404, 503),
+    path_formats={"exportId": "uuid"},
+    tags=("workers",),
+)
+async def process_export(request: web.Request) -> web.Response:
+    export_id = _export_id(request, "exportId")
+    force = _force(request)
+    async with request.app[POOL].acquire() as connection:
+        row = await repository.fetch_export(connection, export_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no financial export with id {export_id}")
+    async with temporal_call():
+        accepted = await start_export(
+            request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, row.store_id, force=force
+        )
+    return json_model(accepted, status=202)
+
+
+@routes.post("/api/v1/workers/financial-export/trigger")
+@documented(
+    "Start every pending export (oldest first, up to PETCARE_EXPORT__TRIGGER_LIMIT per call)",
+    response=TriggerAccepted,
+    status=202,
+    errors=(503,),
+    tags=("workers",),
+)
+async def trigger_exports(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    async with request.app[POOL].acquire() as connection:
+        pending = await repository.pending_exports(connection, settings.export.trigger_limit)
+    slots = asyncio.Semaphore(TRIGGER_CONCURRENCY)
+
+    async def start(export_id: UUID, store_id: UUID | None) -> ProcessAccepted:
+        async with slots, temporal_call():
+            return await start_export(request.app[TEMPORAL], settings.task_queue, export_id, store_id)
+
+    accepted = await asyncio.gather(*(start(export_id, store_id) for export_id, store_id in pending))
+    started = sum(not item.already_running for item in accepted)
+    return json_model(TriggerAccepted(started=started, exports=list(accepted)), status=202)
