@@ -8,14 +8,14 @@ from datetime import datetime
 
 import asyncpg
 from aiohttp import web
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.bodies import json_model
 from api.keys import HEALTH_CACHE, POOL, TEMPORAL
-from api.models import HealthResponse, LastRun, ServiceStatus, WorkerHealth
+from api.models import HealthResponse, LastFailure, LastRun, ServiceStatus, WorkerHealth
 from api.openapi import documented
-from api.runs import status_name
+from api.runs import failure_of, status_name
 from api.temporal_calls import CALL_TIMEOUT, is_unreachable
 from petcare.jobs import JOBS, Job
 
@@ -67,12 +67,13 @@ async def _workers(client: Client) -> tuple[bool, list[WorkerHealth]]:
 
 async def _worker(client: Client, job: Job) -> WorkerHealth:
     # Visibility, not a flag: right whoever started the run (schedule, API or CLI).
-    running, last_run, schedule = await asyncio.gather(
+    running, last_run, schedule, last_failure = await asyncio.gather(
         client.count_workflows(
             f'WorkflowType="{job.workflow_type}" AND ExecutionStatus="Running"', rpc_timeout=CALL_TIMEOUT
         ),
         _last_run(client, job),
         _schedule(client, job),
+        _last_failure(client, job),
     )
     next_run_at, paused = schedule
     return WorkerHealth(
@@ -81,6 +82,7 @@ async def _worker(client: Client, job: Job) -> WorkerHealth:
         last_run=last_run,
         next_run_at=next_run_at,
         schedule_paused=paused,
+        last_failure=last_failure,
     )
 
 
@@ -103,6 +105,39 @@ async def _last_run(client: Client, job: Job) -> LastRun | None:
         status=status_name(latest),
         started_at=latest.start_time,
         closed_at=latest.close_time,
+    )
+
+
+async def _last_failure(client: Client, job: Job) -> LastFailure | None:
+    recent = [
+        execution
+        async for execution in client.list_workflows(
+            f'WorkflowType="{job.workflow_type}" AND ExecutionStatus IN ("Failed", "TimedOut")',
+            limit=RECENT_RUNS,
+            page_size=RECENT_RUNS,
+            rpc_timeout=CALL_TIMEOUT,
+        )
+    ]
+    if not recent:
+        return None
+    latest = max(recent, key=lambda execution: execution.close_time or execution.start_time)
+    # The close event only (one small history read), pinned to that run.
+    handle = client.get_workflow_handle(latest.id, run_id=latest.run_id)
+    try:
+        await handle.result(follow_runs=False, rpc_timeout=CALL_TIMEOUT)
+    except WorkflowFailureError as error:
+        failure = failure_of(error.cause)
+    except WorkflowContinuedAsNewError:
+        return None  # visibility was behind: this run did not fail after all
+    else:
+        return None
+    return LastFailure(
+        workflow_id=latest.id,
+        run_id=latest.run_id,
+        status=status_name(latest),
+        closed_at=latest.close_time,
+        message=failure.message,
+        type=failure.type,
     )
 
 
@@ -129,5 +164,10 @@ async def _database(pool: asyncpg.Pool) -> bool:
 
 def _unknown(job: Job) -> WorkerHealth:
     return WorkerHealth(
-        name=job.worker_name, is_running=False, last_run=None, next_run_at=None, schedule_paused=None
+        name=job.worker_name,
+        is_running=False,
+        last_run=None,
+        next_run_at=None,
+        schedule_paused=None,
+        last_failure=None,
     )

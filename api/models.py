@@ -46,12 +46,24 @@ class LastRun(CamelModel):
     closed_at: datetime | None
 
 
+class LastFailure(CamelModel):
+    """The latest run of a job that failed or timed out, and why."""
+
+    workflow_id: str
+    run_id: str
+    status: RunStatus
+    closed_at: datetime | None
+    message: str
+    type: str
+
+
 class WorkerHealth(CamelModel):
     name: str  # the old NestJS worker name, e.g. AppointmentReminderWorker
     is_running: bool
     last_run: LastRun | None
     next_run_at: datetime | None  # null when the job has no schedule
     schedule_paused: bool | None
+    last_failure: LastFailure | None = None
 
 
 class ServiceStatus(CamelModel):

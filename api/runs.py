@@ -1,10 +1,12 @@
-"""GET /api/v1/workers/runs/{workflowId}: one workflow's latest run, its result or its failure."""
+"""GET /api/v1/workers/runs: recent runs (visibility); .../runs/{workflowId}: one run, result or failure."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, get_args
 
 from aiohttp import web
+from pydantic import Field, ValidationError
 from pydantic_core import to_jsonable_python
 from temporalio.client import (
     Client,
@@ -16,12 +18,13 @@ from temporalio.client import (
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.bodies import json_model
+from api.bodies import describe_validation_error, json_model
 from api.errors import ApiError
 from api.keys import TEMPORAL
-from api.models import RunFailure, RunResponse, RunStatus
+from api.models import CamelModel, CamelRequest, RunFailure, RunResponse, RunStatus
 from api.openapi import documented
 from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from petcare.jobs import JOB_ATTRIBUTE, JOBS, job_by_key
 
 routes = web.RouteTableDef()
 
@@ -39,6 +42,79 @@ STATUS_NAMES: dict[WorkflowExecutionStatus, RunStatus] = {
 def status_name(execution: WorkflowExecution) -> RunStatus:
     # Visibility leaves the status unset only for a run it has not indexed yet: it is running.
     return STATUS_NAMES.get(execution.status, "Running") if execution.status else "Running"
+
+
+JobKey = Literal["appointment-reminder", "financial-export", "stock-reconciliation"]
+assert set(get_args(JobKey)) == {job.key for job in JOBS}, "JobKey must list every job"
+
+
+class RunsQuery(CamelRequest):
+    job: JobKey | None = None
+    status: RunStatus | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class RunSummary(CamelModel):
+    workflow_id: str
+    run_id: str
+    type: str
+    job: str | None  # the Job search attribute; null for runs started without one
+    status: RunStatus
+    started_at: datetime
+    closed_at: datetime | None
+
+
+class RunList(CamelModel):
+    runs: list[RunSummary]
+
+
+@routes.get("/api/v1/workers/runs")
+@documented(
+    "Recent runs, newest first, optionally of one job and in one status (Temporal's visibility)",
+    response=RunList,
+    query=RunsQuery,
+    errors=(422, 503),
+    tags=("runs",),
+)
+async def list_runs(request: web.Request) -> web.Response:
+    try:
+        query = RunsQuery.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+    async with temporal_call():
+        runs = await recent_runs(request.app[TEMPORAL], query)
+    return json_model(RunList(runs=runs))
+
+
+def visibility_query(query: RunsQuery) -> str:
+    """Values come from closed sets (validated literals), so building the query text is safe."""
+    clauses = []
+    if query.job is not None:
+        job = job_by_key(query.job)
+        assert job is not None
+        # The Job attribute covers children and manual runs; the type covers runs started without it.
+        clauses.append(f'({JOB_ATTRIBUTE.name}="{job.key}" OR WorkflowType="{job.workflow_type}")')
+    if query.status is not None:
+        clauses.append(f'ExecutionStatus="{query.status}"')
+    return " AND ".join(clauses)
+
+
+async def recent_runs(client: Client, query: RunsQuery) -> list[RunSummary]:
+    runs = [
+        RunSummary(
+            workflow_id=execution.id,
+            run_id=execution.run_id,
+            type=execution.workflow_type,
+            job=execution.typed_search_attributes.get(JOB_ATTRIBUTE),
+            status=status_name(execution),
+            started_at=execution.start_time,
+            closed_at=execution.close_time,
+        )
+        async for execution in client.list_workflows(
+            visibility_query(query), limit=query.limit, page_size=query.limit, rpc_timeout=CALL_TIMEOUT
+        )
+    ]
+    return sorted(runs, key=lambda run: run.started_at, reverse=True)
 
 
 @routes.get("/api/v1/workers/runs/{workflowId}")

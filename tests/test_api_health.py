@@ -30,7 +30,7 @@ from petcare.jobs import APPOINTMENT_REMINDER, CUSTOM_SEARCH_ATTRIBUTES, JOBS, S
 from tests.support.api import AUTH, closed_port, poll
 
 HEALTH = "/api/v1/workers/health"
-WORKER_KEYS = {"name", "isRunning", "lastRun", "nextRunAt", "schedulePaused"}
+WORKER_KEYS = {"name", "isRunning", "lastRun", "nextRunAt", "schedulePaused", "lastFailure"}
 
 
 async def get_health(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,168 @@
+"""Schedules over HTTP against the real dev server: list, pause, unpause, trigger, backfill, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+from temporalio.client import Client, ScheduleIntervalSpec, ScheduleSpec
+
+from petcare.jobs import STOCK_RECONCILIATION
+from petcare.models.stock import StockReconciliationInput
+from petcare.schedules import ScheduleDeclaration, apply_schedules
+from tests.support.api import AUTH, poll
+
+SCHEDULES = "/api/v1/schedules"
+
+
+@pytest_asyncio.fixture
+async def schedule_id(dev_client: Client, task_queue: str) -> AsyncIterator[str]:
+    """A schedule of this test's own (nobody polls its queue), through the real registry code."""
+    declaration = ScheduleDeclaration(
+        schedule_id=f"ops-test-{uuid.uuid4().hex[:8]}",
+        job=STOCK_RECONCILIATION,
+        argument=StockReconciliationInput(),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=5))]
+        ),
+        note="ops test schedule",
+    )
+    assert await apply_schedules(dev_client, [declaration], task_queue) == {
+        declaration.schedule_id: "created"
+    }
+    yield declaration.schedule_id
+    await dev_client.get_schedule_handle(declaration.schedule_id).delete()
+    async for execution in dev_client.list_workflows(f'TemporalScheduledById="{declaration.schedule_id}"'):
+        if execution.close_time is None:
+            await dev_client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test over")
+
+
+async def listed(client: TestClient[Any, Any], schedule_id: str) -> dict[str, Any]:
+    response = await client.get(SCHEDULES, headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    found: dict[str, Any] = next(entry for entry in body["schedules"] if entry["id"] == schedule_id)
+    return found
+
+
+async def test_list_pause_unpause_and_trigger(api_client: TestClient[Any, Any], schedule_id: str) -> None:
+    entry = await listed(api_client, schedule_id)
+    assert entry["workflowType"] == STOCK_RECONCILIATION.workflow_type
+    assert entry["spec"] == "every 1h at +5m"
+    assert entry["overlap"] == "skip"
+    assert entry["paused"] is False
+    assert entry["note"] == "ops test schedule"
+    assert entry["recentActions"] == []
+    next_runs = [datetime.fromisoformat(value) for value in entry["nextRuns"]]
+    assert len(next_runs) == 5
+    assert all(later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(next_runs))
+    assert all(run.minute == 5 for run in next_runs)
+
+    response = await api_client.post(
+        f"{SCHEDULES}/{schedule_id}/pause", json={"note": "supplier audit"}, headers=AUTH
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert (body["paused"], body["note"]) == (True, "supplier audit")
+    assert (await listed(api_client, schedule_id))["paused"] is True
+
+    # No body at all: `curl -X POST` works, with a default note.
+    response = await api_client.post(f"{SCHEDULES}/{schedule_id}/unpause", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert body["paused"] is False
+    assert body["note"] == "unpaused through the API"
+
+    response = await api_client.post(f"{SCHEDULES}/{schedule_id}/trigger", headers=AUTH)
+    assert response.status == 202
+    assert await response.json() == {"scheduleId": schedule_id, "triggered": True}
+
+    async def triggered_run_listed() -> dict[str, Any] | None:
+        actions = (await listed(api_client, schedule_id))["recentActions"]
+        return actions[0] if actions and actions[0]["status"] else None
+
+    action = await poll(triggered_run_listed)
+    assert action["workflowId"].startswith(f"{schedule_id}-")
+    assert action["status"] == "Running"  # nobody polls the test's queue
+    assert action["runId"]
+
+
+async def test_backfill_starts_one_run_per_missed_time(
+    api_client: TestClient[Any, Any], dev_client: Client, schedule_id: str
+) -> None:
+    end = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+    start = end - timedelta(hours=3)  # covers three :05 ticks
+    response = await api_client.post(
+        f"{SCHEDULES}/{schedule_id}/backfill",
+        json={"start": start.isoformat(), "end": end.isoformat(), "overlap": "allow_all"},
+        headers=AUTH,
+    )
+    assert response.status == 202, await response.text()
+    body = await response.json()
+    assert body["scheduleId"] == schedule_id
+    assert body["overlap"] == "allow_all"
+    assert datetime.fromisoformat(body["start"]) == start
+
+    async def three_runs() -> int | None:
+        count = (await dev_client.count_workflows(f'TemporalScheduledById="{schedule_id}"')).count
+        return count if count >= 3 else None
+
+    assert await poll(three_runs) == 3
+
+
+async def test_bad_requests(api_client: TestClient[Any, Any], schedule_id: str) -> None:
+    backfill = f"{SCHEDULES}/{schedule_id}/backfill"
+    now = datetime.now(UTC)
+    cases: list[tuple[Any, int, str]] = [
+        (
+            {"start": now.isoformat(), "end": (now - timedelta(hours=1)).isoformat()},
+            422,
+            "start must be before end",
+        ),
+        ({"start": now.isoformat(), "end": now.isoformat()}, 422, "start must be before end"),
+        ({"start": (now - timedelta(days=40)).isoformat(), "end": now.isoformat()}, 422, "at most 31 days"),
+        (
+            {"start": "2026-11-01T00:00:00", "end": "2026-11-02T00:00:00+00:00"},
+            422,
+            "start: Input should have timezone",
+        ),
+        ({"start": "yesterday", "end": now.isoformat()}, 422, "start:"),
+        ({"end": now.isoformat()}, 422, "start: Field required"),
+        (
+            {"start": (now - timedelta(hours=1)).isoformat(), "end": now.isoformat(), "overlap": "sometimes"},
+            422,
+            "overlap:",
+        ),
+    ]
+    for body, status, message in cases:
+        response = await api_client.post(backfill, json=body, headers=AUTH)
+        assert response.status == status, (body, await response.text())
+        assert message in (await response.json())["error"]["message"], body
+
+    response = await api_client.post(backfill, data="{not json", headers=AUTH)
+    assert response.status == 400
+    response = await api_client.post(
+        f"{SCHEDULES}/{schedule_id}/pause", json={"reason": "typo"}, headers=AUTH
+    )
+    assert response.status == 422
+    assert "reason" in (await response.json())["error"]["message"]
+
+    unknown = f"ops-test-unknown-{uuid.uuid4().hex[:8]}"
+    for action in ("pause", "unpause", "trigger"):
+        response = await api_client.post(f"{SCHEDULES}/{unknown}/{action}", headers=AUTH)
+        assert response.status == 404, action
+        assert unknown in (await response.json())["error"]["message"]
+    hour_ago = (now - timedelta(hours=1)).isoformat()
+    response = await api_client.post(
+        f"{SCHEDULES}/{unknown}/backfill", json={"start": hour_ago, "end": now.isoformat()}, headers=AUTH
+    )
+    assert response.status == 404
+
+    response = await api_client.post(f"{SCHEDULES}/{schedule_id}/pause")  # no token
+    assert response.status == 401
+    assert (await listed(api_client, schedule_id))["paused"] is False
