@@ -18,7 +18,12 @@ import aiohttp
 import asyncpg
 import psutil
 import pytest
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+
+from petcare.devstack.child import ChildProcess
+from petcare.devstack.temporal_server import TemporalDevServer
+from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES, JOB_ATTRIBUTE
 
 pytestmark = pytest.mark.slow
 
@@ -195,3 +200,42 @@ async def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
     assert f"port {taken} on 127.0.0.1 (SFTP server) is already in use" in stack.output
     assert "PETCARE_DEV__SFTP_PORT" in stack.output
     assert not (stack.data / "postgres").exists(), "nothing starts before the ports are checked"
+
+
+async def test_temporal_restart_registers_attributes_added_since(tmp_path: Path) -> None:
+    """start-dev ignores a new --search-attribute over an existing database: the stack adds it."""
+    port, ui_port = _free_ports(2)
+    db_file = tmp_path / "temporal.db"
+    first = TemporalDevServer(
+        port=port,
+        ui_port=ui_port,
+        db_file=db_file,
+        log_file=tmp_path / "t.log",
+        search_attributes=[JOB_ATTRIBUTE],
+    )
+    await first.start()
+    await first.stop()
+    assert first.process.returncode is not None
+    second = TemporalDevServer(port=port, ui_port=ui_port, db_file=db_file, log_file=tmp_path / "t.log")
+    client = await second.start()
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
+        assert {key.name for key in CUSTOM_SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)
+    finally:
+        await second.stop()
+
+
+async def test_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    child = ChildProcess(
+        "stubborn", ["sh", "-c", "trap '' TERM; echo ready; sleep 60"], log_file=tmp_path / "c.log"
+    )
+    await child.start()
+    for _ in range(100):  # the trap must be set before SIGTERM comes
+        if "ready" in (tmp_path / "c.log").read_text():
+            break
+        await asyncio.sleep(0.05)
+    started = time.monotonic()
+    assert await child.stop(timeout=1.0) == -signal.SIGKILL
+    assert time.monotonic() - started < 5
