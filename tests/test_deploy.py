@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tomllib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +20,17 @@ import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from aiohttp import web
 from pydantic import BaseModel
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from api.middleware import PUBLIC_ROUTES
 from petcare.config import ENV_PREFIX, Settings, env_name
+from petcare.jobs import EXPORT_ATTRIBUTE, JOB_ATTRIBUTE, STORE_ATTRIBUTE
 from worker_main import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -470,3 +481,121 @@ def test_secret_detector_catches_real_looking_values(line: str) -> None:
 )
 def test_secret_detector_accepts_placeholders(line: str) -> None:
     assert secret_findings(line) == []
+
+
+# --- scripts and health check against real servers ------------------------------------------
+
+
+async def _run(*command: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+def _temporal_env(client: Client, home: Path, **extra: str) -> dict[str, str]:
+    """A clean environment (no developer .env or TEMPORAL_* leaking in) aimed at the test server."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        **extra,
+    }
+
+
+async def test_register_namespace_script_creates_namespace_and_search_attributes(
+    dev_client: Client, tmp_path: Path
+) -> None:
+    namespace = f"petcare-deploy-{uuid.uuid4().hex[:8]}"
+    env = _temporal_env(dev_client, tmp_path, TEMPORAL_NAMESPACE=namespace, SETUP_ATTEMPTS="30")
+    script = str(DEPLOY / "temporal" / "register-namespace.sh")
+    for _ in range(2):  # the second run finds everything in place and still succeeds
+        returncode, output = await _run("/bin/sh", script, env=env, cwd=tmp_path)
+        assert returncode == 0, output
+    listed = await dev_client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    expected = {JOB_ATTRIBUTE.name, STORE_ATTRIBUTE.name, EXPORT_ATTRIBUTE.name}
+    assert {
+        name
+        for name, kind in listed.custom_attributes.items()
+        if kind == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    } >= expected
+
+
+def _load_healthcheck() -> Any:
+    spec = importlib.util.spec_from_file_location("petcare_healthcheck", DEPLOY / "healthcheck.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("argv", "role"),
+    [
+        (["/opt/venv/bin/python", "/opt/venv/bin/petcare", "worker"], "worker"),
+        (["/opt/venv/bin/python", "/opt/venv/bin/petcare", "api"], "api"),
+        (["/opt/venv/bin/python", "/opt/venv/bin/petcare", "migrate"], "other"),
+    ],
+)
+def test_healthcheck_reads_the_role_from_pid_1(argv: list[str], role: str, tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes(b"\0".join(arg.encode() for arg in argv) + b"\0")
+    assert _load_healthcheck().role_of_pid1(cmdline) == role
+
+
+@activity.defn(name="deploy_test_noop")
+async def _noop() -> None:
+    """Something to register, so the worker polls its task queue."""
+
+
+async def test_worker_healthcheck_sees_this_hosts_worker_polling(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    healthcheck = str(DEPLOY / "healthcheck.py")
+    polling = _temporal_env(dev_client, tmp_path, PETCARE_TASK_QUEUE=task_queue)
+    idle = _temporal_env(dev_client, tmp_path, PETCARE_TASK_QUEUE=f"{task_queue}-idle")
+    async with Worker(dev_client, task_queue=task_queue, activities=[_noop]):
+        # The poller shows up in DescribeTaskQueue once its first long poll reaches the server.
+        for _ in range(30):
+            result = await _run(sys.executable, healthcheck, "worker", env=polling, cwd=tmp_path)
+            if result[0] == 0:
+                break
+            await asyncio.sleep(0.5)
+        returncode, output = await _run(sys.executable, healthcheck, "worker", env=idle, cwd=tmp_path)
+    assert result[0] == 0
+    assert returncode == 1
+    assert f"polls task queue {task_queue}-idle" in output
+
+
+async def test_api_healthcheck_follows_the_health_route(tmp_path: Path) -> None:
+    status = web.HTTPOk.status_code
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"workers": []}, status=status)
+
+    app = web.Application()
+    app.router.add_get(HEALTH_PATH, health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    env = {"PATH": os.environ["PATH"], "PETCARE_API__PORT": str(port)}
+    healthcheck = str(DEPLOY / "healthcheck.py")
+    try:
+        healthy = await _run(sys.executable, healthcheck, "api", env=env, cwd=tmp_path)
+        status = web.HTTPServiceUnavailable.status_code
+        unavailable = await _run(sys.executable, healthcheck, "api", env=env, cwd=tmp_path)
+    finally:
+        await runner.cleanup()
+    gone = await _run(sys.executable, healthcheck, "api", env=env, cwd=tmp_path)
+    assert healthy[0] == 0, healthy[1]
+    assert unavailable[0] == 1
+    assert "answered 503" in unavailable[1]
+    assert gone[0] == 1
+    assert "unreachable" in gone[1]

@@ -27,6 +27,9 @@ if ! temporal operator namespace describe --namespace "$NAMESPACE" >/dev/null 2>
     temporal operator namespace create --namespace "$NAMESPACE" --retention "$RETENTION"
 fi
 # A new namespace reaches the frontend's cache a moment after it is created: retry until then.
-retry temporal operator search-attribute create --namespace "$NAMESPACE" \
-    --name Job --name StoreId --name ExportId --type Keyword
+# One attribute per call: the CLI (1.9.1) registers only the first of several --name flags.
+for attribute in Job StoreId ExportId; do
+    retry temporal operator search-attribute create --namespace "$NAMESPACE" \
+        --name "$attribute" --type Keyword
+done
 echo "namespace $NAMESPACE: search attributes Job, StoreId, ExportId registered"
