@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiohttp import ClientSession
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from activities.reminders import ReminderActivities, build_gateway
 from petcare.config import Settings, SmsSettings
+from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
 from tests.support.twilio import TwilioGatewayServer
 
@@ -145,3 +149,16 @@ def reminder_settings(
             "reminders": settings.reminders.model_copy(update=reminders),
         }
     )
+
+
+@dataclass
+class SlowSinkHandler(SinkHandler):
+    """A real SMTP sink that takes `delay` seconds per message, so a run lasts long enough to disturb."""
+
+    delay: float = 0.0
+
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)

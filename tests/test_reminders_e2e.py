@@ -1,0 +1,268 @@
+"""Reminders end to end on the Temporal dev server: API triggers, dry run, SMTP outage, SIGKILLed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.testing import WorkflowEnvironment
+
+from petcare.config import ReminderSettings, Settings
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.jobs import APPOINTMENT_REMINDER
+from petcare.mail import Mailer
+from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, ReminderRunResult
+from petcare.schedules import declared_schedules
+from tests.support.api import AUTH, with_token
+from tests.support.reminder_data import (
+    SlowSinkHandler,
+    add_appointment,
+    add_many_appointments,
+    add_store,
+    reminder_settings,
+)
+from worker_main import WorkerResources, build_worker
+from workflows.reminders import AppointmentReminderWorkflow
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIGGER = "/api/v1/workers/appointment-reminder/trigger"
+
+
+@pytest.fixture
+def api_settings(settings: Settings, task_queue: str) -> Settings:
+    """The API of these tests starts its runs on the test's own task queue."""
+    return with_token(settings.model_copy(update={"task_queue": task_queue}))
+
+
+@asynccontextmanager
+async def in_process_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
+    async with Mailer(settings.smtp) as mailer, ClientSession() as http:
+        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
+        async with build_worker(client, resources, task_queue=settings.task_queue):
+            yield
+
+
+async def test_two_concurrent_triggers_make_one_run(
+    api_client: TestClient[Any, Any], dev_client: Client
+) -> None:
+    # No worker polls this test's queue: the run stays running while both triggers arrive.
+    try:
+        first, second = await asyncio.gather(
+            api_client.post(TRIGGER, headers=AUTH), api_client.post(TRIGGER, json={}, headers=AUTH)
+        )
+        answers = [await first.json(), await second.json()]
+        assert first.status == second.status == 202
+        assert {a["workflowId"] for a in answers} == {MANUAL_WORKFLOW_ID}
+        assert answers[0]["runId"] == answers[1]["runId"]
+        assert sorted(a["alreadyRunning"] for a in answers) == [False, True]
+        third = await api_client.post(TRIGGER, headers=AUTH)
+        assert (await third.json())["alreadyRunning"] is True
+        runs = [r async for r in dev_client.list_workflows(f'WorkflowId="{MANUAL_WORKFLOW_ID}"')]
+        assert len({r.run_id for r in runs if r.status is None or r.status.name == "RUNNING"}) <= 1
+    finally:
+        await dev_client.get_workflow_handle(MANUAL_WORKFLOW_ID).terminate("test over")
+
+
+async def test_trigger_rejects_bad_bodies(api_client: TestClient[Any, Any]) -> None:
+    malformed = await api_client.post(
+        TRIGGER, data="{nope", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert malformed.status == 400
+    unknown = await api_client.post(TRIGGER, json={"dryRun": True, "dryrun": 1}, headers=AUTH)
+    assert unknown.status == 422
+    assert "dryrun" in (await unknown.json())["error"]["message"]
+
+
+async def test_dry_run_shows_what_would_be_sent_and_sends_nothing(
+    api_client: TestClient[Any, Any],
+    dev_client: Client,
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+) -> None:
+    store = await add_store(pool, name="Salon Lyon", timezone="Europe/Paris", phone="+33472000000")
+    starts = datetime.now(UTC) + timedelta(hours=4)
+    await add_appointment(
+        pool,
+        store_id=store,
+        starts_at=starts - timedelta(minutes=30),
+        email="a@example.com",
+        locale="fr",
+        pet="Noisette",
+    )
+    await add_appointment(
+        pool, store_id=store, starts_at=starts, phone="+15550100400", preferred_channel="sms"
+    )
+    await add_appointment(pool, store_id=store, starts_at=starts, email=None, phone=None)
+    settings = reminder_settings(api_settings, smtp_port=smtp_sink.port)
+    async with in_process_worker(dev_client, settings, pool):
+        answer = await api_client.post(TRIGGER, json={"dryRun": True, "previewLimit": 1}, headers=AUTH)
+        body = await answer.json()
+    assert answer.status == 200, body
+    assert body["dryRun"] is True
+    assert body["counts"] == {"due": 3, "email": 1, "sms": 1, "skippedNoAddress": 1}
+    [message] = body["messages"]
+    assert message["channel"] == "email"
+    assert message["recipient"] == "a@example.com"
+    assert message["subject"].startswith("Rappel : rendez-vous de Noisette chez Salon Lyon")
+    assert "Noisette" in message["text"]
+    assert smtp_sink.received == []
+    assert await pool.fetchval("SELECT count(*) FROM reminder_deliveries") == 0
+    assert await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NOT NULL") == 0
+
+
+async def test_smtp_down_for_a_while_mid_run_loses_nothing(
+    dev_client: Client, settings: Settings, pool: asyncpg.Pool, task_queue: str, tmp_path: Path
+) -> None:
+    count = 60
+    store = await add_store(pool)
+    first_at = datetime.now(UTC) + timedelta(hours=2)
+    await add_many_appointments(
+        pool,
+        store_id=store,
+        count=count,
+        first_at=first_at,
+        spacing=timedelta(minutes=1),
+        domain="outage.test",
+    )
+    sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=0.05))
+    await sink.start()
+    adjusted = reminder_settings(
+        settings.model_copy(update={"task_queue": task_queue}), smtp_port=sink.port, batch_size=20
+    )
+    try:
+        async with in_process_worker(dev_client, adjusted, pool):
+            handle = await dev_client.start_workflow(
+                AppointmentReminderWorkflow.run,
+                ReminderRunInput(),
+                id=f"reminders-outage-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            await wait_for(lambda: len(sink.received) >= 10)
+            await sink.stop()  # the mail server crashes mid-page
+            await asyncio.sleep(3)
+            await sink.start()
+            result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await sink.stop()
+
+    recipients = Counter(m.recipients[0] for m in sink.received)
+    assert set(recipients) == {f"owner{n}@outage.test" for n in range(1, count + 1)}
+    assert (
+        sum(recipients.values()) - count
+        <= adjusted.reminders.smtp_concurrency + adjusted.reminders.sms_concurrency
+    )
+    assert (result.counts.due, result.counts.sent_email, result.counts.failed) == (count, count, 0)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NOT NULL") == count
+    )
+
+
+async def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def start_worker_process(env: dict[str, str], log_file: Path) -> asyncio.subprocess.Process:
+    with log_file.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "worker_main.py", "--no-schedules", cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_run_then_replaced_loses_nothing(
+    dev_server: WorkflowEnvironment, database_url: str, pool: asyncpg.Pool, task_queue: str, tmp_path: Path
+) -> None:
+    count = 200
+    store = await add_store(pool)
+    await add_many_appointments(
+        pool,
+        store_id=store,
+        count=count,
+        first_at=datetime.now(UTC) + timedelta(hours=2),
+        spacing=timedelta(seconds=30),
+        domain="kill.test",
+    )
+    sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=0.04))
+    await sink.start()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PETCARE_", "TEMPORAL_"))}
+    env |= {
+        "PETCARE_DATABASE_URL": database_url,
+        "PETCARE_TASK_QUEUE": task_queue,
+        "PETCARE_SMTP__PORT": str(sink.port),
+        "PETCARE_SMTP__TIMEOUT_SECONDS": "5",
+        "PETCARE_REMINDERS__BATCH_SIZE": "25",
+        "PETCARE_LOG_LEVEL": "WARNING",
+        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_server.client.namespace,
+        "TEMPORAL_CONFIG_FILE": os.devnull,
+    }
+    log_file = tmp_path / "workers.log"
+    first = await start_worker_process(env, log_file)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        handle = await dev_server.client.start_workflow(
+            AppointmentReminderWorkflow.run,
+            # A vanished worker's page is retried elsewhere 4 s after its last heartbeat.
+            ReminderRunInput(pages_per_run=3, heartbeat_timeout_seconds=4),
+            id=f"reminders-kill-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        await wait_for(lambda: len(sink.received) >= 60, timeout=60)
+        # Dies mid-page with messages in flight; the page's claims are picked up by the retry.
+        first.send_signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+        received_at_kill = len(sink.received)
+        assert received_at_kill < count, "the run finished before the kill; nothing was tested"
+        second = await start_worker_process(env, log_file)
+        result: ReminderRunResult = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 40)
+        await sink.stop()
+
+    recipients = Counter(m.recipients[0] for m in sink.received)
+    assert set(recipients) == {f"owner{n}@kill.test" for n in range(1, count + 1)}, log_file.read_text()
+    duplicates = sum(recipients.values()) - count
+    defaults = ReminderSettings()  # what the worker processes ran with
+    assert duplicates <= defaults.smtp_concurrency + defaults.sms_concurrency
+    # A resent message is the same message: same Message-ID as the first copy.
+    ids_by_recipient: dict[str, set[str]] = {}
+    for mail in sink.received:
+        ids_by_recipient.setdefault(mail.recipients[0], set()).add(str(mail.message["Message-ID"]))
+    assert all(len(ids) == 1 for ids in ids_by_recipient.values())
+    assert (result.counts.due, result.counts.sent_email) == (count, count)
+    assert await pool.fetchval("SELECT count(*) FROM reminder_deliveries WHERE state = 'sent'") == count
+    assert await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NULL") == 0
+
+
+def test_hourly_schedule_is_declared_with_skip_and_catch_up(settings: Settings) -> None:
+    [declaration] = [d for d in declared_schedules(settings) if d.job is APPOINTMENT_REMINDER]
+    schedule = declaration.to_schedule("petcare-workers")
+    assert declaration.schedule_id == "appointment-reminder"
+    assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert declaration.catchup_window >= timedelta(hours=1)
+    assert [interval.every for interval in schedule.spec.intervals] == [timedelta(hours=1)]
+    assert isinstance(schedule.action, ScheduleActionStartWorkflow)
+    assert schedule.action.workflow == "AppointmentReminderWorkflow"
+    assert schedule.action.args[0] == ReminderRunInput()
