@@ -18,6 +18,7 @@ import pydantic
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.alerts import OpsAlertActivities
 from activities.exports import ExportActivities
 from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
@@ -25,9 +26,11 @@ from activities.stock import StockActivities
 from petcare.config import Settings
 from petcare.db import create_pool
 from petcare.mail import Mailer
+from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
 from petcare.schedules import apply_schedules, declared_schedules
 from petcare.temporal_client import connect_temporal
 from workflows import WORKFLOWS
+from workflows.interceptors import OpsAlertInterceptor
 
 log = logging.getLogger("petcare.worker")
 
@@ -62,6 +65,7 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
     )
     activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
     activities += ExportActivities.from_settings(resources.pool, settings).methods()
+    activities += [OpsAlertActivities(resources.pool, resources.mailer, settings).alert_failed_run]
     return activities
 
 
@@ -80,6 +84,8 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # Bad input fails the run with a clear error instead of retrying its task forever.
         workflow_failure_exception_types=[pydantic.ValidationError],
+        # One alert email per failed job run; business counters from activity results.
+        interceptors=[OpsAlertInterceptor(), BusinessMetricsInterceptor()],
     )
 
 
@@ -91,7 +97,8 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
         loop.add_signal_handler(signum, stop.set)
 
     async with AsyncExitStack() as stack:
-        client = await connect_temporal()
+        # The runtime serves Prometheus metrics (SDK and business counters) for the process's life.
+        client = await connect_temporal(runtime=worker_runtime(settings))
         pool = await stack.enter_async_context(create_pool(settings))
         mailer = await stack.enter_async_context(Mailer(settings.smtp))
         http = await stack.enter_async_context(aiohttp.ClientSession())

@@ -81,6 +81,14 @@ class ReminderSettings(BaseModel):
     preview_limit: int = Field(default=5, ge=0, le=100)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus: the worker's own endpoint (Temporal SDK runtime); the API serves /metrics itself."""
+
+    # host:port of the worker's /metrics; empty turns it off (e.g. two workers on one host).
+    worker_bind_address: str = "127.0.0.1:9000"
+    api_enabled: bool = True
+
+
 class DatabaseSettings(BaseModel):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
@@ -108,6 +116,7 @@ class Settings(BaseSettings):
     export: ExportSettings = ExportSettings()
     dev: DevSettings = DevSettings()
     reminders: ReminderSettings = ReminderSettings()
+    metrics: MetricsSettings = MetricsSettings()
     ops_email: str | None = None
     web_ui_url: str = "http://localhost:8233"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

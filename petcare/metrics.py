@@ -1,0 +1,106 @@
+"""Prometheus metrics of the worker: the Temporal SDK runtime's endpoint, plus the jobs' business
+counters, recorded from activity results by an activity interceptor (no job code changes needed).
+
+Counters land on the same endpoint as the SDK's own metrics (PETCARE_METRICS__WORKER_BIND_ADDRESS),
+with the SDK's `namespace`, `task_queue` and `activity_type` labels added; names are documented
+in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.common import MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from petcare.alerts import AlertOutcome as OpsAlertOutcome
+from petcare.config import Settings
+from petcare.models.exports import ExportedFile
+from petcare.models.reminders import ReminderCounts
+from petcare.models.stock import AlertOutcome as StockAlertOutcome
+from petcare.models.stock import ReconciliationSummary
+
+# name: (description, unit). Every counter the worker records, in one place.
+COUNTERS: dict[str, tuple[str, str]] = {
+    "petcare_reminders_sent": ("Reminders delivered, by channel (email, sms)", "reminders"),
+    "petcare_reminders_failed": (
+        "Reminders that could not be delivered (rejected address, number)",
+        "reminders",
+    ),
+    "petcare_reminders_skipped": ("Due appointments not reminded, by reason", "reminders"),
+    "petcare_export_files": ("Financial export files uploaded, by kind", "files"),
+    "petcare_export_rows": ("Rows written to financial export files, by kind", "rows"),
+    "petcare_export_bytes": ("Bytes written to financial export files, by kind", "bytes"),
+    "petcare_stock_products_checked": ("Products whose stock was reconciled", "products"),
+    "petcare_stock_discrepancies": ("Products whose recorded stock differs from the movements", "products"),
+    "petcare_stock_low_stock": ("Products at or under their low-stock threshold", "products"),
+    "petcare_stock_alerts_opened": ("New stock alerts emailed to stores", "alerts"),
+    "petcare_ops_alerts_sent": ("Failure alerts emailed to PETCARE_OPS_EMAIL", "alerts"),
+}
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics, or None (the default runtime) when turned off."""
+    address = settings.metrics.worker_bind_address.strip()
+    if not address:
+        return None
+    # Counters as `<name>_total` and durations in seconds: what Prometheus users expect.
+    prometheus = PrometheusConfig(bind_address=address, counters_total_suffix=True, durations_as_seconds=True)
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+def record_result(meter: MetricMeter, result: Any) -> None:
+    """Count what one completed activity did, from the model it returned."""
+    counts = _counts(result)
+    for name, value, labels in counts:
+        if value > 0:
+            description, unit = COUNTERS[name]
+            meter.create_counter(name, description, unit).add(value, labels)
+
+
+def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
+    if isinstance(result, ReminderCounts):
+        return [
+            ("petcare_reminders_sent", result.sent_email, {"channel": "email"}),
+            ("petcare_reminders_sent", result.sent_sms, {"channel": "sms"}),
+            ("petcare_reminders_failed", result.failed, {}),
+            ("petcare_reminders_skipped", result.skipped_no_consent, {"reason": "no_consent"}),
+            ("petcare_reminders_skipped", result.skipped_no_address, {"reason": "no_address"}),
+            ("petcare_reminders_skipped", result.skipped_not_due, {"reason": "not_due"}),
+        ]
+    if isinstance(result, ExportedFile):
+        kind = {"kind": str(result.kind)}
+        return [
+            ("petcare_export_files", 1, kind),
+            ("petcare_export_rows", result.rows, kind),
+            ("petcare_export_bytes", result.bytes, kind),
+        ]
+    if isinstance(result, ReconciliationSummary):
+        return [
+            ("petcare_stock_products_checked", result.products_checked, {}),
+            ("petcare_stock_discrepancies", result.discrepancies, {}),
+            ("petcare_stock_low_stock", result.low_stock, {}),
+        ]
+    if isinstance(result, StockAlertOutcome):
+        return [("petcare_stock_alerts_opened", result.new_alerts, {})]
+    if isinstance(result, OpsAlertOutcome):
+        return [("petcare_ops_alerts_sent", int(result.sent), {})]
+    return []
+
+
+class BusinessMetricsInterceptor(Interceptor):
+    """Registered on the worker (`build_worker`): records the counters after each activity."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RecordResults(next)
+
+
+class _RecordResults(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        result = await super().execute_activity(input)
+        if isinstance(result, BaseModel):
+            record_result(activity.metric_meter(), result)
+        return result

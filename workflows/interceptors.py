@@ -1,0 +1,91 @@
+"""Worker interceptor: a job run that fails after its retries sends one alert to operators."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+with workflow.unsafe.imports_passed_through():
+    import pydantic
+
+    from petcare.alerts import ALERT_ACTIVITY, FailedRun
+    from petcare.jobs import JOB_ATTRIBUTE, JOBS
+
+# Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
+# the run's own failure must not wait on the mail server for hours.
+ALERT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["MailRejected"],
+)
+ALERT_TIMEOUT = timedelta(seconds=30)
+_JOB_BY_TYPE = {job.workflow_type: job.key for job in JOBS}
+
+
+class OpsAlertInterceptor(Interceptor):
+    """Registered on the worker (`build_worker`); wraps every workflow it runs."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        return _AlertOnFailure
+
+
+class _AlertOnFailure(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        try:
+            return await super().execute_workflow(input)
+        except (FailureError, pydantic.ValidationError) as error:
+            if _alerts_for(error):
+                await _send_alert(error)
+            raise
+
+
+def _alerts_for(error: BaseException) -> bool:
+    """Failures that close the run, of top-level runs only: a child's failure is its parent's to
+    report (the stock job records a failed store and carries on), so one failed run is one alert."""
+    if is_cancelled_exception(error):
+        return False
+    return workflow.info().parent is None
+
+
+async def _send_alert(error: BaseException) -> None:
+    info = workflow.info()
+    root = _root_cause(error)
+    run = FailedRun(
+        job=info.typed_search_attributes.get(JOB_ATTRIBUTE)
+        or _JOB_BY_TYPE.get(info.workflow_type, info.workflow_type),
+        workflow_type=info.workflow_type,
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        namespace=info.namespace,
+        error_type=(root.type if isinstance(root, ApplicationError) else None) or type(root).__name__,
+        error_message=getattr(root, "message", None) or str(root) or type(root).__name__,
+        failed_at=workflow.now(),
+    )
+    workflow.logger.error("job run failed: %s: %s", run.error_type, run.error_message)
+    try:
+        await workflow.execute_activity(
+            ALERT_ACTIVITY, run, start_to_close_timeout=ALERT_TIMEOUT, retry_policy=ALERT_RETRY
+        )
+    except ActivityError as alert_error:
+        # The run still fails with its own error; the alert's failure is only logged.
+        workflow.logger.warning("failure alert not sent: %s", _root_cause(alert_error))
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
