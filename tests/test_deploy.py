@@ -392,12 +392,24 @@ def test_configmap_and_example_secret_use_the_settings_names() -> None:
         assert str(Path(config[name]).parent) in worker_mounts, f"{name} points outside the mounted volumes"
 
 
+def test_production_guide_names_only_real_settings() -> None:
+    guide = (ROOT / "docs" / "production.md").read_text()
+    mentioned = set(re.findall(r"\bPETCARE_[A-Z0-9_]*[A-Z0-9]", guide))
+    assert mentioned, "the guide documents the settings"
+    unknown = mentioned - settings_env_names()
+    assert not unknown, f"docs/production.md names settings that do not exist: {sorted(unknown)}"
+    assert "```mermaid" in guide
+
+
 # --- no committed secrets ---------------------------------------------------------------------
 
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|ACCOUNT_SID|PRIVATE_KEY$|KEY_DATA$")
 # Lower-case keys that carry secrets in TOML profiles and the like.
 SECRET_KEYS = {"api_key", "password", "token", "secret", "client_key_data"}
-PLACEHOLDER = re.compile(r"^(|REPLACE_ME\w*|\.\.\.|true|false|\$\{[A-Z0-9_]+(:?[?-][^}]*)?\}|/\S+)$")
+# Empty, REPLACE_ME, "...", an all-caps word (PASSWORD), <angle>, ${INTERPOLATION}, a file path.
+PLACEHOLDER = re.compile(
+    r"^(|REPLACE_ME\w*|\.\.\.|[A-Z_]+|<[^>]+>|true|false|\$\{[A-Z0-9_]+(:?[?-][^}]*)?\}|/\S+)$"
+)
 PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
 RANDOM_RUN = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
@@ -419,7 +431,7 @@ def secret_findings(text: str) -> list[str]:
         if assignment and (
             (assignment[1].isupper() and SECRET_NAME.search(assignment[1])) or assignment[1] in SECRET_KEYS
         ):
-            value = assignment[2].strip("\"'")
+            value = re.sub(r"\s+#.*$", "", assignment[2]).strip("\"'")
             if not PLACEHOLDER.match(value) and not URL_PASSWORD.search(value):
                 findings.append(f"{number}: {assignment[1]} has a value")
         for password in URL_PASSWORD.findall(line):
@@ -459,6 +471,7 @@ def test_no_secret_values_in_deploy_files() -> None:
         "PETCARE_DATABASE_URL: postgresql://petcare:s3cret@db:5432/petcare",
         "-----BEGIN OPENSSH PRIVATE KEY-----",
         "TEMPORAL_API_KEY=eyJhbGciOiJFUzI1NiIsImtpZCI6Ild2dHdhQSJ9eyJhY2NvdW50X2lkIjoi",
+        "PETCARE_SMS__AUTH_TOKEN=a1b2c3d4   # the gateway's token",
         'api_key = "xK9mQ2vL8pR4tY7w"',
         "# see 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 for the digest",
     ],
@@ -472,9 +485,11 @@ def test_secret_detector_catches_real_looking_values(line: str) -> None:
     [
         "PETCARE_API__TOKEN=",
         "  PETCARE_SMTP__PASSWORD: REPLACE_ME",
-        "PETCARE_DATABASE_URL: postgresql://petcare:${PETCARE_DB_PASSWORD:?set it}@postgres:5432/petcare",
+        "PETCARE_DATABASE_URL: postgresql://petcare:${APP_DB_PASSWORD:?set it}@postgres:5432/petcare",
         "PETCARE_SFTP__PRIVATE_KEY_PATH: /run/secrets/sftp_private_key",
         'api_key = "REPLACE_ME"',
+        "TEMPORAL_API_KEY=...     # in petcare-secrets",
+        "postgresql://petcare:PASSWORD@db.example.com:5432/petcare?sslmode=verify-full",
         "automountServiceAccountToken: false",
         "      - ./temporal/dynamicconfig.yaml:/etc/temporal/config/dynamicconfig/petcare.yaml:ro",
     ],
