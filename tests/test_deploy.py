@@ -41,6 +41,7 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 HEALTH_PATH = "/api/v1/workers/health"
 CLI_COMMANDS = ("worker", "api", "migrate")
+METRICS_ADDRESS = env_name(("metrics", "worker_bind_address"))
 
 # DESIGN §3: the settings the outside world configures, as Settings paths.
 REQUIRED_SETTINGS: tuple[tuple[str, ...], ...] = (
@@ -351,6 +352,10 @@ def test_worker_deployment_scales_and_terminates_gracefully() -> None:
     assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > GRACEFUL_SHUTDOWN.total_seconds(), "SIGKILL would cut the worker's graceful shutdown"
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    metrics_port = int(_manifest("ConfigMap", "petcare-config")["data"][METRICS_ADDRESS].rsplit(":", 1)[1])
+    assert {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"} in container["ports"]
+    assert worker["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
     budget = _manifest("PodDisruptionBudget", "petcare-worker")
     assert (
         budget["spec"]["selector"]["matchLabels"].items()
