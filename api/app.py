@@ -12,6 +12,7 @@ from temporalio.client import Client
 from api.cache import TtlCache
 from api.health import CACHE_SECONDS
 from api.keys import HEALTH_CACHE, POOL, SETTINGS, TEMPORAL
+from api.metrics import API_METRICS, ApiMetrics, metrics_middleware
 from api.middleware import auth_middleware, error_middleware
 from petcare.config import Settings
 from petcare.db import create_pool
@@ -24,6 +25,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "api.health",
     "api.runs",
     "api.schedules",
+    "api.metrics",
     "api.reminders",
     "api.exports",
     "api.openapi",
@@ -44,8 +46,10 @@ def create_app(
     settings: Settings, *, temporal: Client | None = None, pool: asyncpg.Pool | None = None
 ) -> web.Application:
     """The API; it owns (connects and closes) the Temporal client and the pool it is not given."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    # Metrics outermost: they count the status the client actually received.
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
     app[SETTINGS] = settings
+    app[API_METRICS] = ApiMetrics()
     app[HEALTH_CACHE] = TtlCache(CACHE_SECONDS)
     if temporal is not None:
         app[TEMPORAL] = temporal
