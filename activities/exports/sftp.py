@@ -21,6 +21,16 @@ from petcare.config import SftpSettings
 CONNECT_TIMEOUT_SECONDS = 20.0
 # Dead peers are noticed within about a minute instead of at the TCP timeout.
 KEEPALIVE_SECONDS = 15.0
+# AES-GCM first: with AES-NI it costs about half the CPU of asyncssh's default chacha20-poly1305
+# (measured here: 60 MB put in 0.45 s instead of 0.86 s). The rest are OpenSSH's defaults.
+CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+]
 
 
 def _permanent(message: str, error_type: str) -> ApplicationError:
@@ -119,6 +129,7 @@ class SftpDestination:
                 # Only what the settings say: no ~/.ssh/config, no agent, no default keys.
                 config=None,
                 agent_path=None,
+                encryption_algs=CIPHERS,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 keepalive_interval=KEEPALIVE_SECONDS,
             )

@@ -8,7 +8,8 @@ CREATE OR REPLACE FUNCTION petcare_export_text(value text, spreadsheet_safe bool
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN spreadsheet_safe AND left(value, 1) IN ('=', '+', '-', '@', E'\t', E'\r') THEN '''' || value
+        -- ascii() reads the first character's code without copying a substring: = + - @ tab CR.
+        WHEN spreadsheet_safe AND ascii(value) IN (61, 43, 45, 64, 9, 13) THEN '''' || value
         ELSE value
     END
 $$;

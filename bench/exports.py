@@ -1,0 +1,288 @@
+"""Benchmark: the financial export (COPY → SFTP, streamed) against its raw steps, side by side.
+
+    .venv/bin/python bench/exports.py [--invoices 1000000] [--keep DIR]
+
+Its own embedded PostgreSQL is filled with N invoices, one transaction each and a credit note
+for one in twenty, over October 2025 in stores of five time zones; an asyncssh SFTP server runs
+in another process. Each measured step runs in a fresh child process, so its peak RSS is its own:
+
+  export    the export activity (`write_file`) for the three files, one after another
+  copy      raw baseline: COPY (the same queries) TO STDOUT into a sink that drops the bytes
+  put       raw baseline: asyncssh `put` of the same bytes (the exported files) to the server
+
+It prints rows/s and peak RSS of each step and the ratio export / slower raw step
+(targets: at most 1.5x, peak RSS of the export under 150 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from activities.exports import ExportActivities
+from activities.exports.queries import COPY_OPTIONS, export_query
+from activities.exports.sftp import CIPHERS, SftpDestination
+from activities.exports.streaming import StreamLimits
+from petcare.config import SftpSettings
+from petcare.devstack.postgres import EmbeddedPostgres, with_database
+from petcare.devstack.sftp_server import SftpServer
+from petcare.devstack.ssh_keys import SftpLayout
+from petcare.migrate import apply_migrations
+from petcare.models.exports import DATA_KINDS, BeginRequest, FileRequest
+
+ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
+FILL = [
+    """INSERT INTO stores (name, timezone)
+       SELECT 'Store ' || n, ($1::text[])[1 + n % 5] FROM generate_series(1, 20) AS n""",
+    """INSERT INTO invoices (number, store_id, issued_at, currency, subtotal_cents, tax_cents, total_cents,
+                             status)
+       SELECT 'INV-' || lpad(n::text, 9, '0'), s.ids[1 + n % 20],
+              timestamptz '2025-10-01 12:00+00' + (n % 2505600) * interval '1 second', 'EUR',
+              n % 100000, (n % 100000) / 5, (n % 100000) * 6 / 5, (ARRAY['paid', 'open', 'void'])[1 + n % 3]
+       FROM generate_series(1, $1) AS n, (SELECT array_agg(id ORDER BY name) AS ids FROM stores) AS s""",
+    """INSERT INTO transactions (invoice_id, store_id, occurred_at, amount_cents, currency, method, reference)
+       SELECT id, store_id, issued_at + interval '5 minutes', total_cents, currency, 'card', 'ref ' || number
+       FROM invoices""",
+    """INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency, reason)
+       SELECT 'CN-' || number, id, store_id, issued_at + interval '1 day', total_cents / 2, currency, 'refund'
+       FROM invoices WHERE total_cents % 20 = 0""",
+]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def sftp_settings(base: Path, port: int) -> SftpSettings:
+    layout = SftpLayout(base)
+    return SftpSettings(
+        host="127.0.0.1",
+        port=port,
+        private_key_path=layout.client_key_path,
+        known_hosts_path=layout.known_hosts_path,
+        remote_dir="/exports",
+    )
+
+
+async def serve_sftp(base: Path, port: int) -> None:
+    """Child process: the SFTP server, until its stdin closes."""
+    layout = SftpLayout(base)
+    server = SftpServer(
+        "127.0.0.1",
+        port,
+        layout.root,
+        host_key_path=layout.host_key_path,
+        authorized_keys_path=layout.authorized_keys_path,
+    )
+    async with server:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+
+
+async def step_export(dsn: str, base: Path, port: int, export_id: UUID) -> dict[str, Any]:
+    from temporalio.testing import ActivityEnvironment
+
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        activities = ExportActivities(pool, SftpDestination(sftp_settings(base, port)), StreamLimits())
+        started = time.perf_counter()
+        plan = await ActivityEnvironment().run(
+            activities.begin, BeginRequest(export_id=export_id, force=True, workflow_id="bench")
+        )
+        files, split = [], []
+        for kind in DATA_KINDS:
+            begun = time.perf_counter()
+            files.append(
+                await ActivityEnvironment().run(activities.write_file, FileRequest(plan=plan, kind=kind))
+            )
+            split.append(round(time.perf_counter() - begun, 2))
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": sum(file.rows for file in files),
+        "bytes": sum(file.bytes for file in files),
+        "paths": [file.remote_path for file in files],
+        "split": split,
+    }
+
+
+async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
+    received = 0
+
+    async def drop(chunk: bytes) -> None:
+        nonlocal received
+        received += len(chunk)
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        row = await connection.fetchrow(
+            "SELECT period_start, period_end, store_id FROM financial_exports WHERE id = $1", export_id
+        )
+        assert row is not None
+        started, split = time.perf_counter(), []
+        for kind in DATA_KINDS:
+            begun = time.perf_counter()
+            args = (row["period_start"], row["period_end"], row["store_id"], True)
+            await connection.copy_from_query(
+                export_query(kind, "csv"), *args, output=drop, timeout=3600, **COPY_OPTIONS["csv"]
+            )
+            split.append(round(time.perf_counter() - begun, 2))
+        seconds = time.perf_counter() - started
+    finally:
+        await connection.close()
+    return {"seconds": seconds, "bytes": received, "split": split}
+
+
+async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
+    import asyncssh
+
+    settings = sftp_settings(base, port)
+    root = SftpLayout(base).root
+    started = time.perf_counter()
+    async with (
+        asyncssh.connect(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            known_hosts=str(settings.known_hosts_path),
+            client_keys=[str(settings.private_key_path)],
+            config=None,
+            agent_path=None,
+            encryption_algs=CIPHERS,  # as the export uses: the baseline differs in the data path only
+        ) as connection,
+        connection.start_sftp_client() as sftp,
+    ):
+        await sftp.makedirs("/raw", exist_ok=True)
+        split = []
+        for index, path in enumerate(paths):
+            begun = time.perf_counter()
+            await sftp.put(str(root / path.lstrip("/")), f"/raw/file-{index}")
+            split.append(round(time.perf_counter() - begun, 2))
+    return {"seconds": time.perf_counter() - started, "split": split}
+
+
+async def run_step(*args: str) -> dict[str, Any]:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "step", *args, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await child.communicate()
+    if child.returncode != 0:
+        raise SystemExit(f"step {args[0]} failed (exit {child.returncode})")
+    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+async def fill(dsn: str, invoices: int) -> tuple[UUID, dict[str, int]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await apply_migrations(connection)
+        started = time.perf_counter()
+        await connection.execute(FILL[0], ZONES)
+        await connection.execute(FILL[1], invoices)
+        for statement in FILL[2:]:
+            await connection.execute(statement)
+        await connection.execute("VACUUM ANALYZE")
+        counts = {
+            table: await connection.fetchval(f"SELECT count(*) FROM {table}")  # fixed names
+            for table in ("invoices", "transactions", "credit_notes")
+        }
+        export_id: UUID = await connection.fetchval(
+            """INSERT INTO financial_exports (period_start, period_end, format)
+               VALUES ('2025-10-01', '2025-10-31', 'csv') RETURNING id"""
+        )
+        print(f"filled in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
+    finally:
+        await connection.close()
+    return export_id, counts
+
+
+async def bench(invoices: int, work: Path) -> None:
+    postgres = EmbeddedPostgres(work / "pg")
+    postgres.start()
+    sftp_base, port = work / "sftp", free_port()
+    SftpLayout(sftp_base).prepare("127.0.0.1", port, remote_dirs=("/exports",))
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "serve-sftp", str(sftp_base), str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        await server.stdout.readline()
+        admin = await asyncpg.connect(postgres.url())
+        await admin.execute("DROP DATABASE IF EXISTS bench_exports")
+        await admin.execute("CREATE DATABASE bench_exports")
+        await admin.close()
+        dsn = with_database(postgres.url(), "bench_exports")
+        export_id, _counts = await fill(dsn, invoices)
+
+        export = await run_step("export", dsn, str(sftp_base), str(port), str(export_id))
+        copy = await run_step("copy", dsn, str(export_id))
+        put = await run_step("put", str(sftp_base), str(port), *export["paths"])
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        await server.wait()
+        postgres.stop()
+    report(export, copy, put)
+
+
+def report(export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any]) -> None:
+    rows, size = export["rows"], export["bytes"]
+    assert copy["bytes"] == size, "the raw COPY and the export must move the same bytes"
+    print(f"{rows} rows, {size / 1e6:.1f} MB of CSV in three files")
+    for name, step in (("export (COPY → SFTP)", export), ("raw COPY TO STDOUT", copy), ("raw SFTP put", put)):
+        print(
+            f"  {name:22} {step['seconds']:6.2f} s  {rows / step['seconds']:>10,.0f} rows/s  "
+            f"{size / 1e6 / step['seconds']:6.1f} MB/s  peak RSS {step['rss_mb']:5.1f} MB  "
+            f"(per file: {step['split']} s)"
+        )
+    slower = max(copy["seconds"], put["seconds"])
+    ratio = export["seconds"] / slower
+    print(f"  ratio export / slower raw step: {ratio:.2f}x (target <= 1.5x)")
+    print(f"  export peak RSS {export['rss_mb']:.1f} MB (target < 150 MB)")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-sftp":
+        asyncio.run(serve_sftp(Path(sys.argv[2]), int(sys.argv[3])))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "step":
+        name, args = sys.argv[2], sys.argv[3:]
+        if name == "export":
+            result = asyncio.run(step_export(args[0], Path(args[1]), int(args[2]), UUID(args[3])))
+        elif name == "copy":
+            result = asyncio.run(step_copy(args[0], UUID(args[1])))
+        else:
+            result = asyncio.run(step_put(Path(args[0]), int(args[1]), args[2:]))
+        print(json.dumps({**result, "rss_mb": peak_rss_mb()}))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=1_000_000)
+    parser.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    options = parser.parse_args()
+    if options.keep:
+        asyncio.run(bench(options.invoices, options.keep))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-exports-") as work:
+        asyncio.run(bench(options.invoices, Path(work)))
+
+
+if __name__ == "__main__":
+    main()
