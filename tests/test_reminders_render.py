@@ -143,6 +143,8 @@ def test_email_has_text_and_html_parts_and_a_stable_message_id() -> None:
     assert message.get_content_type() == "multipart/alternative"
     kinds = [part.get_content_type() for part in message.iter_parts()]
     assert kinds == ["text/plain", "text/html"]
+    assert message["Content-Language"] == "en"
+    assert message["Subject"] == rendered.subject
 
 
 @pytest.mark.parametrize(

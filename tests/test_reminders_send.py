@@ -84,6 +84,11 @@ async def test_rejected_addresses_fail_alone_and_are_never_retried(
     bad_sms = await add_appointment(
         pool, store_id=store, starts_at=soon(), phone="+15550100004", preferred_channel="sms"
     )
+    # Addresses no SMTP server could take (spaces, non-ASCII without SMTPUTF8) fail the same way.
+    malformed = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=address)
+        for address in ("not an address", "josé@example.com", "no-at-sign")
+    ]
     smtp_sink.handler.rejected_recipients.add("bad@example.com")
     as_of = datetime.now(UTC)
 
@@ -94,7 +99,7 @@ async def test_rejected_addresses_fail_alone_and_are_never_retried(
         env = ActivityEnvironment()
         page = await env.run(acts.fetch_due_page, FetchDuePage(as_of=as_of))
         counts = await env.run(acts.send_page, SendPage(appointment_ids=page.appointment_ids))
-        assert (counts.sent_email, counts.sent_sms, counts.failed) == (1, 1, 2)
+        assert (counts.sent_email, counts.sent_sms, counts.failed) == (1, 1, 5)
         # Failed deliveries are final: the next run does not find them due again.
         again = await env.run(acts.fetch_due_page, FetchDuePage(as_of=as_of))
         assert again.appointment_ids == []
@@ -103,7 +108,8 @@ async def test_rejected_addresses_fail_alone_and_are_never_retried(
         "SELECT appointment_id, reason FROM reminder_deliveries WHERE state = 'failed'"
     )
     reasons = {row["appointment_id"]: row["reason"] for row in failed_rows}
-    assert set(reasons) == {bad_mail, bad_sms}
+    assert set(reasons) == {bad_mail, bad_sms, *malformed}
+    assert all("invalid email address" in reasons[appointment_id] for appointment_id in malformed)
     assert "550" in reasons[bad_mail]
     assert "21211" in reasons[bad_sms]
     states = await deliveries(pool)

@@ -7,13 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from uuid import UUID
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.reminders.email import build_email
+from activities.reminders.email import build_email, deliverable_address
 from activities.reminders.render import render_reminder
 from activities.reminders.repository import Claim, ReminderRepository, context_of, message_id_for, route_of
 from activities.reminders.sms import (
@@ -38,6 +37,10 @@ from petcare.models.reminders import (
 )
 
 log = logging.getLogger(__name__)
+
+# Appointments claimed per transaction: few round trips per message, and a consent or status
+# change is still seen at most a couple of groups before the send.
+CLAIM_GROUP = 20
 
 
 class ReminderActivities:
@@ -76,14 +79,31 @@ class ReminderActivities:
         counts = ReminderCounts()
         progress = {"total": len(request.appointment_ids), "done": 0}
         unavailable: list[str] = []
-        in_flight = asyncio.Semaphore(self._settings.smtp_concurrency + self._settings.sms_concurrency)
+        senders = self._settings.smtp_concurrency + self._settings.sms_concurrency
+        # Claims run at most a group ahead of the sends, so consent and status are re-checked
+        # just before each message goes out; what sits in this queue is claimed, not yet sent.
+        ready: asyncio.Queue[Claim | None] = asyncio.Queue(maxsize=CLAIM_GROUP)
 
-        async def one(appointment_id: UUID) -> None:
-            async with in_flight:
+        async def claim_groups() -> None:
+            ids = request.appointment_ids
+            for start in range(0, len(ids), CLAIM_GROUP):
                 if unavailable:
-                    return  # a provider is down: leave the rest for the retry
+                    break  # a provider is down: the rest waits for the retry
+                for claim in await self._repository.claim(ids[start : start + CLAIM_GROUP], owner):
+                    if claim.decision == "send":
+                        await ready.put(claim)
+                    else:
+                        _count_settled(claim, counts)
+                        progress["done"] += 1
+            for _ in range(senders):
+                await ready.put(None)
+
+        async def send_claimed() -> None:
+            while (claim := await ready.get()) is not None:
+                if unavailable:
+                    continue  # stays claimed by this run: the retry sends it
                 try:
-                    await self._deliver(appointment_id, owner, counts)
+                    await self._deliver(claim, counts)
                 except (MailUnavailable, SmsUnavailable) as error:
                     unavailable.append(str(error))
                 progress["done"] += 1
@@ -91,8 +111,9 @@ class ReminderActivities:
 
         try:
             async with _heartbeat_ticker(info.heartbeat_timeout, progress), asyncio.TaskGroup() as group:
-                for appointment_id in request.appointment_ids:
-                    group.create_task(one(appointment_id))
+                group.create_task(claim_groups())
+                for _ in range(senders):
+                    group.create_task(send_claimed())
         except* SmsConfigurationError as errors:
             raise ApplicationError(
                 str(errors.exceptions[0]), type="ReminderConfigurationError", non_retryable=True
@@ -104,22 +125,20 @@ class ReminderActivities:
             )
         return counts
 
-    async def _deliver(self, appointment_id: UUID, owner: str, counts: ReminderCounts) -> None:
-        claim = await self._repository.claim(appointment_id, owner)
-        if claim.decision != "send":
-            _count_settled(claim, counts)
-            return
+    async def _deliver(self, claim: Claim, counts: ReminderCounts) -> None:
         assert claim.context is not None
         assert claim.route is not None
         rendered = render_reminder(claim.context)
         route = claim.route
         try:
             if route.channel == "email":
+                if not deliverable_address(route.address):
+                    raise MailRejected(f"invalid email address {route.address!r}")
                 message = build_email(
                     rendered,
                     sender=self._sender,
                     recipient=route.address,
-                    message_id=message_id_for(appointment_id),
+                    message_id=message_id_for(claim.appointment_id),
                 )
                 async with self._email_slots:
                     await self._mailer.send(message)
@@ -129,11 +148,13 @@ class ReminderActivities:
                     await self._sms_rate.acquire()
                     provider_id = await self._sms.send(route.address, rendered.sms)
         except (MailRejected, SmsRejected) as error:
-            await self._repository.mark_failed(appointment_id, str(error))
+            await self._repository.mark_failed(claim.appointment_id, str(error))
             counts.failed += 1
-            log.info("reminder for appointment %s rejected by the %s provider", appointment_id, route.channel)
+            log.info(
+                "reminder for appointment %s rejected by the %s provider", claim.appointment_id, route.channel
+            )
             return
-        await self._repository.mark_sent(appointment_id, provider_id)
+        await self._repository.mark_sent(claim.appointment_id, provider_id)
         if route.channel == "email":
             counts.sent_email += 1
         else:

@@ -1,0 +1,210 @@
+"""Benchmark: the reminder workflow end to end against sending the same emails straight with aiosmtplib.
+
+    .venv/bin/python bench/reminders.py [--appointments 5000]
+
+Its own embedded PostgreSQL gets N appointments due in the next hours; an aiosmtpd sink runs in a
+child process (so the server does not share the sender's event loop); a Temporal dev server runs
+in memory with an in-process worker (the real activities, default settings: batch 200, 4 SMTP
+connections). Two measurements, one after the other:
+
+  raw       the same rendered messages sent straight with aiosmtplib over as many connections
+  workflow  AppointmentReminderWorkflow from start to result: paging, claims, sends, records
+
+It prints both rates and the ratio workflow / raw (target ≥ 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+
+import aiohttp
+import aiosmtplib
+import asyncpg
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from activities.reminders.email import build_email
+from activities.reminders.render import render_reminder
+from activities.reminders.repository import (
+    ReminderRepository,
+    context_of,
+    message_id_for,
+    route_of,
+)
+from petcare.config import Settings
+from petcare.devstack.binaries import temporal_cli
+from petcare.devstack.postgres import EmbeddedPostgres, with_database
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
+from petcare.mail import Mailer
+from petcare.migrate import apply_migrations
+from petcare.models.reminders import ReminderRunInput
+from tests.support.reminder_data import add_many_appointments, add_store
+from worker_main import WorkerResources, build_worker
+from workflows.reminders import AppointmentReminderWorkflow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
+    """The sink's own process: counts messages in memory, writes nothing to disk."""
+
+    async def main() -> None:
+        sink = SmtpSink("127.0.0.1", port)
+        await sink.start()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        await sink.stop()
+
+    asyncio.run(main())
+
+
+async def prepare(url: str, count: int) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await apply_migrations(connection)
+    finally:
+        await connection.close()
+    async with asyncpg.create_pool(url) as pool:
+        store = await add_store(pool, name="Bench Grooming", timezone="Europe/Paris")
+        first_at = datetime.now(UTC) + timedelta(hours=2)
+        spacing = timedelta(hours=20) / count
+        await add_many_appointments(
+            pool, store_id=store, count=count, first_at=first_at, spacing=spacing, domain="bench.test"
+        )
+
+
+async def rendered_messages(pool: asyncpg.Pool, settings: Settings) -> list[EmailMessage]:
+    """The exact messages the workflow will send, built with the same SQL and templates."""
+    as_of = datetime.now(UTC)
+    window = settings.reminders
+    messages = []
+    repository = ReminderRepository(pool)
+    earliest = as_of + timedelta(minutes=window.min_lead_minutes)
+    async for row in repository.due_details(earliest, as_of + timedelta(hours=window.window_hours)):
+        route = route_of(row)
+        assert route is not None
+        messages.append(
+            build_email(
+                render_reminder(context_of(row)),
+                sender=settings.smtp.from_address,
+                recipient=route.address,
+                message_id=message_id_for(row["id"]),
+            )
+        )
+    return messages
+
+
+async def send_raw(messages: list[EmailMessage], port: int, connections: int) -> float:
+    queue = list(messages)
+
+    async def one_connection() -> None:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+            while queue:
+                await client.send_message(queue.pop())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, int]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(CUSTOM_SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+    )
+    try:
+        async with Mailer(settings.smtp) as mailer, aiohttp.ClientSession() as http:
+            resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
+            async with build_worker(env.client, resources):
+                started = time.perf_counter()
+                result = await env.client.execute_workflow(
+                    AppointmentReminderWorkflow.run,
+                    ReminderRunInput(),
+                    id=f"bench-reminders-{uuid.uuid4()}",
+                    task_queue=settings.task_queue,
+                )
+                elapsed = time.perf_counter() - started
+    finally:
+        await env.shutdown()
+    print(
+        f"workflow result: due={result.counts.due} sent={result.counts.sent_email} "
+        f"failed={result.counts.failed} pages={result.pages} runs={result.runs}"
+    )
+    return elapsed, result.counts.sent
+
+
+async def bench(count: int) -> None:
+    smtp_port = free_port()
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    sink = context.Process(target=serve_smtp, args=(smtp_port, ready, stop), daemon=True)
+    sink.start()
+    with tempfile.TemporaryDirectory(prefix="petcare-bench-reminders-") as scratch:
+        postgres = EmbeddedPostgres(Path(scratch) / "pg")
+        postgres.start()
+        try:
+            admin = await asyncpg.connect(postgres.url())
+            await admin.execute("CREATE DATABASE bench_reminders")
+            await admin.close()
+            url = with_database(postgres.url(), "bench_reminders")
+            await prepare(url, count)
+            settings = Settings(
+                _env_file=None,
+                database_url=url,
+                task_queue="bench-reminders",
+                smtp={"port": smtp_port},
+                log_level="WARNING",
+            )
+            if not ready.wait(30):
+                raise RuntimeError("the SMTP sink did not start")
+            async with asyncpg.create_pool(url, min_size=2, max_size=10) as pool:
+                messages = await rendered_messages(pool, settings)
+                raw_seconds = await send_raw(messages, smtp_port, settings.reminders.smtp_concurrency)
+                workflow_seconds, sent = await run_workflow(pool, settings)
+        finally:
+            postgres.stop()
+            stop.set()
+            sink.join(10)
+
+    raw_rate = len(messages) / raw_seconds
+    workflow_rate = sent / workflow_seconds
+    print(f"appointments due:  {count}")
+    print(f"raw aiosmtplib:    {len(messages)} messages in {raw_seconds:.2f} s = {raw_rate:.0f} messages/s")
+    print(
+        f"workflow:          {sent} reminders in {workflow_seconds:.2f} s = {workflow_rate:.0f} reminders/s"
+    )
+    print(f"ratio workflow/raw: {workflow_rate / raw_rate:.2f} (target >= 0.5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--appointments", type=int, default=5000)
+    arguments = parser.parse_args()
+    asyncio.run(bench(arguments.appointments))
+
+
+if __name__ == "__main__":
+    main()
