@@ -14,8 +14,9 @@ import asyncpg
 import asyncssh
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.exports import ExportActivities
 from activities.exports.sftp import SftpDestination
@@ -89,7 +90,11 @@ async def test_export_to_sftp_with_manifest(
         await seed(connection)
         export_id = await request_export(connection)
     async with export_worker(time_skipping_env, task_queue, pool, sftp_server.settings()):
-        result = await (await start(time_skipping_env, task_queue, export_id)).result()
+        handle = await start(time_skipping_env, task_queue, export_id)
+        result = await handle.result()
+    # Determinism: the recorded history replays against the workflow code.
+    replayer = Replayer(workflows=[FinancialExportWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
     folder = export_dir(sftp_server, export_id)
     assert sorted(path.name for path in folder.iterdir()) == [
