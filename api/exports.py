@@ -165,9 +165,19 @@ async def create_export(request: web.Request) -> web.Response:
     if created is None:
         raise ApiError(422, "validation_error", f"invalid request: storeId: no store with id {body.store_id}")
     export_id, status, workflow_id = created
-    # If Temporal is down now, the row stays pending and the trigger route starts it later.
-    async with temporal_call():
-        await start_export(request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, body.store_id)
+    try:
+        async with temporal_call():
+            await start_export(
+                request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, body.store_id
+            )
+    except ApiError as error:
+        # The request is recorded: say so, so the client processes it later instead of asking again.
+        raise ApiError(
+            error.status,
+            error.code,
+            f"{error.message}; export {export_id} is recorded as pending and runs on the next "
+            "financial-export trigger or process request",
+        ) from None
     return json_model(ExportAccepted(id=export_id, status=status, workflow_id=workflow_id), status=202)
 
 

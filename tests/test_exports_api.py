@@ -23,7 +23,8 @@ from activities.exports.streaming import StreamLimits
 from api.app import create_app
 from petcare.config import Settings
 from petcare.models.exports import export_workflow_id
-from tests.support.api import AUTH, poll
+from petcare.temporal_client import connect_temporal
+from tests.support.api import AUTH, closed_port, poll
 from tests.support.exports import request_export, seed
 from workflows.exports import FinancialExportWorkflow
 
@@ -190,3 +191,16 @@ async def test_trigger_starts_every_pending_export_once(
             await dev_client.get_workflow_handle(item["workflowId"]).result()
     assert [(await status_of(client, export_id))["status"] for export_id in pending] == ["completed"] * 3
     assert (await (await client.post(TRIGGER, headers=AUTH)).json()) == {"started": 0, "exports": []}
+
+
+async def test_request_while_temporal_is_down_is_recorded_and_says_so(
+    aiohttp_client: AiohttpClient, api_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    unreachable = await connect_temporal(env={"TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}"}, lazy=True)
+    client = await aiohttp_client(create_app(api_settings, temporal=unreachable, pool=pool))
+    response = await client.post(EXPORTS, json=VALID, headers=AUTH)
+    assert response.status == 503
+    message = (await response.json())["error"]["message"]
+    async with pool.acquire() as connection:
+        export_id = await connection.fetchval("SELECT id FROM financial_exports WHERE status = 'pending'")
+    assert f"export {export_id} is recorded as pending" in message
