@@ -11,7 +11,6 @@ from aiohttp import web
 from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.bodies import json_model
 from api.keys import HEALTH_CACHE, POOL, TEMPORAL
 from api.models import HealthResponse, LastFailure, LastRun, ServiceStatus, WorkerHealth
 from api.openapi import documented
@@ -43,7 +42,7 @@ UNREACHABLE = ServiceStatus(status="unreachable")
 async def get_health(request: web.Request) -> web.Response:
     app = request.app
     health = await app[HEALTH_CACHE].get(lambda: probe(app[TEMPORAL], app[POOL]))
-    return json_model(health, status=200 if health.healthy else 503)
+    return web.json_response(text=health.json_text, status=200 if health.healthy else 503)
 
 
 async def probe(client: Client, pool: asyncpg.Pool) -> HealthResponse:

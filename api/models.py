@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -78,6 +79,11 @@ class HealthResponse(CamelModel):
     @property
     def healthy(self) -> bool:
         return self.temporal.status == "ok" and self.database.status == "ok"
+
+    @cached_property
+    def json_text(self) -> str:
+        # Rendered once per probe: one cached answer is sent to many requests (see api/health.py).
+        return self.model_dump_json(by_alias=True)
 
 
 class RunFailure(CamelModel):

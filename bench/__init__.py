@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks, each printing a ratio against its raw baseline."""
