@@ -6,12 +6,12 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock import StockActivities
-    from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
+    from petcare.jobs import STOCK_RECONCILIATION
     from petcare.models.stock import (
         AlertRequest,
         DueStoresRequest,
@@ -74,12 +74,9 @@ class StockReconciliationWorkflow:
                     StoreReconciliationInput(target=target, parent_workflow_id=parent_id),
                     id=f"{parent_id}/store-{target.store_id}",
                     execution_timeout=timedelta(hours=1),
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(JOB_ATTRIBUTE, STOCK_RECONCILIATION.key),
-                            SearchAttributePair(STORE_ATTRIBUTE, str(target.store_id)),
-                        ]
-                    ),
+                    # A memo rather than search attributes: it needs no registration on the
+                    # server (Temporal's test server hangs on unregistered ones) and shows in the UI.
+                    memo={"storeId": str(target.store_id), "businessDate": target.business_date.isoformat()},
                 )
             except ChildWorkflowError as error:
                 # One store's failure is reported; the other stores carry on.

@@ -1,0 +1,200 @@
+"""The stock reconciliation workflows on Temporal's time-skipping server, with real PostgreSQL and SMTP.
+
+The module starts its own time-skipping server: it moves the clock months ahead (to a DST day),
+which other tests sharing the session's server must never see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pydantic
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.stock import StockActivities
+from petcare.config import SmtpSettings
+from petcare.devstack.binaries import temporal_test_server
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.mail import Mailer
+from petcare.models.stock import StockReconciliationInput, StockReconciliationResult
+from tests.support.stock import FROM_ADDRESS, add_product, add_store
+from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
+
+
+@pytest_asyncio.fixture(scope="module")
+async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server()), data_converter=pydantic_data_converter
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def worker(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, smtp_sink: SmtpSink, task_queue: str
+) -> AsyncIterator[Worker]:
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port)) as mailer:
+        activities = StockActivities(pool, mailer, from_address=FROM_ADDRESS, fallback_recipient=None)
+        async with Worker(
+            clock_env.client,
+            task_queue=task_queue,
+            workflows=[StockReconciliationWorkflow, StoreStockReconciliationWorkflow],
+            activities=[activities.due_stores, activities.reconcile_store, activities.alert_store],
+            workflow_failure_exception_types=[pydantic.ValidationError],
+        ) as running:
+            yield running
+
+
+async def run_once(
+    env: WorkflowEnvironment, task_queue: str, request: StockReconciliationInput | None = None
+) -> StockReconciliationResult:
+    return await env.client.execute_workflow(
+        StockReconciliationWorkflow.run,
+        request or StockReconciliationInput(),
+        id=f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+
+
+def next_us_spring_forward(after: datetime) -> date:
+    """The next day New York's clocks jump from 02:00 EST to 03:00 EDT."""
+    zone = ZoneInfo("America/New_York")
+    day = after.date() + timedelta(days=3)
+    while True:
+        noon = datetime.combine(day, time(12), zone)
+        if noon.utcoffset() != (noon - timedelta(days=1)).utcoffset():
+            return day
+        day += timedelta(days=1)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_hourly_runs_reconcile_each_store_once_per_local_day_across_dst(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, smtp_sink: SmtpSink, task_queue: str
+) -> None:
+    zones = ["America/New_York", "Asia/Tokyo", "Europe/London", "Asia/Kolkata"]
+    stores = {await add_store(pool, zone, zone): zone for zone in zones}
+    london = next(store for store, zone in stores.items() if zone == "Europe/London")
+    await pool.execute("UPDATE stores SET email = 'london@store.test' WHERE id = $1", london)
+    await add_product(pool, london, "LOW", recorded=1, threshold=5, movements=(1,))
+
+    dst_day = next_us_spring_forward(await clock_env.get_current_time())
+
+    def at(days: int, hour: int) -> datetime:
+        return datetime.combine(dst_day + timedelta(days=days), time(hour, 5), UTC)
+
+    # The schedule's ticks (hourly at :05 UTC) from the day before the DST change to the day after.
+    reconciled: dict[tuple[str, date], datetime] = {}
+    tick = at(-1, 5)
+    while tick <= at(1, 8):
+        await clock_env.sleep(tick - await clock_env.get_current_time())
+        # Time moves only by the sleep above: while a result is awaited, auto-skipping would jump
+        # the clock to the next timer anywhere on the server (years ahead: execution timeouts).
+        with clock_env.auto_time_skipping_disabled():
+            result = await run_once(clock_env, task_queue)
+        for outcome in result.stores:
+            assert outcome.status == "reconciled", outcome
+            assert outcome.business_date is not None
+            key = (stores[outcome.store_id], outcome.business_date)
+            assert key not in reconciled, f"{key} reconciled twice"
+            reconciled[key] = result.started_at.replace(second=0, microsecond=0)
+        tick += timedelta(hours=1)
+
+    def day(n: int) -> date:
+        return dst_day + timedelta(days=n)
+
+    assert reconciled == {
+        # The first tick catches every store up on its current local day.
+        ("America/New_York", day(-2)): at(-1, 5),
+        ("Asia/Tokyo", day(-1)): at(-1, 5),
+        ("Europe/London", day(-1)): at(-1, 5),
+        ("Asia/Kolkata", day(-1)): at(-1, 5),
+        # Then each store right after its own 02:00.
+        ("America/New_York", day(-1)): at(-1, 7),  # 02:05 EST
+        ("America/New_York", day(0)): at(0, 7),  # 03:05 EDT: 02:00 does not exist that night
+        ("America/New_York", day(1)): at(1, 6),  # 02:05 EDT
+        ("Asia/Tokyo", day(0)): at(-1, 17),  # 02:05 JST
+        ("Asia/Tokyo", day(1)): at(0, 17),
+        ("Europe/London", day(0)): at(0, 2),  # 02:05 GMT
+        ("Europe/London", day(1)): at(1, 2),
+        ("Asia/Kolkata", day(0)): at(-1, 21),  # 02:35 IST
+        ("Asia/Kolkata", day(1)): at(0, 21),
+    }
+    # London's low stock was alerted once, on its first run; the unchanged repeats stayed quiet.
+    assert [mail.recipients for mail in smtp_sink.received] == [["london@store.test"]]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_failing_store_is_retried_and_reported_without_stopping_the_others(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    fine = await add_store(pool, "Fine")
+    flaky = await add_store(pool, "Flaky")
+    broken = await add_store(pool, "Broken")
+    lost = await add_store(pool, "Lost", timezone="Mars/Olympus_Mons")
+    await add_product(pool, flaky, "A", recorded=2, movements=(2,))
+    # Real faults inside PostgreSQL: the flaky store's first two attempts fail, the broken store's
+    # always do. A sequence counts attempts because it is not rolled back with the failure.
+    await pool.execute("CREATE SEQUENCE flaky_attempts")
+    await pool.execute(
+        f"""CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.store_id = '{broken}' THEN RAISE EXCEPTION 'injected fault: disk on fire'; END IF;
+              IF NEW.store_id = '{flaky}' AND nextval('flaky_attempts') <= 2 THEN
+                RAISE EXCEPTION 'injected fault: flaky';
+              END IF;
+              RETURN NEW;
+            END $$"""
+    )
+    await pool.execute(
+        "CREATE TRIGGER inject_fault BEFORE INSERT ON stock_reconciliations "
+        "FOR EACH ROW EXECUTE FUNCTION inject_fault()"
+    )
+
+    result = await run_once(clock_env, task_queue)
+
+    outcomes = {outcome.store_id: outcome for outcome in result.stores}
+    assert {store: outcome.status for store, outcome in outcomes.items()} == {
+        fine: "reconciled",
+        flaky: "reconciled",
+        broken: "failed",
+        lost: "failed",
+    }
+    assert await pool.fetchval("SELECT last_value FROM flaky_attempts") == 3
+    flaky_summary = outcomes[flaky].summary
+    assert flaky_summary is not None
+    assert flaky_summary.products_checked == 1
+    assert "injected fault: disk on fire" in (outcomes[broken].error or "")
+    assert "not an IANA time zone" in (outcomes[lost].error or "")
+    assert result.failed == 2
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_forced_store_runs_again_and_an_unknown_store_fails_clearly(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    store = await add_store(pool, "Forced")
+    await add_store(pool, "Bystander")
+    scheduled = await run_once(clock_env, task_queue)
+    forced = await run_once(clock_env, task_queue, StockReconciliationInput(store_id=store))
+
+    assert len(scheduled.stores) == 2
+    assert [(outcome.store_id, outcome.status) for outcome in forced.stores] == [(store, "reconciled")]
+    triggers = await pool.fetch("SELECT trigger FROM stock_reconciliations WHERE store_id = $1", store)
+    assert sorted(row["trigger"] for row in triggers) == ["manual", "schedule"]
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_once(clock_env, task_queue, StockReconciliationInput(store_id=uuid.uuid4()))
+    cause = failed.value.cause
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    assert "unknown store" in str(cause)
