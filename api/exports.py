@@ -30,6 +30,7 @@ from petcare.models.exports import (
     FinancialExportInput,
     export_workflow_id,
 )
+from petcare.summaries import export_summaries
 
 routes = web.RouteTableDef()
 
@@ -111,7 +112,13 @@ def _force(request: web.Request) -> bool:
 
 
 async def start_export(
-    client: Client, task_queue: str, export_id: UUID, store_id: UUID | None, *, force: bool = False
+    client: Client,
+    task_queue: str,
+    export_id: UUID,
+    store_id: UUID | None,
+    *,
+    force: bool = False,
+    summary: str | None = None,
 ) -> ProcessAccepted:
     """Start the export's workflow; if it is running, return that run instead (never a second one)."""
     workflow_id = export_workflow_id(export_id)
@@ -130,6 +137,7 @@ async def start_export(
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=summary,
             search_attributes=TypedSearchAttributes(attributes),
             rpc_timeout=CALL_TIMEOUT,
         )
@@ -162,13 +170,18 @@ async def create_export(request: web.Request) -> web.Response:
             export_format=body.format,
             workflow_id_prefix=EXPORT_WORKFLOW_ID_PREFIX,
         )
+        summaries = await export_summaries(connection, [created[0]]) if created else {}
     if created is None:
         raise ApiError(422, "validation_error", f"invalid request: storeId: no store with id {body.store_id}")
     export_id, status, workflow_id = created
     try:
         async with temporal_call():
             await start_export(
-                request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, body.store_id
+                request.app[TEMPORAL],
+                request.app[SETTINGS].task_queue,
+                export_id,
+                body.store_id,
+                summary=summaries.get(export_id),
             )
     except ApiError as error:
         # The request is recorded: say so, so the client processes it later instead of asking again.
@@ -214,11 +227,17 @@ async def process_export(request: web.Request) -> web.Response:
     force = _force(request)
     async with request.app[POOL].acquire() as connection:
         row = await repository.fetch_export(connection, export_id)
+        summaries = await export_summaries(connection, [export_id])
     if row is None:
         raise ApiError(404, "not_found", f"no financial export with id {export_id}")
     async with temporal_call():
         accepted = await start_export(
-            request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, row.store_id, force=force
+            request.app[TEMPORAL],
+            request.app[SETTINGS].task_queue,
+            export_id,
+            row.store_id,
+            force=force,
+            summary=summaries.get(export_id),
         )
     return json_model(accepted, status=202)
 
@@ -235,11 +254,18 @@ async def trigger_exports(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     async with request.app[POOL].acquire() as connection:
         pending = await repository.pending_exports(connection, settings.export.trigger_limit)
+        summaries = await export_summaries(connection, [export_id for export_id, _ in pending])
     slots = asyncio.Semaphore(TRIGGER_CONCURRENCY)
 
     async def start(export_id: UUID, store_id: UUID | None) -> ProcessAccepted:
         async with slots, temporal_call():
-            return await start_export(request.app[TEMPORAL], settings.task_queue, export_id, store_id)
+            return await start_export(
+                request.app[TEMPORAL],
+                settings.task_queue,
+                export_id,
+                store_id,
+                summary=summaries.get(export_id),
+            )
 
     accepted = await asyncio.gather(*(start(export_id, store_id) for export_id, store_id in pending))
     started = sum(not item.already_running for item in accepted)

@@ -28,6 +28,7 @@ from petcare.models.reminders import (
     ReminderPreview,
     ReminderRunInput,
 )
+from petcare.summaries import reminder_summary
 
 routes = web.RouteTableDef()
 
@@ -90,11 +91,12 @@ async def trigger_reminders(request: web.Request) -> web.Response:
         preview = await dry_run(client, task_queue, body.preview_limit)
         return json_model(preview)
     async with temporal_call():
-        accepted = await start_or_find(client, task_queue)
+        summary = reminder_summary("manual", request.app[SETTINGS].reminders.window_hours)
+        accepted = await start_or_find(client, task_queue, summary)
     return json_model(accepted, status=202)
 
 
-async def start_or_find(client: Client, task_queue: str) -> TriggerAccepted:
+async def start_or_find(client: Client, task_queue: str, summary: str | None = None) -> TriggerAccepted:
     """The running reminder run if there is one (scheduled or manual), else a new manual run."""
     running = client.list_workflows(
         f'WorkflowType="{APPOINTMENT_REMINDER.workflow_type}" AND ExecutionStatus="Running"',
@@ -110,6 +112,7 @@ async def start_or_find(client: Client, task_queue: str) -> TriggerAccepted:
             ReminderRunInput(),
             id=MANUAL_WORKFLOW_ID,
             task_queue=task_queue,
+            static_summary=summary,
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(JOB_ATTRIBUTE, APPOINTMENT_REMINDER.key)]
             ),

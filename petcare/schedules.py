@@ -31,6 +31,7 @@ from petcare.config import Settings
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, STOCK_RECONCILIATION, Job
 from petcare.models.reminders import ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
+from petcare.summaries import schedule_summary
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class ScheduleDeclaration:
             "timeout": self.execution_timeout.total_seconds() if self.execution_timeout else None,
             "task_queue": task_queue,
             "note": self.note,
+            "summary": schedule_summary(self.note),
         }
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -75,6 +77,7 @@ class ScheduleDeclaration:
                 id=self.schedule_id,
                 task_queue=task_queue,
                 execution_timeout=self.execution_timeout,
+                static_summary=schedule_summary(self.note),
                 memo={FINGERPRINT_MEMO_KEY: self.fingerprint(task_queue), **self.extra_memo},
                 typed_search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(JOB_ATTRIBUTE, self.job.key)]

@@ -1,0 +1,62 @@
+"""One-line summaries of job runs, shown as each workflow's `static_summary` in the Temporal Web UI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from uuid import UUID
+
+from petcare.db import Connection
+
+# The Web UI shows one line; longer summaries are cut rather than refused by the server.
+MAX_LENGTH = 200
+
+_EXPORTS = """
+SELECT e.id, e.period_start, e.period_end, e.format, s.name AS store_name
+FROM financial_exports AS e LEFT JOIN stores AS s ON s.id = e.store_id
+WHERE e.id = ANY($1::uuid[])
+"""
+
+
+def _line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_LENGTH else text[: MAX_LENGTH - 1] + "…"
+
+
+def period_words(start: date, end: date) -> str:
+    """`2026-10` for a whole calendar month, else `2026-10-01..2026-10-15` (both inclusive)."""
+    whole_month = (
+        start.day == 1
+        and (end + timedelta(days=1)).day == 1
+        and (start.year, start.month)
+        == (
+            end.year,
+            end.month,
+        )
+    )
+    return f"{start:%Y-%m}" if whole_month else f"{start.isoformat()}..{end.isoformat()}"
+
+
+def export_summary(start: date, end: date, export_format: str, store_name: str | None) -> str:
+    """E.g. "Financial export 2026-10 csv, store Downtown"."""
+    where = f"store {store_name}" if store_name else "all stores"
+    return _line(f"Financial export {period_words(start, end)} {export_format}, {where}")
+
+
+async def export_summaries(connection: Connection, export_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The summary of each export, from one query (ids not found are absent)."""
+    rows = await connection.fetch(_EXPORTS, list(export_ids))
+    return {
+        row["id"]: export_summary(row["period_start"], row["period_end"], row["format"], row["store_name"])
+        for row in rows
+    }
+
+
+def reminder_summary(trigger: str, window_hours: float) -> str:
+    """E.g. "Appointment reminders (manual run): appointments in the next 24 h"."""
+    return _line(f"Appointment reminders ({trigger} run): appointments in the next {window_hours:g} h")
+
+
+def schedule_summary(note: str) -> str:
+    """A scheduled run's summary: the schedule's declared note, which says what each run does."""
+    return _line(f"Scheduled: {note}")
