@@ -28,6 +28,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "api.metrics",
     "api.reminders",
     "api.exports",
+    "api.stock",
     "api.openapi",
 )
 

@@ -57,7 +57,7 @@ class StockReconciliationWorkflow:
         now = workflow.now()
         due = await workflow.execute_activity_method(
             StockActivities.due_stores,
-            DueStoresRequest(now=now, store_id=request.store_id),
+            DueStoresRequest(now=now, store_id=request.store_id, force=request.forced),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )

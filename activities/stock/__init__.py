@@ -15,6 +15,7 @@ from activities.stock import alert_repository as alerts_sql
 from activities.stock import repository
 from activities.stock.due import due_business_date, valid_timezone
 from activities.stock.email import alert_message_id, build_alert_email
+from petcare.db import Connection
 from petcare.mail import Mailer, MailRejected, MailUnavailable
 from petcare.models.stock import (
     AlertOutcome,
@@ -54,7 +55,7 @@ class StockActivities:
 
     @activity.defn(name="stock_due_stores")
     async def due_stores(self, request: DueStoresRequest) -> DueStores:
-        """Stores to reconcile now: those past local 02:00 without today's run, or the one forced."""
+        """Stores to reconcile now: past local 02:00 without a run for that day, or all those forced."""
         async with self._pool.acquire() as connection:
             stores = await repository.stores_with_last_run(connection, request.store_id)
         if request.store_id is not None and not stores:
@@ -72,7 +73,7 @@ class StockActivities:
                         error=f"store time zone {timezone!r} is not an IANA time zone",
                     )
                 )
-            elif request.store_id is not None:
+            elif request.force or request.store_id is not None:
                 # A manual run always happens; it is dated, but never counts as the nightly one.
                 day = due_business_date(request.now, timezone, None)
                 assert day is not None
@@ -147,7 +148,7 @@ class StockActivities:
 
     @staticmethod
     async def _outcome(
-        connection: repository.Connection,
+        connection: Connection,
         reconciliation_id: UUID,
         status: AlertStatus,
         message_id: str | None,

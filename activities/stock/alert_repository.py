@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from activities.stock.repository import Connection
+from petcare.db import Connection
 from petcare.models.stock import AlertStatus
 
 

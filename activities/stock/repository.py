@@ -6,12 +6,9 @@ from datetime import date
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
+from petcare.db import Connection
 from petcare.models.stock import ReconciliationSummary, StoreTarget
-
-# A plain connection or one borrowed from a pool: the functions here accept either.
-Connection = asyncpg.Connection | PoolConnectionProxy
 
 STORES_WITH_LAST_RUN = """
 SELECT s.id, s.timezone,

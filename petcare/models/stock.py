@@ -6,8 +6,7 @@ from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
 
 Trigger = Literal["schedule", "manual"]
 AlertStatus = Literal["pending", "sending", "sent", "nothing", "no_recipient", "failed"]
@@ -15,14 +14,20 @@ StoreStatus = Literal["reconciled", "already_done", "alert_failed", "failed"]
 
 
 class StockReconciliationInput(BaseModel):
-    """`{}` reconciles every store that is due now; a store id forces that one store."""
+    """`{}` (the schedule) reconciles the stores due now; `force` every store; a store id that one."""
 
     store_id: UUID | None = None
+    force: bool = False
+
+    @property
+    def forced(self) -> bool:
+        return self.force or self.store_id is not None
 
 
 class DueStoresRequest(BaseModel):
     now: datetime  # workflow.now() of the run, so the decision replays identically
     store_id: UUID | None = None
+    force: bool = False
 
 
 class StoreTarget(BaseModel):
@@ -83,36 +88,3 @@ class StockReconciliationResult(BaseModel):
     @property
     def failed(self) -> int:
         return sum(outcome.status in ("failed", "alert_failed") for outcome in self.stores)
-
-
-class _CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class ReportLine(_CamelModel):
-    product_id: UUID
-    sku: str
-    name: str
-    recorded: int
-    computed: int
-    difference: int  # computed - recorded
-    threshold: int
-
-
-class ReconciliationReport(_CamelModel):
-    """The API's view of one persisted reconciliation."""
-
-    id: UUID
-    store_id: UUID
-    business_date: date
-    trigger: Trigger
-    workflow_id: str
-    started_at: datetime
-    finished_at: datetime
-    products_checked: int
-    discrepancy_count: int
-    low_stock_count: int
-    alert_status: AlertStatus
-    alert_sent_at: datetime | None
-    discrepancies: list[ReportLine]
-    low_stock: list[ReportLine]

@@ -1,0 +1,158 @@
+"""Stock reconciliation routes: run it now (all stores or one), and read the persisted reports."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import Field, ValidationError
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.stock import reports
+from api.bodies import describe_validation_error, json_model, read_model
+from api.errors import ApiError
+from api.keys import POOL, SETTINGS, TEMPORAL
+from api.models import CamelModel, CamelRequest
+from api.openapi import documented
+from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
+from petcare.models.stock import AlertStatus, StockReconciliationInput, Trigger
+
+routes = web.RouteTableDef()
+
+MANUAL_WORKFLOW_ID = f"{STOCK_RECONCILIATION.key}-manual"
+
+
+class TriggerRequest(CamelRequest):
+    store_id: UUID | None = None  # absent: every store, whether due or not
+
+
+class TriggerAccepted(CamelModel):
+    workflow_id: str
+    run_id: str
+    already_running: bool
+
+
+class ReportLine(CamelModel):
+    product_id: UUID
+    sku: str
+    name: str
+    recorded: int
+    computed: int  # the sum of the product's stock movements
+    difference: int  # computed - recorded
+    threshold: int
+
+
+class ReconciliationReport(CamelModel):
+    id: UUID
+    store_id: UUID
+    business_date: date  # the store-local day the reconciliation counts for
+    trigger: Trigger
+    workflow_id: str
+    started_at: datetime
+    finished_at: datetime
+    products_checked: int
+    discrepancy_count: int
+    low_stock_count: int
+    alert_status: AlertStatus
+    alert_sent_at: datetime | None
+    discrepancies: list[ReportLine]
+    low_stock: list[ReportLine]
+
+
+class ReportQuery(CamelRequest):
+    store_id: UUID | None = None
+    latest: bool = False  # only each store's latest reconciliation
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class ReportList(CamelModel):
+    reconciliations: list[ReconciliationReport]
+
+
+@routes.post("/api/v1/workers/stock-reconciliation/trigger")
+@documented(
+    "Reconcile stock now: every store, or one with storeId (a run already going is returned instead)",
+    request=TriggerRequest,
+    response=TriggerAccepted,
+    status=202,
+    errors=(400, 404, 422, 503),
+    tags=("workers",),
+)
+async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
+    # The old endpoint took no body: an empty one reconciles every store.
+    body = await read_model(request, TriggerRequest) if (await request.text()).strip() else TriggerRequest()
+    if body.store_id is not None:
+        async with request.app[POOL].acquire() as connection:
+            if not await reports.store_exists(connection, body.store_id):
+                raise ApiError(404, "not_found", f"no store with id {body.store_id}")
+    async with temporal_call():
+        accepted = await start_or_find(request.app[TEMPORAL], request.app[SETTINGS].task_queue, body.store_id)
+    return json_model(accepted, status=202)
+
+
+async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) -> TriggerAccepted:
+    """A new forced run, or the manual run of the same scope that is still going."""
+    workflow_id = MANUAL_WORKFLOW_ID if store_id is None else f"{MANUAL_WORKFLOW_ID}-{store_id}"
+    attributes = [SearchAttributePair(JOB_ATTRIBUTE, STOCK_RECONCILIATION.key)]
+    if store_id is not None:
+        attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
+    try:
+        # The fixed id makes the server the arbiter: of two triggers at once, one starts the run.
+        handle = await client.start_workflow(
+            STOCK_RECONCILIATION.workflow_type,
+            StockReconciliationInput(store_id=store_id, force=True),
+            id=workflow_id,
+            task_queue=task_queue,
+            search_attributes=TypedSearchAttributes(attributes),
+            static_summary="Stock reconciliation (manual run): "
+            + ("every store" if store_id is None else f"store {store_id}"),
+            rpc_timeout=CALL_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError as error:
+        return TriggerAccepted(workflow_id=workflow_id, run_id=error.run_id or "", already_running=True)
+    assert handle.result_run_id is not None
+    return TriggerAccepted(workflow_id=handle.id, run_id=handle.result_run_id, already_running=False)
+
+
+@routes.get("/api/v1/stock-reconciliations/{runId}")
+@documented(
+    "One store's persisted reconciliation: counts, discrepancies and low-stock items, alert status",
+    response=ReconciliationReport,
+    errors=(400, 404),
+    path_formats={"runId": "uuid"},
+    tags=("stock-reconciliations",),
+)
+async def get_reconciliation(request: web.Request) -> web.Response:
+    try:
+        run_id = UUID(request.match_info["runId"])
+    except ValueError:
+        raise ApiError(400, "malformed_id", "runId must be a UUID") from None
+    async with request.app[POOL].acquire() as connection:
+        found = await reports.report(connection, run_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no stock reconciliation with id {run_id}")
+    return json_model(ReconciliationReport.model_validate(found))
+
+
+@routes.get("/api/v1/stock-reconciliations")
+@documented(
+    "Recent reconciliations, newest first; storeId for one store, latest=true for each store's latest",
+    response=ReportList,
+    query=ReportQuery,
+    errors=(422,),
+    tags=("stock-reconciliations",),
+)
+async def list_reconciliations(request: web.Request) -> web.Response:
+    try:
+        query = ReportQuery.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+    async with request.app[POOL].acquire() as connection:
+        found = await reports.recent_reports(
+            connection, query.store_id, latest_only=query.latest, limit=query.limit
+        )
+    return json_model(ReportList(reconciliations=[ReconciliationReport.model_validate(r) for r in found]))
