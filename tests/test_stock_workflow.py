@@ -18,7 +18,7 @@ import pytest_asyncio
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.stock import StockActivities
 from petcare.config import SmtpSettings
@@ -56,14 +56,25 @@ async def worker(
 
 
 async def run_once(
-    env: WorkflowEnvironment, task_queue: str, request: StockReconciliationInput | None = None
+    env: WorkflowEnvironment,
+    task_queue: str,
+    request: StockReconciliationInput | None = None,
+    *,
+    workflow_id: str | None = None,
+    skip_time: bool = False,
 ) -> StockReconciliationResult:
-    return await env.client.execute_workflow(
+    """One run. Time skips only with `skip_time` (retry backoffs): while a result is awaited,
+    auto-skipping may jump the clock to any timer on the server, even years ahead."""
+    handle = await env.client.start_workflow(
         StockReconciliationWorkflow.run,
         request or StockReconciliationInput(),
-        id=f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}",
+        id=workflow_id or f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
     )
+    if skip_time:
+        return await handle.result()
+    with env.auto_time_skipping_disabled():
+        return await handle.result()
 
 
 def next_us_spring_forward(after: datetime) -> date:
@@ -97,10 +108,7 @@ async def test_hourly_runs_reconcile_each_store_once_per_local_day_across_dst(
     tick = at(-1, 5)
     while tick <= at(1, 8):
         await clock_env.sleep(tick - await clock_env.get_current_time())
-        # Time moves only by the sleep above: while a result is awaited, auto-skipping would jump
-        # the clock to the next timer anywhere on the server (years ahead: execution timeouts).
-        with clock_env.auto_time_skipping_disabled():
-            result = await run_once(clock_env, task_queue)
+        result = await run_once(clock_env, task_queue)  # time moves only by the sleep above
         for outcome in result.stores:
             assert outcome.status == "reconciled", outcome
             assert outcome.business_date is not None
@@ -160,7 +168,7 @@ async def test_a_failing_store_is_retried_and_reported_without_stopping_the_othe
         "FOR EACH ROW EXECUTE FUNCTION inject_fault()"
     )
 
-    result = await run_once(clock_env, task_queue)
+    result = await run_once(clock_env, task_queue, skip_time=True)  # through the retry backoffs
 
     outcomes = {outcome.store_id: outcome for outcome in result.stores}
     assert {store: outcome.status for store, outcome in outcomes.items()} == {
@@ -179,18 +187,34 @@ async def test_a_failing_store_is_retried_and_reported_without_stopping_the_othe
 
 
 @pytest.mark.usefixtures("worker")
-async def test_a_forced_store_runs_again_and_an_unknown_store_fails_clearly(
+async def test_a_forced_store_runs_again_replays_and_an_unknown_store_fails_clearly(
     clock_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     store = await add_store(pool, "Forced")
     await add_store(pool, "Bystander")
-    scheduled = await run_once(clock_env, task_queue)
+    scheduled_id = f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}"
+    scheduled = await run_once(clock_env, task_queue, workflow_id=scheduled_id)
     forced = await run_once(clock_env, task_queue, StockReconciliationInput(store_id=store))
 
+    again = await run_once(clock_env, task_queue)
+    everything = await run_once(clock_env, task_queue, StockReconciliationInput(force=True))
+
     assert len(scheduled.stores) == 2
+    assert again.stores == []  # both stores already have today's scheduled reconciliation
+    assert [outcome.status for outcome in everything.stores] == ["reconciled", "reconciled"]
     assert [(outcome.store_id, outcome.status) for outcome in forced.stores] == [(store, "reconciled")]
     triggers = await pool.fetch("SELECT trigger FROM stock_reconciliations WHERE store_id = $1", store)
-    assert sorted(row["trigger"] for row in triggers) == ["manual", "schedule"]
+    assert sorted(row["trigger"] for row in triggers) == ["manual", "manual", "schedule"]
+
+    # The histories replay on the current code: the workflows are deterministic.
+    replayer = Replayer(
+        workflows=[StockReconciliationWorkflow, StoreStockReconciliationWorkflow],
+        data_converter=pydantic_data_converter,
+    )
+    child_id = f"{scheduled_id}/store-{store}"
+    for workflow_id in (scheduled_id, child_id):
+        history = await clock_env.client.get_workflow_handle(workflow_id).fetch_history()
+        await replayer.replay_workflow(history)
 
     with pytest.raises(WorkflowFailureError) as failed:
         await run_once(clock_env, task_queue, StockReconciliationInput(store_id=uuid.uuid4()))
