@@ -74,6 +74,7 @@ class StockReconciliationWorkflow:
                     StoreReconciliationInput(target=target, parent_workflow_id=parent_id),
                     id=f"{parent_id}/store-{target.store_id}",
                     execution_timeout=timedelta(hours=1),
+                    static_summary=f"Stock reconciliation {target.business_date}, store {target.store_id}",
                     # A memo rather than search attributes: it needs no registration on the
                     # server (Temporal's test server hangs on unregistered ones) and shows in the UI.
                     memo={"storeId": str(target.store_id), "businessDate": target.business_date.isoformat()},
