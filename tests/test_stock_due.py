@@ -6,8 +6,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from temporalio.client import ScheduleIntervalSpec, ScheduleOverlapPolicy
 
 from activities.stock.due import business_date, due_business_date, valid_timezone
+from petcare.config import Settings
+from petcare.jobs import STOCK_RECONCILIATION
+from petcare.schedules import declared_schedules
 
 
 def utc(text: str) -> datetime:
@@ -105,3 +109,15 @@ def test_naive_instants_and_unknown_zones_are_refused() -> None:
     assert valid_timezone("Europe/Paris")
     assert not valid_timezone("Mars/Olympus_Mons")
     assert not valid_timezone("../etc/passwd")
+
+
+def test_the_schedule_ticks_hourly_and_asks_for_the_due_stores() -> None:
+    settings = Settings(_env_file=None)
+    [declaration] = [d for d in declared_schedules(settings) if d.job == STOCK_RECONCILIATION]
+    assert declaration.schedule_id == "stock-reconciliation"
+    assert declaration.spec.intervals == [
+        ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=5))
+    ]
+    assert declaration.overlap == ScheduleOverlapPolicy.SKIP
+    assert declaration.catchup_window == timedelta(days=1)
+    assert declaration.argument.model_dump() == {"store_id": None, "force": False}  # due stores only

@@ -92,9 +92,19 @@ class StockActivities:
         run_id = activity.info().workflow_run_id
         if run_id is None:  # only standalone activities lack one; this one always runs in a workflow
             raise ApplicationError("reconcile_store must run inside a workflow", non_retryable=True)
-        return await _heartbeating(
+        summary = await _heartbeating(
             repository.reconcile(self._pool, request.target, request.workflow_id, run_id)
         )
+        activity.logger.info(
+            "stock of store %s for %s: %d products, %d discrepancies, %d low (report %s)",
+            request.target.store_id,
+            request.target.business_date,
+            summary.products_checked,
+            summary.discrepancies,
+            summary.low_stock,
+            summary.reconciliation_id or "already done by another run",
+        )
+        return summary
 
     @activity.defn(name="stock_alert_store")
     async def alert_store(self, request: AlertRequest) -> AlertOutcome:
@@ -143,6 +153,9 @@ class StockActivities:
         except MailUnavailable as error:
             raise ApplicationError(str(error), type="MailUnavailable") from None
         await alerts_sql.mark_sent(self._pool, run.id, [alert.id for alert in pending])
+        activity.logger.info(
+            "stock alert %s sent for store %s: %d item(s)", message_id, run.store_id, len(pending)
+        )
         async with self._pool.acquire() as connection:
             return await self._outcome(connection, run.id, "sent", message_id)
 
