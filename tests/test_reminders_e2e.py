@@ -27,7 +27,7 @@ from petcare.jobs import APPOINTMENT_REMINDER
 from petcare.mail import Mailer
 from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, ReminderRunResult
 from petcare.schedules import declared_schedules
-from tests.support.api import AUTH, with_token
+from tests.support.api import AUTH, poll, with_token
 from tests.support.reminder_data import (
     SlowSinkHandler,
     add_appointment,
@@ -266,3 +266,32 @@ def test_hourly_schedule_is_declared_with_skip_and_catch_up(settings: Settings) 
     assert isinstance(schedule.action, ScheduleActionStartWorkflow)
     assert schedule.action.workflow == "AppointmentReminderWorkflow"
     assert schedule.action.args[0] == ReminderRunInput()
+
+
+async def test_a_triggered_run_reports_its_counts_through_the_runs_route(
+    api_client: TestClient[Any, Any],
+    dev_client: Client,
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+) -> None:
+    store = await add_store(pool)
+    starts = datetime.now(UTC) + timedelta(hours=6)
+    await add_appointment(pool, store_id=store, starts_at=starts, email="one@example.com")
+    await add_appointment(pool, store_id=store, starts_at=starts, email=None, phone=None)
+    settings = reminder_settings(api_settings, smtp_port=smtp_sink.port)
+    async with in_process_worker(dev_client, settings, pool):
+        accepted = await api_client.post(TRIGGER, headers=AUTH)
+        assert accepted.status == 202
+        workflow_id = (await accepted.json())["workflowId"]
+
+        async def finished() -> dict[str, Any] | None:
+            answer = await api_client.get(f"/api/v1/workers/runs/{workflow_id}", headers=AUTH)
+            body: dict[str, Any] = await answer.json()
+            return body if body["status"] == "Completed" else None
+
+        run = await poll(finished, timeout=30)
+    assert run["type"] == "AppointmentReminderWorkflow"
+    counts = run["result"]["counts"]
+    assert (counts["due"], counts["sent_email"], counts["skipped_no_address"]) == (2, 1, 1)
+    assert [m.recipients for m in smtp_sink.received] == [["one@example.com"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -197,3 +198,26 @@ async def test_misconfigured_twilio_is_a_non_retryable_failure(
     assert "PETCARE_SMS__ACCOUNT_SID" in str(raised.value)
     assert "PETCARE_SMS__AUTH_TOKEN" in str(raised.value)
     assert await pool.fetchval("SELECT state FROM reminder_deliveries") == "claimed"
+
+
+async def test_sms_rate_limit_spaces_the_gateway_calls(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    texts = [
+        await add_appointment(
+            pool, store_id=store, starts_at=soon(), phone=f"+1555010050{n}", preferred_channel="sms"
+        )
+        for n in range(6)
+    ]
+    async with (
+        TwilioGatewayServer() as twilio,
+        reminder_activities(
+            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_rate_per_second=5.0
+        ) as acts,
+    ):
+        started = time.monotonic()
+        counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=texts))
+        elapsed = time.monotonic() - started
+    assert counts.sent_sms == 6
+    assert elapsed >= 1.0  # six calls at five a second: the sixth waits a full second
