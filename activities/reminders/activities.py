@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.reminders.counting import count_settled
 from activities.reminders.email import build_email, deliverable_address
+from activities.reminders.heartbeat import Heartbeat, heartbeat_ticker
+from activities.reminders.preview import plan_due
 from activities.reminders.render import render_reminder
-from activities.reminders.repository import Claim, ReminderRepository, context_of, message_id_for, route_of
+from activities.reminders.repository import Claim, ReminderRepository, message_id_for
 from activities.reminders.sms import (
     RateLimiter,
     SmsConfigurationError,
@@ -29,8 +29,6 @@ from petcare.models.reminders import (
     DuePage,
     FetchDuePage,
     PageCursor,
-    PlannedCounts,
-    PreviewMessage,
     PreviewRequest,
     ReminderCounts,
     ReminderPreview,
@@ -42,7 +40,6 @@ log = logging.getLogger(__name__)
 # Appointments claimed per transaction: few round trips per message, and a consent or status
 # change is still seen at most a couple of groups before the send.
 CLAIM_GROUP = 20
-HEARTBEAT_EVERY = 1.0  # seconds
 
 
 class ReminderActivities:
@@ -80,7 +77,7 @@ class ReminderActivities:
         owner = f"{info.workflow_id}/{info.workflow_run_id}"
         counts = ReminderCounts()
         progress = {"total": len(request.appointment_ids), "done": 0}
-        beat = _Heartbeat(progress)
+        beat = Heartbeat(progress)
         unavailable: list[str] = []
         senders = self._settings.smtp_concurrency + self._settings.sms_concurrency
         # Claims run at most a group ahead of the sends, so consent and status are re-checked
@@ -96,7 +93,7 @@ class ReminderActivities:
                     if claim.decision == "send":
                         await ready.put(claim)
                     else:
-                        _count_settled(claim, counts)
+                        count_settled(claim, counts)
                         progress["done"] += 1
             for _ in range(senders):
                 await ready.put(None)
@@ -113,7 +110,7 @@ class ReminderActivities:
                 beat.after_message()
 
         try:
-            async with _heartbeat_ticker(info.heartbeat_timeout, beat), asyncio.TaskGroup() as group:
+            async with heartbeat_ticker(info.heartbeat_timeout, beat), asyncio.TaskGroup() as group:
                 group.create_task(claim_groups())
                 for _ in range(senders):
                     group.create_task(send_claimed())
@@ -168,86 +165,5 @@ class ReminderActivities:
         """What a run would send now: the same eligibility SQL and rendering, nothing written."""
         earliest, latest = self._window(request.as_of)
         limit = self._settings.preview_limit if request.preview_limit is None else request.preview_limit
-        counts = PlannedCounts()
-        messages: list[PreviewMessage] = []
-        async for row in self._repository.due_details(earliest, latest):
-            counts.due += 1
-            route = route_of(row)
-            if route is None:
-                counts.skipped_no_address += 1
-                continue
-            if route.channel == "email":
-                counts.email += 1
-            else:
-                counts.sms += 1
-            if len(messages) < limit:
-                rendered = render_reminder(context_of(row))
-                messages.append(
-                    PreviewMessage(
-                        appointment_id=row["id"],
-                        channel=route.channel,
-                        recipient=route.address,
-                        locale=rendered.locale,
-                        starts_at_local=rendered.starts_at_local,
-                        subject=rendered.subject if route.channel == "email" else None,
-                        text=rendered.text if route.channel == "email" else rendered.sms,
-                    )
-                )
+        counts, messages = await plan_due(self._repository, earliest, latest, limit)
         return ReminderPreview(as_of=request.as_of, counts=counts, messages=messages)
-
-
-def _count_settled(claim: Claim, counts: ReminderCounts) -> None:
-    if claim.decision == "done_here":
-        # Sent or failed by an earlier attempt of this same run: counted once, in this result.
-        if claim.finished_state == "failed":
-            counts.failed += 1
-        elif claim.finished_channel == "sms":
-            counts.sent_sms += 1
-        else:
-            counts.sent_email += 1
-    elif claim.decision == "elsewhere":
-        counts.handled_elsewhere += 1
-    elif claim.decision == "no_consent":
-        counts.skipped_no_consent += 1
-    elif claim.decision == "no_address":
-        counts.skipped_no_address += 1
-    elif claim.decision == "not_due":
-        counts.skipped_not_due += 1
-
-
-class _Heartbeat:
-    """Progress heartbeats, at most one a second: recording one costs about a millisecond."""
-
-    def __init__(self, progress: dict[str, int]) -> None:
-        self.progress = progress
-        self._last = 0.0
-
-    def now(self) -> None:
-        self._last = time.monotonic()
-        activity.heartbeat(self.progress)
-
-    def after_message(self) -> None:
-        if time.monotonic() - self._last >= HEARTBEAT_EVERY:
-            self.now()
-
-
-@contextlib.asynccontextmanager
-async def _heartbeat_ticker(timeout: timedelta | None, beat: _Heartbeat) -> AsyncIterator[None]:
-    """Heartbeats between messages too, so one slow provider call never looks like a dead worker."""
-    if not timeout:
-        yield
-        return
-    interval = max(timeout.total_seconds() / 3, 0.5)
-
-    async def tick() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            beat.now()
-
-    ticker = asyncio.create_task(tick())
-    try:
-        yield
-    finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
