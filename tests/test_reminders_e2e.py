@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -35,10 +33,10 @@ from tests.support.reminder_data import (
     add_store,
     reminder_settings,
 )
+from tests.support.worker_process import start_worker_process, stop_worker_processes, worker_env
 from worker_main import WorkerResources, build_worker
 from workflows.reminders import AppointmentReminderWorkflow
 
-ROOT = Path(__file__).resolve().parent.parent
 TRIGGER = "/api/v1/workers/appointment-reminder/trigger"
 
 
@@ -180,13 +178,6 @@ async def wait_for(condition: Any, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def start_worker_process(env: dict[str, str], log_file: Path) -> asyncio.subprocess.Process:
-    with log_file.open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "worker_main.py", "--no-schedules", cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-
-
 @pytest.mark.slow
 async def test_worker_killed_mid_run_then_replaced_loses_nothing(
     dev_server: WorkflowEnvironment, database_url: str, pool: asyncpg.Pool, task_queue: str, tmp_path: Path
@@ -203,18 +194,13 @@ async def test_worker_killed_mid_run_then_replaced_loses_nothing(
     )
     sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=0.04))
     await sink.start()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PETCARE_", "TEMPORAL_"))}
-    env |= {
-        "PETCARE_DATABASE_URL": database_url,
-        "PETCARE_TASK_QUEUE": task_queue,
-        "PETCARE_SMTP__PORT": str(sink.port),
-        "PETCARE_SMTP__TIMEOUT_SECONDS": "5",
-        "PETCARE_REMINDERS__BATCH_SIZE": "25",
-        "PETCARE_LOG_LEVEL": "WARNING",
-        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": dev_server.client.namespace,
-        "TEMPORAL_CONFIG_FILE": os.devnull,
-    }
+    env = worker_env(
+        dev_server,
+        database_url=database_url,
+        task_queue=task_queue,
+        smtp_port=sink.port,
+        extra={"PETCARE_REMINDERS__BATCH_SIZE": "25"},
+    )
     log_file = tmp_path / "workers.log"
     first = await start_worker_process(env, log_file)
     second: asyncio.subprocess.Process | None = None
@@ -235,10 +221,7 @@ async def test_worker_killed_mid_run_then_replaced_loses_nothing(
         second = await start_worker_process(env, log_file)
         result: ReminderRunResult = await asyncio.wait_for(handle.result(), 90)
     finally:
-        for process in (first, second):
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 40)
+        await stop_worker_processes(first, second)
         await sink.stop()
 
     recipients = Counter(m.recipients[0] for m in sink.received)

@@ -1,0 +1,97 @@
+"""Real worker processes for end-to-end tests: `worker_main.py --no-schedules` on the test's servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def worker_env(
+    dev_server: WorkflowEnvironment,
+    *,
+    database_url: str,
+    task_queue: str,
+    smtp_port: int,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a worker process: this test's servers only, nothing from the developer's."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PETCARE_", "TEMPORAL_"))}
+    env |= {
+        "PETCARE_DATABASE_URL": database_url,
+        "PETCARE_TASK_QUEUE": task_queue,
+        "PETCARE_SMTP__PORT": str(smtp_port),
+        "PETCARE_SMTP__TIMEOUT_SECONDS": "5",
+        "PETCARE_LOG_LEVEL": "WARNING",
+        # Several workers on one host: no metrics endpoint, so none fights over the port.
+        "PETCARE_METRICS__WORKER_BIND_ADDRESS": "",
+        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_server.client.namespace,
+        "TEMPORAL_CONFIG_FILE": os.devnull,
+    }
+    return env | dict(extra or {})
+
+
+async def start_worker_process(env: Mapping[str, str], log_file: Path) -> asyncio.subprocess.Process:
+    """A worker process (no schedules applied) whose output is appended to `log_file`."""
+    with log_file.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "worker_main.py",
+            "--no-schedules",
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=log,
+        )
+
+
+def worker_identity(process: asyncio.subprocess.Process) -> str:
+    """The identity Temporal records for the process's worker: the SDK's default `pid@host`."""
+    return f"{process.pid}@{socket.gethostname()}"
+
+
+async def wait_until_polling(
+    client: Client, task_queue: str, processes: Iterable[asyncio.subprocess.Process], timeout: float = 30.0
+) -> None:
+    """Until every process polls the task queue for activities, so work spreads over all of them."""
+    wanted = {worker_identity(process) for process in processes}
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer = await client.workflow_service.describe_task_queue(request)
+        if wanted <= {poller.identity for poller in answer.pollers}:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"workers {sorted(wanted)} not polling {task_queue} after {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def stop_worker_processes(*processes: asyncio.subprocess.Process | None, timeout: float = 40.0) -> None:
+    """SIGTERM each process still running and wait for it (cleanup after a test, pass or fail)."""
+    for process in processes:
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
