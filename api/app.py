@@ -11,9 +11,10 @@ from temporalio.client import Client
 
 from api.cache import TtlCache
 from api.health import CACHE_SECONDS
-from api.keys import HEALTH_CACHE, POOL, SETTINGS, TEMPORAL
+from api.keys import HEALTH_CACHE, POOL, RUNNING_REMINDER_CACHE, SETTINGS, TEMPORAL
 from api.metrics import API_METRICS, ApiMetrics, metrics_middleware
 from api.middleware import auth_middleware, error_middleware
+from api.starts import RUNNING_RUN_CACHE_SECONDS
 from petcare.config import Settings
 from petcare.db import create_pool
 from petcare.temporal_client import connect_temporal
@@ -52,6 +53,7 @@ def create_app(
     app[SETTINGS] = settings
     app[API_METRICS] = ApiMetrics()
     app[HEALTH_CACHE] = TtlCache(CACHE_SECONDS)
+    app[RUNNING_REMINDER_CACHE] = TtlCache(RUNNING_RUN_CACHE_SECONDS)
     if temporal is not None:
         app[TEMPORAL] = temporal
     else:

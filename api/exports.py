@@ -11,8 +11,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, field_validator, model_validator
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import SearchAttributePair
 
 from activities.exports import repository
 from api.bodies import json_model, read_model
@@ -20,7 +19,8 @@ from api.errors import ApiError
 from api.keys import POOL, SETTINGS, TEMPORAL
 from api.models import CamelModel, CamelRequest
 from api.openapi import documented
-from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from api.starts import StartedRun, start_or_join
+from api.temporal_calls import temporal_call
 from petcare.jobs import EXPORT_ATTRIBUTE, FINANCIAL_EXPORT, JOB_ATTRIBUTE, STORE_ATTRIBUTE
 from petcare.models.exports import (
     EXPORT_WORKFLOW_ID_PREFIX,
@@ -85,11 +85,8 @@ class ProcessQuery(BaseModel):
     force: bool = False  # upload a completed export again
 
 
-class ProcessAccepted(CamelModel):
+class ProcessAccepted(StartedRun):
     export_id: UUID
-    workflow_id: str
-    run_id: str
-    already_running: bool
 
 
 class TriggerAccepted(CamelModel):
@@ -121,33 +118,22 @@ async def start_export(
     summary: str | None = None,
 ) -> ProcessAccepted:
     """Start the export's workflow; if it is running, return that run instead (never a second one)."""
-    workflow_id = export_workflow_id(export_id)
     attributes = [
         SearchAttributePair(JOB_ATTRIBUTE, FINANCIAL_EXPORT.key),
         SearchAttributePair(EXPORT_ATTRIBUTE, str(export_id)),
     ]
     if store_id is not None:
         attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
-    try:
-        # FAIL on a running id: the server arbitrates between concurrent requests, and the
-        # loser learns the running run's id (USE_EXISTING would not say which case it was).
-        handle = await client.start_workflow(
-            FINANCIAL_EXPORT.workflow_type,
-            FinancialExportInput(export_id=export_id, force=force),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=summary,
-            search_attributes=TypedSearchAttributes(attributes),
-            rpc_timeout=CALL_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError as error:
-        return ProcessAccepted(
-            export_id=export_id, workflow_id=workflow_id, run_id=error.run_id or "", already_running=True
-        )
-    return ProcessAccepted(
-        export_id=export_id, workflow_id=workflow_id, run_id=handle.result_run_id or "", already_running=False
+    run = await start_or_join(
+        client,
+        FINANCIAL_EXPORT.workflow_type,
+        FinancialExportInput(export_id=export_id, force=force),
+        workflow_id=export_workflow_id(export_id),
+        task_queue=task_queue,
+        attributes=attributes,
+        summary=summary,
     )
+    return ProcessAccepted(export_id=export_id, **run.model_dump())
 
 
 @routes.post("/api/v1/financial-exports")

@@ -10,14 +10,15 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import Field
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import SearchAttributePair
 
 from api.bodies import json_model, read_model
+from api.cache import TtlCache
 from api.errors import ApiError
-from api.keys import SETTINGS, TEMPORAL
+from api.keys import RUNNING_REMINDER_CACHE, SETTINGS, TEMPORAL
 from api.models import CamelModel, CamelRequest
 from api.openapi import documented
+from api.starts import RunningRun, StartedRun, start_or_join
 from api.temporal_calls import CALL_TIMEOUT, temporal_call
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE
 from petcare.models.reminders import (
@@ -39,12 +40,6 @@ DRY_RUN_TIMEOUT = timedelta(seconds=20)
 class TriggerRequest(CamelRequest):
     dry_run: bool = False
     preview_limit: int | None = Field(default=None, ge=0, le=100)
-
-
-class TriggerAccepted(CamelModel):
-    workflow_id: str
-    run_id: str
-    already_running: bool
 
 
 class DryRunCounts(CamelModel):
@@ -76,7 +71,7 @@ class DryRunResponse(CamelModel):
     "Start a reminder run now (a run already going is returned instead), or with dryRun preview "
     "what it would send without sending or marking anything",
     request=TriggerRequest,
-    response=TriggerAccepted,
+    response=StartedRun,
     status=202,
     other_responses={200: DryRunResponse},
     errors=(400, 422, 503),
@@ -92,38 +87,37 @@ async def trigger_reminders(request: web.Request) -> web.Response:
         return json_model(preview)
     async with temporal_call():
         summary = reminder_summary("manual", request.app[SETTINGS].reminders.window_hours)
-        accepted = await start_or_find(client, task_queue, summary)
+        accepted = await start_or_find(client, task_queue, request.app[RUNNING_REMINDER_CACHE], summary)
     return json_model(accepted, status=202)
 
 
-async def start_or_find(client: Client, task_queue: str, summary: str | None = None) -> TriggerAccepted:
+async def start_or_find(
+    client: Client, task_queue: str, running: TtlCache[RunningRun], summary: str | None = None
+) -> StartedRun:
     """The running reminder run if there is one (scheduled or manual), else a new manual run."""
+    found = (await running.get(lambda: _running_reminder_run(client))).run
+    if found is not None:
+        return found
+    return await start_or_join(
+        client,
+        APPOINTMENT_REMINDER.workflow_type,
+        ReminderRunInput(),
+        workflow_id=MANUAL_WORKFLOW_ID,
+        task_queue=task_queue,
+        attributes=[SearchAttributePair(JOB_ATTRIBUTE, APPOINTMENT_REMINDER.key)],
+        summary=summary,
+    )
+
+
+async def _running_reminder_run(client: Client) -> RunningRun:
     running = client.list_workflows(
         f'WorkflowType="{APPOINTMENT_REMINDER.workflow_type}" AND ExecutionStatus="Running"',
         limit=1,
         rpc_timeout=CALL_TIMEOUT,
     )
     async for execution in running:
-        return TriggerAccepted(workflow_id=execution.id, run_id=execution.run_id, already_running=True)
-    try:
-        # The fixed id makes the server the arbiter: of two triggers at once, one starts the run.
-        handle = await client.start_workflow(
-            APPOINTMENT_REMINDER.workflow_type,
-            ReminderRunInput(),
-            id=MANUAL_WORKFLOW_ID,
-            task_queue=task_queue,
-            static_summary=summary,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(JOB_ATTRIBUTE, APPOINTMENT_REMINDER.key)]
-            ),
-            rpc_timeout=CALL_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError as error:
-        return TriggerAccepted(
-            workflow_id=MANUAL_WORKFLOW_ID, run_id=error.run_id or "", already_running=True
-        )
-    assert handle.result_run_id is not None
-    return TriggerAccepted(workflow_id=handle.id, run_id=handle.result_run_id, already_running=False)
+        return RunningRun(StartedRun(workflow_id=execution.id, run_id=execution.run_id, already_running=True))
+    return RunningRun(None)
 
 
 async def dry_run(client: Client, task_queue: str, preview_limit: int | None) -> DryRunResponse:

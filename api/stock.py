@@ -8,8 +8,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import Field, ValidationError
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import SearchAttributePair
 
 from activities.stock import reports
 from api.bodies import describe_validation_error, json_model, read_model
@@ -17,7 +16,8 @@ from api.errors import ApiError
 from api.keys import POOL, SETTINGS, TEMPORAL
 from api.models import CamelModel, CamelRequest
 from api.openapi import documented
-from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from api.starts import StartedRun, start_or_join
+from api.temporal_calls import temporal_call
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
 from petcare.models.stock import AlertStatus, StockReconciliationInput, Trigger
 
@@ -28,12 +28,6 @@ MANUAL_WORKFLOW_ID = f"{STOCK_RECONCILIATION.key}-manual"
 
 class TriggerRequest(CamelRequest):
     store_id: UUID | None = None  # absent: every store, whether due or not
-
-
-class TriggerAccepted(CamelModel):
-    workflow_id: str
-    run_id: str
-    already_running: bool
 
 
 class ReportLine(CamelModel):
@@ -77,7 +71,7 @@ class ReportList(CamelModel):
 @documented(
     "Reconcile stock now: every store, or one with storeId (a run already going is returned instead)",
     request=TriggerRequest,
-    response=TriggerAccepted,
+    response=StartedRun,
     status=202,
     errors=(400, 404, 422, 503),
     tags=("workers",),
@@ -94,28 +88,22 @@ async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     return json_model(accepted, status=202)
 
 
-async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) -> TriggerAccepted:
+async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) -> StartedRun:
     """A new forced run, or the manual run of the same scope that is still going."""
     workflow_id = MANUAL_WORKFLOW_ID if store_id is None else f"{MANUAL_WORKFLOW_ID}-{store_id}"
     attributes = [SearchAttributePair(JOB_ATTRIBUTE, STOCK_RECONCILIATION.key)]
     if store_id is not None:
         attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
-    try:
-        # The fixed id makes the server the arbiter: of two triggers at once, one starts the run.
-        handle = await client.start_workflow(
-            STOCK_RECONCILIATION.workflow_type,
-            StockReconciliationInput(store_id=store_id, force=True),
-            id=workflow_id,
-            task_queue=task_queue,
-            search_attributes=TypedSearchAttributes(attributes),
-            static_summary="Stock reconciliation (manual run): "
-            + ("every store" if store_id is None else f"store {store_id}"),
-            rpc_timeout=CALL_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError as error:
-        return TriggerAccepted(workflow_id=workflow_id, run_id=error.run_id or "", already_running=True)
-    assert handle.result_run_id is not None
-    return TriggerAccepted(workflow_id=handle.id, run_id=handle.result_run_id, already_running=False)
+    return await start_or_join(
+        client,
+        STOCK_RECONCILIATION.workflow_type,
+        StockReconciliationInput(store_id=store_id, force=True),
+        workflow_id=workflow_id,
+        task_queue=task_queue,
+        attributes=attributes,
+        summary="Stock reconciliation (manual run): "
+        + ("every store" if store_id is None else f"store {store_id}"),
+    )
 
 
 @routes.get("/api/v1/stock-reconciliations/{runId}")
