@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,6 +114,11 @@ async def _insert(connection: Connection, table: str, rows: list[tuple[Any, ...]
     return [record["id"] for record in inserted]
 
 
+def _ascii(name: str) -> str:
+    """Chloé → chloe: plain ASCII mailboxes, as most mail servers expect (no SMTPUTF8)."""
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+
+
 def _customers(rng: random.Random) -> list[tuple[Any, ...]]:
     rows = []
     for n in range(30):
@@ -123,7 +129,7 @@ def _customers(rng: random.Random) -> list[tuple[Any, ...]]:
                 demo_id("customer", n),
                 first,
                 last,
-                f"{first.lower()}.{last.lower()}{n}@example.com" if has_email else None,
+                f"{_ascii(first)}.{_ascii(last)}{n}@example.com" if has_email else None,
                 f"+1212555{1000 + n:04d}" if has_phone else None,
                 ["en", "fr", "es"][n % 3],
                 n % 4 != 0,  # every fourth customer has not consented to reminders

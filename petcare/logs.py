@@ -34,5 +34,6 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Per-request lines from aiohttp's access log and asyncssh's packet chatter drown the jobs' own.
-    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, root.level))
+    # asyncssh's packet chatter and the dev SMTP sink's per-command lines drown the jobs' own.
+    for chatty in ("asyncssh", "mail.log"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
