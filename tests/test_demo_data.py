@@ -24,6 +24,8 @@ async def test_covers_the_cases_the_jobs_need(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM customers WHERE NOT consent_reminders") > 0
     assert await pool.fetchval("SELECT count(DISTINCT preferred_channel) FROM customers") == 2
     assert await pool.fetchval("SELECT count(*) FROM customers WHERE email IS NULL OR phone IS NULL") > 0
+    emails = [row["email"] for row in await pool.fetch("SELECT email FROM customers WHERE email IS NOT NULL")]
+    assert all(email.isascii() for email in emails), "the mailer sends no SMTPUTF8: ASCII mailboxes only"
     upcoming = await pool.fetchval(
         "SELECT count(*) FROM appointments WHERE starts_at BETWEEN now() AND now() + interval '24 hours'"
     )
