@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from email.message import EmailMessage
+from email.utils import parseaddr
 from types import TracebackType
 
 import aiosmtplib
@@ -91,6 +92,15 @@ class Mailer:
     async def _checkin(self, client: aiosmtplib.SMTP) -> None:
         if client.is_connected:
             self._idle.append(client)
+
+
+def stable_message_id(kind: str, key: object, from_address: str) -> str:
+    """The same Message-ID for every attempt at one message, in the sender's domain (RFC 5322).
+
+    A resend after a crash then carries the id of the first attempt, so it can be recognised.
+    """
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or "petcare.invalid"
+    return f"<{kind}-{key}@{domain}>"
 
 
 def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
