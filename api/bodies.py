@@ -13,10 +13,15 @@ from api.errors import ApiError
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """The body as `model`: 400 when it is not JSON, 422 naming each invalid field."""
+async def read_model(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The body as `model`: 400 when it is not JSON, 422 naming each invalid field.
+
+    With `optional`, an empty body means the model's defaults (the old endpoints took no body).
+    """
     text = await request.text()
     if not text.strip():
+        if optional:
+            return model()
         raise ApiError(400, "malformed_json", "the request body is empty: a JSON object is expected")
     try:
         data = json.loads(text)

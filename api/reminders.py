@@ -79,7 +79,7 @@ class DryRunResponse(CamelModel):
 )
 async def trigger_reminders(request: web.Request) -> web.Response:
     # The old endpoint took no body: an empty one is a plain trigger.
-    body = await read_model(request, TriggerRequest) if (await request.text()).strip() else TriggerRequest()
+    body = await read_model(request, TriggerRequest, optional=True)
     client = request.app[TEMPORAL]
     task_queue = request.app[SETTINGS].task_queue
     if body.dry_run:

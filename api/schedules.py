@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, Field, model_validator
@@ -33,7 +33,6 @@ routes = web.RouteTableDef()
 MAX_BACKFILL = timedelta(days=31)
 MAX_SCHEDULES = 100
 NEXT_RUNS = 5
-R = TypeVar("R", bound=CamelRequest)
 Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"]
 
 
@@ -122,7 +121,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     tags=("schedules",),
 )
 async def pause(request: web.Request) -> web.Response:
-    body = await _optional_body(request, NoteRequest)
+    body = await read_model(request, NoteRequest, optional=True)
     handle = await _existing(request)
     async with temporal_call():
         await handle.pause(note=body.note or "paused through the API", rpc_timeout=CALL_TIMEOUT)
@@ -139,7 +138,7 @@ async def pause(request: web.Request) -> web.Response:
     tags=("schedules",),
 )
 async def unpause(request: web.Request) -> web.Response:
-    body = await _optional_body(request, NoteRequest)
+    body = await read_model(request, NoteRequest, optional=True)
     handle = await _existing(request)
     async with temporal_call():
         await handle.unpause(note=body.note or "unpaused through the API", rpc_timeout=CALL_TIMEOUT)
@@ -157,7 +156,7 @@ async def unpause(request: web.Request) -> web.Response:
     tags=("schedules",),
 )
 async def trigger(request: web.Request) -> web.Response:
-    body = await _optional_body(request, TriggerRequest)
+    body = await read_model(request, TriggerRequest, optional=True)
     handle = await _existing(request)
     async with temporal_call():
         await handle.trigger(overlap=_policy(body.overlap), rpc_timeout=CALL_TIMEOUT)
@@ -183,11 +182,6 @@ async def backfill(request: web.Request) -> web.Response:
         )
     accepted = BackfillAccepted(schedule_id=handle.id, start=body.start, end=body.end, overlap=body.overlap)
     return json_model(accepted, status=202)
-
-
-async def _optional_body(request: web.Request, model: type[R]) -> R:
-    # Plain `curl -X POST` with no body is the common case for these routes.
-    return await read_model(request, model) if (await request.text()).strip() else model()
 
 
 async def _existing(request: web.Request) -> ScheduleHandle:

@@ -78,7 +78,7 @@ class ReportList(CamelModel):
 )
 async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     # The old endpoint took no body: an empty one reconciles every store.
-    body = await read_model(request, TriggerRequest) if (await request.text()).strip() else TriggerRequest()
+    body = await read_model(request, TriggerRequest, optional=True)
     if body.store_id is not None:
         async with request.app[POOL].acquire() as connection:
             if not await reports.store_exists(connection, body.store_id):

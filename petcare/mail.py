@@ -16,7 +16,12 @@ log = logging.getLogger(__name__)
 
 
 class MailRejected(Exception):
-    """The server refused this message for good (5xx): retrying cannot help."""
+    """The server refused this message for good (5xx to its recipient or its content)."""
+
+
+class MailMisconfigured(Exception):
+    """The server refuses us, not the message (login, sender address, 5xx on EHLO): every message
+    would fail the same way, so no message should be marked as undeliverable because of it."""
 
 
 class MailUnavailable(Exception):
@@ -45,7 +50,7 @@ class Mailer:
             await _quit_quietly(client)
 
     async def send(self, message: EmailMessage) -> None:
-        """Deliver one message or raise MailRejected / MailUnavailable."""
+        """Deliver one message or raise MailRejected / MailMisconfigured / MailUnavailable."""
         async with self._slots:
             client = await self._checkout()
             try:
@@ -84,7 +89,13 @@ class Mailer:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError:
             # Wrong credentials will not fix themselves; the message never names the password.
-            raise MailRejected(f"SMTP server {self._address} refused the login") from None
+            raise MailMisconfigured(f"SMTP server {self._address} refused the login") from None
+        except aiosmtplib.SMTPResponseException as error:
+            if 500 <= error.code < 600:
+                raise MailMisconfigured(
+                    f"SMTP server {self._address}: {error.code} {error.message}"
+                ) from None
+            raise self._unavailable(error) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise self._unavailable(error) from None
         return client
@@ -104,15 +115,18 @@ def stable_message_id(kind: str, key: object, from_address: str) -> str:
 
 
 def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
+    """5xx to the recipient or the content: this message is refused. 5xx elsewhere (the sender,
+    EHLO, AUTH): the server refuses us. 4xx anywhere: try again later."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        refusals = error.recipients
-        codes = [refusal.code for refusal in refusals]
-        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refusals)
+        codes = [refusal.code for refusal in error.recipients]
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
+        permanent: type[Exception] = MailRejected
     else:
         codes = [error.code]
         detail = f"{error.code} {error.message}"
+        permanent = MailRejected if isinstance(error, aiosmtplib.SMTPDataError) else MailMisconfigured
     if all(500 <= code < 600 for code in codes):
-        return MailRejected(f"rejected: {detail}")
+        return permanent(f"refused: {detail}")
     return MailUnavailable(f"deferred: {detail}")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from petcare.config import SmtpSettings
 from petcare.devstack.smtp_sink import SmtpSink
-from petcare.mail import Mailer, MailRejected, MailUnavailable
+from petcare.mail import Mailer, MailMisconfigured, MailRejected, MailUnavailable, stable_message_id
 
 
 def _message(to: str, subject: str = "Hello") -> EmailMessage:
@@ -53,3 +53,17 @@ async def test_outage_is_transient_and_recovers(smtp_sink: SmtpSink) -> None:
         await smtp_sink.start()
         await mailer.send(_message("after@example.com"))
     assert [mail.recipients[0] for mail in smtp_sink.received] == ["before@example.com", "after@example.com"]
+
+
+async def test_refused_sender_is_a_configuration_fault_not_a_bad_address(smtp_sink: SmtpSink) -> None:
+    smtp_sink.handler.rejected_senders.add("reminders@petcare.local")
+    async with Mailer(_settings(smtp_sink)) as mailer:
+        with pytest.raises(MailMisconfigured, match="553"):
+            await mailer.send(_message("somebody@example.com"))
+    assert smtp_sink.received == []
+
+
+def test_stable_message_id_uses_the_sender_domain() -> None:
+    first = stable_message_id("reminder", 42, "Petcare <reminders@petcare.example>")
+    assert first == "<reminder-42@petcare.example>"
+    assert first == stable_message_id("reminder", 42, "reminders@petcare.example")

@@ -26,11 +26,21 @@ class ReceivedMail:
 
 @dataclass
 class SinkHandler:
-    """aiosmtpd handler: stores messages; refuses recipients listed in `rejected_recipients`."""
+    """aiosmtpd handler: stores messages; refuses the recipients and senders it is told to."""
 
     mail_dir: Path | None = None
     received: list[ReceivedMail] = field(default_factory=list)
     rejected_recipients: set[str] = field(default_factory=set)
+    rejected_senders: set[str] = field(default_factory=set)
+
+    async def handle_MAIL(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.rejected_senders:
+            return "553 5.7.1 sender not allowed to relay"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(  # noqa: N802 - the name aiosmtpd calls
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
