@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import ScheduleIntervalSpec, ScheduleOverlapPolicy
 
-from activities.stock.due import business_date, due_business_date, valid_timezone
+from activities.stock.due import business_date, due_business_date
 from petcare.config import Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.schedules import declared_schedules
+from petcare.timezones import InvalidTimeZone, parse_zone
 
 
 def utc(text: str) -> datetime:
@@ -103,12 +104,36 @@ def test_hourly_ticks_reconcile_every_local_day_exactly_once_just_after_two(time
         assert business_date(due_at[day] - timedelta(hours=1), timezone) < day
 
 
-def test_naive_instants_and_unknown_zones_are_refused() -> None:
+def test_naive_instants_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         business_date(datetime(2027, 1, 1, 3, 0), "UTC")  # naive on purpose
-    assert valid_timezone("Europe/Paris")
-    assert not valid_timezone("Mars/Olympus_Mons")
-    assert not valid_timezone("../etc/passwd")
+
+
+@pytest.mark.parametrize("name", ["Europe/Paris", "UTC", "America/Argentina/Buenos_Aires", "EST5EDT"])
+def test_iana_zones_parse(name: str) -> None:
+    assert parse_zone(name).key == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Mars/Olympus_Mons",
+        "../etc/passwd",
+        "",
+        "Europe/paris",
+        "America",  # a directory of the zone database
+        "zone.tab",  # a data file of it, not a zone
+        "right/Europe/Paris",  # counts leap seconds: its clock is 27 s off civil time
+        "posix/Europe/Paris",
+        "Factory",  # the placeholder for "no zone set"
+        "localtime",  # whatever the machine runs in
+    ],
+)
+def test_names_that_are_not_a_place_s_zone_are_refused(name: str) -> None:
+    with pytest.raises(InvalidTimeZone, match="is not an IANA time zone"):
+        parse_zone(name)
+    with pytest.raises(InvalidTimeZone):
+        business_date(datetime(2027, 1, 1, 3, 0, tzinfo=UTC), name)
 
 
 def test_the_schedule_ticks_hourly_and_asks_for_the_due_stores() -> None:
@@ -120,4 +145,5 @@ def test_the_schedule_ticks_hourly_and_asks_for_the_due_stores() -> None:
     ]
     assert declaration.overlap == ScheduleOverlapPolicy.SKIP
     assert declaration.catchup_window == timedelta(days=1)
-    assert declaration.argument.model_dump() == {"store_id": None, "force": False}  # due stores only
+    argument = declaration.argument.model_dump()
+    assert (argument["store_id"], argument["force"], argument["continuation"]) == (None, False, None)
