@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import parseaddr
+from email.policy import Policy
+from email.utils import format_datetime, parseaddr
 from types import TracebackType
 
 import aiosmtplib
@@ -112,6 +114,36 @@ def stable_message_id(kind: str, key: object, from_address: str) -> str:
     """
     domain = parseaddr(from_address)[1].rpartition("@")[2] or "petcare.invalid"
     return f"<{kind}-{key}@{domain}>"
+
+
+def compose(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    message_id: str,
+    text: str,
+    html: str | None = None,
+    sent_at: datetime | None = None,
+    policy: Policy | None = None,
+) -> EmailMessage:
+    """A plain-text message (with an HTML alternative if given) and the headers every mail of this
+    service carries: `Date` (RFC 5322 requires it; the send time unless given), the caller's
+    `stable_message_id`, and `Auto-Submitted` so auto-responders stay quiet (RFC 3834).
+
+    Headers that describe the content (Content-Language) go on after this: set_content drops them.
+    """
+    message = EmailMessage(policy=policy)
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime((sent_at or datetime.now(UTC)).astimezone(UTC))
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message
 
 
 def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
