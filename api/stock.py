@@ -10,7 +10,6 @@ from pydantic import Field, ValidationError
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
-from activities.stock import reports
 from api.bodies import describe_validation_error, json_model, read_model
 from api.errors import ApiError
 from api.keys import POOL, SETTINGS, TEMPORAL
@@ -18,12 +17,11 @@ from api.models import CamelModel, CamelRequest
 from api.openapi import documented
 from api.starts import StartedRun, start_or_join
 from api.temporal_calls import temporal_call
+from petcare import stock_reports as reports
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
-from petcare.models.stock import AlertStatus, StockReconciliationInput, Trigger
+from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconciliationInput, Trigger
 
 routes = web.RouteTableDef()
-
-MANUAL_WORKFLOW_ID = f"{STOCK_RECONCILIATION.key}-manual"
 
 
 class TriggerRequest(CamelRequest):
@@ -45,7 +43,9 @@ class ReconciliationReport(CamelModel):
     store_id: UUID
     business_date: date  # the store-local day the reconciliation counts for
     trigger: Trigger
+    # The per-store child workflow execution that made the report (`<parent id>/store-<storeId>`).
     workflow_id: str
+    workflow_run_id: str
     started_at: datetime
     finished_at: datetime
     products_checked: int

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import asyncpg
 import pytest
@@ -58,12 +60,15 @@ async def test_alerts_are_new_once_then_quiet_then_again_when_they_recur(
     await add_product(pool, store, "HEALTHY", recorded=10, threshold=2, movements=(10,))
 
     # Run 1: everything flagged is new.
+    before = datetime.now(UTC).replace(microsecond=0)
     first, alert1 = await reconcile_and_alert(activities, store)
     assert (alert1.status, alert1.new_alerts, alert1.resolved) == ("sent", 3, 0)
     assert len(smtp_sink.received) == 1
     mail = smtp_sink.received[0]
     assert mail.recipients == [STORE_EMAIL]
     assert mail.message["Message-ID"] == f"<stock-alert-{first.reconciliation_id}@petcare.test>"
+    assert before <= parsedate_to_datetime(mail.message["Date"]) <= datetime.now(UTC)  # the send time
+    assert mail.message["Auto-Submitted"] == "auto-generated"
     text = body(smtp_sink, 0)
     assert "DRIFT" in text
     assert "recorded 10, computed from movements 8 (difference -2)" in text

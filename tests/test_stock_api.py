@@ -18,11 +18,10 @@ from temporalio.worker import Worker
 
 from activities.stock import StockActivities
 from api.app import create_app
-from api.stock import MANUAL_WORKFLOW_ID
 from petcare.config import Settings, SmtpSettings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
-from petcare.models.stock import StockReconciliationResult
+from petcare.models.stock import MANUAL_WORKFLOW_ID, StockReconciliationResult
 from tests.support.api import AUTH
 from tests.support.stock import FROM_ADDRESS, add_product, add_store
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
@@ -98,7 +97,10 @@ async def test_trigger_reconciles_every_store_and_the_reports_can_be_read(
     [report] = listed["reconciliations"]
     assert report["storeId"] == str(north)
     assert report["trigger"] == "manual"
-    assert report["workflowId"] == MANUAL_WORKFLOW_ID
+    # The report names the per-store child workflow execution that made it: its id and run id.
+    assert report["workflowId"] == f"{MANUAL_WORKFLOW_ID}/store-{north}"
+    child = await dev_client.get_workflow_handle(report["workflowId"]).describe()
+    assert (child.run_id, child.parent_id) == (report["workflowRunId"], MANUAL_WORKFLOW_ID)
     assert (report["productsChecked"], report["discrepancyCount"], report["lowStockCount"]) == (2, 1, 1)
     assert report["alertStatus"] == "sent"
     assert report["discrepancies"] == [

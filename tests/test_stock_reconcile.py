@@ -11,7 +11,15 @@ from activities.stock import StockActivities
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
 from petcare.models.stock import ReconcileRequest
-from tests.support.stock import FROM_ADDRESS, activity_env, add_product, add_store, reconcile, target
+from tests.support.stock import (
+    FROM_ADDRESS,
+    TEST_WORKFLOW_ID,
+    activity_env,
+    add_product,
+    add_store,
+    reconcile,
+    target,
+)
 
 
 @pytest.fixture
@@ -32,7 +40,7 @@ async def test_computed_stock_against_recorded(pool: asyncpg.Pool, activities: S
     # Another store's movements never leak into this store's report.
     await add_product(pool, other, "NEG", recorded=0, threshold=0, movements=(100,))
 
-    summary = await reconcile(activities, store)
+    summary = await reconcile(activities, store, run_id="run-of-the-child")
 
     assert (summary.products_checked, summary.discrepancies, summary.low_stock) == (6, 3, 4)
     rows = await pool.fetch(
@@ -51,7 +59,9 @@ async def test_computed_stock_against_recorded(pool: asyncpg.Pool, activities: S
     assert fine not in lines
     run = await pool.fetchrow("SELECT * FROM stock_reconciliations WHERE id = $1", summary.reconciliation_id)
     assert run is not None
-    assert (run["store_id"], run["workflow_id"], run["trigger"]) == (store, "test-workflow", "manual")
+    assert (run["store_id"], run["trigger"]) == (store, "manual")
+    # Both name the one workflow execution the activity ran in (the per-store child).
+    assert (run["workflow_id"], run["workflow_run_id"]) == (TEST_WORKFLOW_ID, "run-of-the-child")
     assert run["finished_at"] >= run["started_at"]
 
 
@@ -77,7 +87,7 @@ async def test_one_scheduled_report_per_store_and_local_day(
     day = date(2027, 3, 14)
 
     def scheduled() -> ReconcileRequest:
-        return ReconcileRequest(target=target(store, day, trigger="schedule"), workflow_id="tick")
+        return ReconcileRequest(target=target(store, day, trigger="schedule"))
 
     first = await activity_env("tick-1").run(activities.reconcile_store, scheduled())
     # A second scheduled run (another tick, a racing schedule) for the same local day does nothing.

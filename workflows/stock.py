@@ -1,4 +1,4 @@
-"""Stock reconciliation: pick the stores due now, then one child workflow per store."""
+"""Stock reconciliation: the stores due now, a child workflow each; past a page, it continues as new."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.stock import StockActivities
+    from activities.stock.activities import StockActivities
     from petcare.jobs import STOCK_RECONCILIATION
     from petcare.models.stock import (
+        ALERT_DEADLINE,
         AlertRequest,
+        Continuation,
         DueStoresRequest,
         ReconcileRequest,
         StockReconciliationInput,
@@ -39,8 +41,16 @@ MAIL_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
-    non_retryable_error_types=["MailRejected", "UnknownReconciliation"],
+    non_retryable_error_types=["MailRejected", "MailMisconfigured", "UnknownReconciliation"],
 )
+
+# Each activity's schedule-to-close timeout bounds all its attempts and backoffs; the child's
+# execution timeout covers both, plus room for its own workflow tasks. So a store is never
+# reported failed by a timeout while one of its activities could still succeed.
+RECONCILE_ATTEMPT = timedelta(minutes=10)
+RECONCILE_DEADLINE = timedelta(minutes=30)
+ALERT_ATTEMPT = timedelta(minutes=2)
+STORE_TIMEOUT = RECONCILE_DEADLINE + ALERT_DEADLINE + timedelta(minutes=5)
 
 
 def _failure_text(error: BaseException) -> str:
@@ -54,16 +64,40 @@ def _failure_text(error: BaseException) -> str:
 class StockReconciliationWorkflow:
     @workflow.run
     async def run(self, request: StockReconciliationInput) -> StockReconciliationResult:
-        now = workflow.now()
+        chain = request.continuation
+        now = chain.started_at if chain else workflow.now()
         due = await workflow.execute_activity_method(
             StockActivities.due_stores,
-            DueStoresRequest(now=now, store_id=request.store_id, force=request.forced),
+            DueStoresRequest(
+                now=now,
+                store_id=request.store_id,
+                force=request.forced,
+                after_store_id=chain.after_store_id if chain else None,
+                limit=request.stores_per_run,
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
         slots = asyncio.Semaphore(MAX_PARALLEL_STORES)
         outcomes = await asyncio.gather(*(self._reconcile(target, slots) for target in due.targets))
-        return StockReconciliationResult(started_at=now, stores=[*due.invalid, *outcomes])
+        result = StockReconciliationResult(
+            started_at=now,
+            stores=[*due.invalid, *outcomes],
+            earlier_runs=chain.earlier_runs if chain else 0,
+            earlier_stores=chain.earlier_stores if chain else 0,
+            earlier_failed=chain.earlier_failed if chain else 0,
+        )
+        if due.next_after is not None:
+            # A bounded page per run: the next one starts with a fresh history.
+            following = Continuation(
+                after_store_id=due.next_after,
+                started_at=now,
+                earlier_runs=result.earlier_runs + 1,
+                earlier_stores=result.earlier_stores + len(result.stores),
+                earlier_failed=result.failed,
+            )
+            workflow.continue_as_new(request.model_copy(update={"continuation": following}))
+        return result
 
     async def _reconcile(self, target: StoreTarget, slots: asyncio.Semaphore) -> StoreOutcome:
         parent_id = workflow.info().workflow_id
@@ -71,9 +105,9 @@ class StockReconciliationWorkflow:
             try:
                 return await workflow.execute_child_workflow(
                     StoreStockReconciliationWorkflow.run,
-                    StoreReconciliationInput(target=target, parent_workflow_id=parent_id),
+                    StoreReconciliationInput(target=target),
                     id=f"{parent_id}/store-{target.store_id}",
-                    execution_timeout=timedelta(hours=1),
+                    execution_timeout=STORE_TIMEOUT,
                     static_summary=f"Stock reconciliation {target.business_date}, store {target.store_id}",
                     # A memo rather than search attributes: it needs no registration on the
                     # server (Temporal's test server hangs on unregistered ones) and shows in the UI.
@@ -96,8 +130,9 @@ class StoreStockReconciliationWorkflow:
         target = request.target
         summary = await workflow.execute_activity_method(
             StockActivities.reconcile_store,
-            ReconcileRequest(target=target, workflow_id=request.parent_workflow_id),
-            start_to_close_timeout=timedelta(minutes=10),
+            ReconcileRequest(target=target),
+            start_to_close_timeout=RECONCILE_ATTEMPT,
+            schedule_to_close_timeout=RECONCILE_DEADLINE,
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
@@ -110,7 +145,8 @@ class StoreStockReconciliationWorkflow:
             alert = await workflow.execute_activity_method(
                 StockActivities.alert_store,
                 AlertRequest(reconciliation_id=summary.reconciliation_id),
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=ALERT_ATTEMPT,
+                schedule_to_close_timeout=ALERT_DEADLINE,
                 retry_policy=MAIL_RETRY,
             )
         except ActivityError as error:

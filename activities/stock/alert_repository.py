@@ -1,12 +1,10 @@
-"""SQL of stock alerts: diffing a report against open alerts, and recording what was emailed."""
+"""SQL of stock alerts: a store's alert lock, and diffing a report against the open alerts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
-
-import asyncpg
 
 from petcare.db import Connection
 from petcare.models.stock import AlertStatus
@@ -23,22 +21,20 @@ class RunForAlerts:
     diffed: bool
     superseded: bool  # a later reconciliation of the store already diffed its alerts
     message_id: str | None
+    recipient: str | None  # who the alert email went (or is going) to, once decided
 
 
-@dataclass(frozen=True)
-class PendingAlert:
-    id: UUID
-    kind: str
-    sku: str
-    name: str
-    recorded: int | None
-    computed: int
-    threshold: int | None
+# Serialises alert work per store (two runs never open the same alert twice, nor diff an older
+# report over a newer one). Taken before anything about the run is read.
+LOCK_STORE = """
+SELECT pg_advisory_xact_lock(hashtextextended('stock-alerts:' || store_id, 0))
+  FROM stock_reconciliations WHERE id = $1
+"""
 
-
-LOCK_RUN = """
+READ_RUN = """
 SELECT r.id, r.store_id, s.name AS store_name, s.email AS store_email, r.business_date,
-       r.alert_status, r.alerts_diffed_at IS NOT NULL AS diffed, r.alert_message_id,
+       r.alert_status, r.alerts_diffed_at IS NOT NULL AS diffed, r.alert_message_id AS message_id,
+       r.alert_recipient AS recipient,
        EXISTS (SELECT 1 FROM stock_reconciliations later
                 WHERE later.store_id = r.store_id AND later.alerts_diffed_at IS NOT NULL
                   AND later.finished_at > r.finished_at) AS superseded
@@ -88,52 +84,19 @@ SELECT $2, c.product_id, c.kind, c.recorded, c.computed, c.threshold, $1
 """
 )
 
-# Open alerts never confirmed as emailed, this run's and any an earlier run failed to send.
-PENDING = """
-SELECT a.id, a.kind, a.recorded, a.computed, a.threshold, p.sku, p.name
-  FROM stock_alerts a JOIN products p ON p.id = a.product_id
- WHERE a.store_id = $1 AND a.resolved_at IS NULL AND a.notified_at IS NULL
- ORDER BY p.sku, a.kind
-"""
-
 COUNTS = """
-SELECT (SELECT count(*) FROM stock_alerts WHERE opened_by = $1) AS opened,
-       (SELECT count(*) FROM stock_alerts WHERE resolved_by = $1 AND resolution = 'recovered') AS recovered
-"""
-
-SET_STATUS = """
-UPDATE stock_reconciliations
-   SET alerts_diffed_at = coalesce(alerts_diffed_at, now()), alert_status = $2,
-       alert_message_id = coalesce($3, alert_message_id), alert_recipient = coalesce($4, alert_recipient),
-       alert_error = $5
- WHERE id = $1
-"""
-
-MARK_SENT = """
-WITH notified AS (
-    UPDATE stock_alerts SET notified_at = now(), notified_by = $1
-     WHERE id = ANY($2::uuid[]) AND notified_at IS NULL
-)
-UPDATE stock_reconciliations SET alert_status = 'sent', alert_sent_at = now(), alert_error = NULL
- WHERE id = $1
+SELECT count(*) FILTER (WHERE opened_by = $1) AS opened,
+       count(*) FILTER (WHERE resolved_by = $1 AND resolution = 'recovered') AS recovered
+  FROM stock_alerts WHERE opened_by = $1 OR resolved_by = $1
 """
 
 
 async def lock_run(connection: Connection, reconciliation_id: UUID) -> RunForAlerts | None:
-    row = await connection.fetchrow(LOCK_RUN, reconciliation_id)
-    if row is None:
+    """Take the store's alert lock, then read the run: what it sees cannot change until commit."""
+    if await connection.fetchrow(LOCK_STORE, reconciliation_id) is None:
         return None
-    # Serialise alert diffs per store: two runs of one store never open the same alert twice.
-    await connection.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('stock-alerts:' || $1::uuid, 0))", row["store_id"]
-    )
-    return RunForAlerts(
-        **{key: row[key] for key in ("id", "store_id", "store_name", "store_email", "business_date")},
-        alert_status=row["alert_status"],
-        diffed=row["diffed"],
-        superseded=row["superseded"],
-        message_id=row["alert_message_id"],
-    )
+    row = await connection.fetchrow(READ_RUN, reconciliation_id)
+    return None if row is None else RunForAlerts(**dict(row))
 
 
 async def diff_alerts(connection: Connection, run: RunForAlerts) -> None:
@@ -141,28 +104,9 @@ async def diff_alerts(connection: Connection, run: RunForAlerts) -> None:
     await connection.execute(OPEN_NEW, run.id, run.store_id)
 
 
-async def pending_alerts(connection: Connection, store_id: UUID) -> list[PendingAlert]:
-    rows = await connection.fetch(PENDING, store_id)
-    return [PendingAlert(**dict(row)) for row in rows]
-
-
 async def counts(connection: Connection, reconciliation_id: UUID) -> tuple[int, int]:
+    """(alerts opened, alerts recovered) by this reconciliation."""
     row = await connection.fetchrow(COUNTS, reconciliation_id)
-    assert row is not None
+    if row is None:  # an aggregate always answers one row; none would mean no alerts at all
+        return 0, 0
     return row["opened"], row["recovered"]
-
-
-async def set_status(
-    connection: Connection | asyncpg.Pool,
-    reconciliation_id: UUID,
-    status: AlertStatus,
-    *,
-    message_id: str | None = None,
-    recipient: str | None = None,
-    error: str | None = None,
-) -> None:
-    await connection.execute(SET_STATUS, reconciliation_id, status, message_id, recipient, error)
-
-
-async def mark_sent(pool: asyncpg.Pool, reconciliation_id: UUID, alert_ids: list[UUID]) -> None:
-    await pool.execute(MARK_SENT, reconciliation_id, alert_ids)

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from datetime import date
 from email.message import EmailMessage
-from email.utils import parseaddr
 from uuid import UUID
 
-from activities.stock.alert_repository import PendingAlert
+from activities.stock.alert_reservations import ReservedAlert
+from petcare.mail import compose
 
 # An email listing thousands of products helps nobody; the rest is in the report.
 MAX_LISTED = 200
 
 
-def alert_message_id(reconciliation_id: UUID, from_address: str) -> str:
-    """Deterministic, so a resend after an unconfirmed delivery is recognisably the same mail."""
-    domain = parseaddr(from_address)[1].rpartition("@")[2] or "petcare.local"
-    return f"<stock-alert-{reconciliation_id}@{domain}>"
-
-
-def _line(alert: PendingAlert) -> str:
+def _line(alert: ReservedAlert) -> str:
     if alert.kind == "discrepancy":
         recorded = alert.recorded or 0
         return (
@@ -37,7 +31,7 @@ def build_alert_email(
     business_date: date,
     reconciliation_id: UUID,
     message_id: str,
-    alerts: list[PendingAlert],
+    alerts: list[ReservedAlert],
 ) -> EmailMessage:
     discrepancies = [alert for alert in alerts if alert.kind == "discrepancy"]
     low_stock = [alert for alert in alerts if alert.kind == "low_stock"]
@@ -50,11 +44,10 @@ def build_alert_email(
                 listed.append(f"... and {len(items) - MAX_LISTED} more")
             sections.append(f"{title} ({len(items)}):\n" + "\n".join(listed))
     sections.append(f"Full report: reconciliation {reconciliation_id}.")
-
-    message = EmailMessage()
-    message["From"] = from_address
-    message["To"] = recipient
-    message["Subject"] = f"Stock alert: {store_name}, {len(alerts)} new item(s) on {day}"
-    message["Message-ID"] = message_id
-    message.set_content("\n\n".join(sections) + "\n")
-    return message
+    return compose(
+        sender=from_address,
+        recipient=recipient,
+        subject=f"Stock alert: {store_name}, {len(alerts)} new item(s) on {day}",
+        message_id=message_id,
+        text="\n\n".join(sections) + "\n",
+    )

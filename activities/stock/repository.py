@@ -6,17 +6,20 @@ from datetime import date
 from uuid import UUID
 
 import asyncpg
+from temporalio.exceptions import ApplicationError
 
 from petcare.db import Connection
 from petcare.models.stock import ReconciliationSummary, StoreTarget
 
-STORES_WITH_LAST_RUN = """
+# One page of stores in id order (a run's share of a chain), each with its latest scheduled day.
+STORES_PAGE = """
 SELECT s.id, s.timezone,
        (SELECT max(r.business_date) FROM stock_reconciliations r
          WHERE r.store_id = s.id AND r.trigger = 'schedule') AS last_scheduled
   FROM stores s
- WHERE $1::uuid IS NULL OR s.id = $1
+ WHERE ($1::uuid IS NULL OR s.id = $1) AND ($2::uuid IS NULL OR s.id > $2)
  ORDER BY s.id
+ LIMIT $3
 """
 
 # ON CONFLICT covers both keys: a retry of this run (workflow run, store) and a second
@@ -63,10 +66,10 @@ RETURNING id, products_checked, discrepancy_count, low_stock_count
 """
 
 
-async def stores_with_last_run(
-    connection: Connection, store_id: UUID | None
+async def stores_page(
+    connection: Connection, store_id: UUID | None, after: UUID | None, limit: int
 ) -> list[tuple[UUID, str, date | None]]:
-    rows = await connection.fetch(STORES_WITH_LAST_RUN, store_id)
+    rows = await connection.fetch(STORES_PAGE, store_id, after, limit)
     return [(row["id"], row["timezone"], row["last_scheduled"]) for row in rows]
 
 
@@ -82,7 +85,10 @@ def _summary(row: asyncpg.Record) -> ReconciliationSummary:
 async def reconcile(
     pool: asyncpg.Pool, target: StoreTarget, workflow_id: str, workflow_run_id: str
 ) -> ReconciliationSummary:
-    """Compute and persist one store's report in one transaction; a retry returns the first one."""
+    """Compute and persist one store's report in one transaction; a retry returns the first one.
+
+    `workflow_id` / `workflow_run_id` name the per-store child workflow execution making it.
+    """
     async with pool.acquire() as connection, connection.transaction():
         run_id = await connection.fetchval(
             INSERT_RUN,
@@ -98,5 +104,8 @@ async def reconcile(
                 return ReconciliationSummary(reconciliation_id=None)
             return _summary(existing)
         row = await connection.fetchrow(COMPUTE_AND_STORE, run_id, target.store_id)
-        assert row is not None  # the row inserted above, in this transaction
+        if row is None:  # the row inserted above, in this transaction: only a broken database loses it
+            raise ApplicationError(
+                f"reconciliation {run_id} vanished inside its own transaction", type="ReconciliationLost"
+            )
         return _summary(row)

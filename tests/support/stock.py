@@ -62,10 +62,15 @@ async def set_recorded(pool: asyncpg.Pool, product_id: UUID, recorded: int) -> N
     await pool.execute("UPDATE products SET stock_quantity = $2 WHERE id = $1", product_id, recorded)
 
 
+TEST_WORKFLOW_ID = "test-workflow/store-test"
+
+
 def activity_env(run_id: str | None = None) -> ActivityEnvironment:
     """An activity environment whose activities believe they run in workflow run `run_id`."""
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, workflow_run_id=run_id or uuid.uuid4().hex)
+    env.info = dataclasses.replace(
+        env.info, workflow_id=TEST_WORKFLOW_ID, workflow_run_id=run_id or uuid.uuid4().hex
+    )
     return env
 
 
@@ -83,7 +88,7 @@ def target(store_id: UUID, day: date | None = None, trigger: str = "manual") -> 
 async def reconcile(
     activities: StockActivities, store_id: UUID, *, run_id: str | None = None, day: date | None = None
 ) -> ReconciliationSummary:
-    request = ReconcileRequest(target=target(store_id, day), workflow_id="test-workflow")
+    request = ReconcileRequest(target=target(store_id, day))
     return await activity_env(run_id).run(activities.reconcile_store, request)
 
 

@@ -1,4 +1,4 @@
-"""SQL reading persisted reconciliation reports back (the API's side of stock reconciliation)."""
+"""Read-only SQL of persisted stock reconciliation reports: the API reads them without activity code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncpg
 from petcare.db import Connection
 
 _COLUMNS = """
-r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.started_at, r.finished_at,
+r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at, r.finished_at,
 r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status, r.alert_sent_at
 """
 
