@@ -1,0 +1,146 @@
+"""Two alert runs of one store at once, on real PostgreSQL and a real SMTP server: each alert is
+emailed once, an older report never diffs over a newer one, a lapsed reservation is taken over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.exceptions import ApplicationError
+
+from activities.stock import StockActivities
+from activities.stock import alert_repository as alerts_sql
+from activities.stock import alert_reservations as reservations
+from petcare.config import SmtpSettings
+from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
+from petcare.mail import Mailer
+from petcare.models.stock import AlertOutcome, AlertRequest
+from tests.support.stock import FROM_ADDRESS, activity_env, add_product, add_store, move, reconcile
+
+STORE_EMAIL = "manager@store.test"
+
+
+@dataclass
+class HoldingHandler(SinkHandler):
+    """Holds the first message's DATA until released: its sender is mid-send for as long as the test wants."""
+
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest_asyncio.fixture
+async def holding_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink("127.0.0.1", 0, HoldingHandler())
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+def activities_for(pool: asyncpg.Pool, mailer: Mailer) -> StockActivities:
+    return StockActivities(pool, mailer, from_address=FROM_ADDRESS, fallback_recipient=None)
+
+
+async def alert(activities: StockActivities, reconciliation_id: Any) -> AlertOutcome:
+    return await activity_env().run(activities.alert_store, AlertRequest(reconciliation_id=reconciliation_id))
+
+
+async def test_two_runs_at_once_email_each_alert_once(pool: asyncpg.Pool, holding_sink: SmtpSink) -> None:
+    handler = holding_sink.handler
+    assert isinstance(handler, HoldingHandler)
+    store = await add_store(pool, "Busy", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=1, threshold=3, movements=(1,))
+    await add_product(pool, store, "DRIFT", recorded=9, movements=(4,))
+    async with Mailer(SmtpSettings(host=holding_sink.host, port=holding_sink.port)) as mailer:
+        activities = activities_for(pool, mailer)
+        # The nightly run and a manual one, both reconciled before either sends its alerts.
+        scheduled = await reconcile(activities, store, run_id="scheduled")
+        manual = await reconcile(activities, store, run_id="manual")
+
+        first = asyncio.create_task(alert(activities, scheduled.reconciliation_id))
+        await asyncio.wait_for(handler.holding.wait(), 10)  # the scheduled run is mid-send
+        second = await alert(activities, manual.reconciliation_id)
+        handler.release.set()
+        sent = await first
+
+    assert (sent.status, sent.new_alerts) == ("sent", 2)
+    assert second.status == "nothing"  # its alerts are in the email the other run is sending
+    assert len(holding_sink.received) == 1
+    rows = await pool.fetch("SELECT notified_by, notified_at FROM stock_alerts")
+    assert len(rows) == 2
+    assert all(row["notified_by"] == scheduled.reconciliation_id and row["notified_at"] for row in rows)
+
+
+async def test_an_older_report_waiting_for_the_lock_does_not_diff_over_a_newer_one(
+    pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Racing", email=STORE_EMAIL)
+    product = await add_product(pool, store, "LOW", recorded=1, threshold=5, movements=(1,))
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port)) as mailer:
+        activities = activities_for(pool, mailer)
+        older = await reconcile(activities, store, run_id="older")
+        await move(pool, product, 1)  # stock moves: the newer report computes 2
+        newer = await reconcile(activities, store, run_id="newer")
+        assert older.reconciliation_id
+        assert newer.reconciliation_id
+
+        async with pool.acquire() as holder, holder.transaction():
+            # The newer run holds the store's alert lock; the older one starts and has to wait.
+            run = await alerts_sql.lock_run(holder, newer.reconciliation_id)
+            assert run is not None
+            waiting = asyncio.create_task(alert(activities, older.reconciliation_id))
+            await until_a_backend_waits_for_an_advisory_lock(pool)
+            await alerts_sql.diff_alerts(holder, run)
+            await reservations.set_status(holder, run.id, "nothing")
+        outcome = await waiting
+
+    assert outcome.status == "nothing"  # superseded, seen once it held the lock
+    rows = await pool.fetch("SELECT kind, computed, opened_by FROM stock_alerts WHERE resolved_at IS NULL")
+    assert {tuple(row.values()) for row in rows} == {
+        ("discrepancy", 2, newer.reconciliation_id),  # recorded 1, computed 2: the newer numbers
+        ("low_stock", 2, newer.reconciliation_id),
+    }
+    assert smtp_sink.received == []
+
+
+async def until_a_backend_waits_for_an_advisory_lock(pool: asyncpg.Pool) -> None:
+    for _ in range(200):
+        if await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no backend waited for the store's alert lock")
+
+
+async def test_a_lapsed_reservation_is_taken_over_a_live_one_is_not(
+    pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Outage", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, timeout_seconds=5)) as mailer:
+        activities = activities_for(pool, mailer)
+        stuck = await reconcile(activities, store)
+        await smtp_sink.stop()
+        with pytest.raises(ApplicationError, match="SMTP server"):
+            await alert(activities, stuck.reconciliation_id)  # reserved, then the send failed
+        await smtp_sink.start()
+
+        while_live = await alert(activities, (await reconcile(activities, store)).reconciliation_id)
+        # The stuck run's retries have stopped: its reservation lapses.
+        await pool.execute("UPDATE stock_alerts SET reserved_until = now() - interval '1 second'")
+        later = await reconcile(activities, store)
+        after_lapse = await alert(activities, later.reconciliation_id)
+
+    assert while_live.status == "nothing"
+    assert after_lapse.status == "sent"
+    assert len(smtp_sink.received) == 1
+    assert await pool.fetchval("SELECT notified_by FROM stock_alerts") == later.reconciliation_id
