@@ -100,7 +100,10 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
         # The runtime serves Prometheus metrics (SDK and business counters) for the process's life.
         client = await connect_temporal(runtime=worker_runtime(settings))
         pool = await stack.enter_async_context(create_pool(settings))
-        mailer = await stack.enter_async_context(Mailer(settings.smtp))
+        # One bound on SMTP sessions for every job in this process: the setting means what it says.
+        mailer = await stack.enter_async_context(
+            Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)
+        )
         http = await stack.enter_async_context(aiohttp.ClientSession())
         resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
         if apply_schedule_registry:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from api.starts import RunningRun, StartedRun, start_or_join
 from api.temporal_calls import CALL_TIMEOUT, temporal_call
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE
 from petcare.models.reminders import (
+    DRY_RUN_TIMEOUT,
     DRY_RUN_WORKFLOW_TYPE,
     MANUAL_WORKFLOW_ID,
     Channel,
@@ -32,9 +33,6 @@ from petcare.models.reminders import (
 from petcare.summaries import reminder_summary
 
 routes = web.RouteTableDef()
-
-# A dry run is one short activity; a worker that does not pick it up within this is a 503.
-DRY_RUN_TIMEOUT = timedelta(seconds=20)
 
 
 class TriggerRequest(CamelRequest):
@@ -121,7 +119,10 @@ async def _running_reminder_run(client: Client) -> RunningRun:
 
 
 async def dry_run(client: Client, task_queue: str, preview_limit: int | None) -> DryRunResponse:
-    """The eligibility SQL and templates run where they live, in the worker, through a short workflow."""
+    """The eligibility SQL and templates run where they live, in the worker, through a short workflow.
+
+    Its execution timeout covers the preview activity's attempts: a worker that does not answer
+    within it is a 503."""
     try:
         async with temporal_call(DRY_RUN_TIMEOUT + CALL_TIMEOUT):
             preview = await client.execute_workflow(

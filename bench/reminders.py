@@ -37,14 +37,10 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.reminders.email import build_email
+from activities.reminders.details import context_of, route_of
+from activities.reminders.due import DueAppointments
+from activities.reminders.email import build_email, reminder_message_id
 from activities.reminders.render import render_reminder
-from activities.reminders.repository import (
-    ReminderRepository,
-    context_of,
-    message_id_for,
-    route_of,
-)
 from petcare.config import Settings
 from petcare.devstack.binaries import temporal_cli
 from petcare.devstack.postgres import EmbeddedPostgres, with_database
@@ -98,17 +94,19 @@ async def rendered_messages(pool: asyncpg.Pool, settings: Settings) -> list[Emai
     as_of = datetime.now(UTC)
     window = settings.reminders
     messages = []
-    repository = ReminderRepository(pool)
     earliest = as_of + timedelta(minutes=window.min_lead_minutes)
-    async for row in repository.due_details(earliest, as_of + timedelta(hours=window.window_hours)):
+    latest = as_of + timedelta(hours=window.window_hours)
+    _, rows = await DueAppointments(pool).plan(earliest, latest, None)
+    for row in rows:
         route = route_of(row)
-        assert route is not None
+        if route is None:
+            raise RuntimeError(f"benchmark appointment {row['id']} has no address")
         messages.append(
             build_email(
                 render_reminder(context_of(row)),
                 sender=settings.smtp.from_address,
                 recipient=route.address,
-                message_id=message_id_for(row["id"]),
+                message_id=reminder_message_id(row["id"], settings.smtp.from_address),
             )
         )
     return messages
@@ -135,7 +133,11 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, i
         dev_server_log_level="error",
     )
     try:
-        async with Mailer(settings.smtp) as mailer, aiohttp.ClientSession() as http:
+        connections = settings.reminders.smtp_concurrency
+        async with (
+            Mailer(settings.smtp, max_connections=connections) as mailer,
+            aiohttp.ClientSession() as http,
+        ):
             resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
             async with build_worker(env.client, resources):
                 started = time.perf_counter()

@@ -7,10 +7,9 @@ from uuid import UUID
 
 import pytest
 
-from activities.reminders.email import build_email
+from activities.reminders.email import build_email, reminder_message_id
 from activities.reminders.planning import Route, choose_route
 from activities.reminders.render import ReminderContext, render_reminder
-from activities.reminders.repository import message_id_for
 from activities.reminders.sms_text import fit_segments, sms_segments
 
 
@@ -137,9 +136,10 @@ def test_email_has_text_and_html_parts_and_a_stable_message_id() -> None:
         rendered,
         sender="Petcare <r@petcare.local>",
         recipient="a@example.com",
-        message_id=message_id_for(appointment_id),
+        message_id=reminder_message_id(appointment_id, "Petcare <r@petcare.local>"),
     )
-    assert message["Message-ID"] == "<reminder-3f1c1b9e-4d44-4e7a-9a65-2c6d8f0e1a01@petcare>"
+    # In the sender's domain, the same on every attempt.
+    assert message["Message-ID"] == "<reminder-3f1c1b9e-4d44-4e7a-9a65-2c6d8f0e1a01@petcare.local>"
     assert message.get_content_type() == "multipart/alternative"
     kinds = [part.get_content_type() for part in message.iter_parts()]
     assert kinds == ["text/plain", "text/html"]

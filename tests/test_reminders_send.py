@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import itertools
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -13,11 +13,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.reminders import ReminderActivities, build_gateway
+from activities.reminders.email import reminder_message_id
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
-from petcare.mail import Mailer
 from petcare.models.reminders import FetchDuePage, SendPage
-from tests.support.reminder_data import add_appointment, add_store, reminder_activities
+from tests.support.reminder_data import (
+    add_appointment,
+    add_store,
+    reminder_activities,
+    reminder_mailer,
+    reminder_settings,
+)
 from tests.support.twilio import TwilioGatewayServer
 
 
@@ -60,7 +66,8 @@ async def test_channels_fallbacks_and_content(
     assert sorted(m.to for m in twilio.messages) == ["+15550100001", "+15550100002"]
     assert {m.sender for m in twilio.messages} == {"+15550009999"}
     french = next(m.message for m in smtp_sink.received if m.recipients == ["mail@example.com"])
-    assert french["Message-ID"] == f"<reminder-{by_email}@petcare>"
+    assert french["Message-ID"] == reminder_message_id(by_email, settings.smtp.from_address)
+    assert french["Message-ID"].endswith("@petcare.local>")
     assert french["Subject"].startswith("Rappel : rendez-vous de Rex chez Paws Paris")
     assert "+33140000000" in french.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "<strong>Rex</strong>" in french.get_body(("html",)).get_content()  # type: ignore[union-attr]
@@ -182,42 +189,61 @@ async def test_gateway_errors_and_timeouts_are_transient_and_sent_ones_are_not_r
     assert len(smtp_sink.received) == 3  # the emails went out on the first attempt, once
 
 
-async def test_misconfigured_twilio_is_a_non_retryable_failure(
-    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
-) -> None:
-    store = await add_store(pool)
-    text = await add_appointment(
-        pool, store_id=store, starts_at=soon(), phone="+15550100300", preferred_channel="sms"
-    )
-    broken = settings.model_copy(update={"sms": settings.sms.model_copy(update={"provider": "twilio"})})
-    async with Mailer(settings.smtp) as mailer, ClientSession() as http:
-        acts = ReminderActivities(pool, mailer, build_gateway(http, broken.sms), broken)
-        with pytest.raises(ApplicationError) as raised:
-            await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[text]))
-    assert raised.value.non_retryable
-    assert "PETCARE_SMS__ACCOUNT_SID" in str(raised.value)
-    assert "PETCARE_SMS__AUTH_TOKEN" in str(raised.value)
-    assert await pool.fetchval("SELECT state FROM reminder_deliveries") == "claimed"
-
-
-async def test_sms_rate_limit_spaces_the_gateway_calls(
+async def test_misconfigured_twilio_releases_the_texts_and_the_emails_still_go(
     pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     store = await add_store(pool)
     texts = [
         await add_appointment(
+            pool, store_id=store, starts_at=soon(), phone=f"+1555010030{n}", preferred_channel="sms"
+        )
+        for n in range(2)
+    ]
+    emails = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"m{n}@example.com")
+        for n in range(3)
+    ]
+    # provider twilio with no account, token or number: the worker starts, SMS cannot work.
+    local = reminder_settings(settings, smtp_port=smtp_sink.port)
+    broken = local.model_copy(update={"sms": local.sms.model_copy(update={"provider": "twilio"})})
+    async with reminder_mailer(broken) as mailer, ClientSession() as http:
+        acts = ReminderActivities(pool, mailer, build_gateway(http, broken.sms), broken)
+        page = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=texts + emails))
+    assert (page.sent_email, page.sent_sms, page.failed, page.released) == (3, 0, 0, 2)
+    [problem] = page.problems
+    for name in ("PETCARE_SMS__ACCOUNT_SID", "PETCARE_SMS__AUTH_TOKEN", "PETCARE_SMS__FROM_NUMBER"):
+        assert name in problem
+    assert sorted(m.recipients[0] for m in smtp_sink.received) == [f"m{n}@example.com" for n in range(3)]
+    rows = await pool.fetch("SELECT appointment_id, state FROM reminder_deliveries")
+    # Released, not failed: the next run (with the settings fixed) texts them.
+    assert {row["appointment_id"]: row["state"] for row in rows if row["appointment_id"] in texts} == {
+        text: "skipped" for text in texts
+    }
+    assert await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NULL") == 2
+
+
+async def test_sms_rate_limit_spaces_the_gateway_calls(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    count, rate = 8, 5.0
+    store = await add_store(pool)
+    texts = [
+        await add_appointment(
             pool, store_id=store, starts_at=soon(), phone=f"+1555010050{n}", preferred_channel="sms"
         )
-        for n in range(6)
+        for n in range(count)
     ]
     async with (
         TwilioGatewayServer() as twilio,
         reminder_activities(
-            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_rate_per_second=5.0
+            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_rate_per_second=rate
         ) as acts,
     ):
-        started = time.monotonic()
         counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=texts))
-        elapsed = time.monotonic() - started
-    assert counts.sent_sms == 6
-    assert elapsed >= 1.0  # six calls at five a second: the sixth waits a full second
+    assert counts.sent_sms == count
+    arrivals = sorted(m.received_at for m in twilio.messages)
+    # Four senders at once, yet the gateway sees one call per 1/rate s: N calls span (N - 1) / rate,
+    # each gap close to 1/rate (a little scheduling jitter allowed), never a burst.
+    assert arrivals[-1] - arrivals[0] >= (count - 1) / rate * 0.95
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.7 / rate, gaps

@@ -6,11 +6,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reminders.activities import ReminderActivities
     from petcare.models.reminders import (
         DRY_RUN_WORKFLOW_TYPE,
+        PREVIEW_ATTEMPTS,
+        PREVIEW_RETRY_INTERVAL,
+        PREVIEW_TIMEOUT,
+        SEND_PAGE_TIMEOUT,
         FetchDuePage,
         PreviewRequest,
         ReminderCounts,
@@ -31,7 +36,6 @@ SEND_RETRY = RetryPolicy(
     non_retryable_error_types=["ReminderConfigurationError"],
 )
 SEND_GIVE_UP = timedelta(hours=6)
-SEND_PAGE_TIMEOUT = timedelta(minutes=10)
 
 
 @workflow.defn(name="AppointmentReminderWorkflow")
@@ -41,6 +45,9 @@ class AppointmentReminderWorkflow:
         # One instant for the whole run, across continue-as-new, so the window does not drift.
         as_of = request.as_of or workflow.now()
         cursor, counts, pages = request.cursor, request.counts, request.pages
+        # A channel whose provider refuses our settings: the other channel's reminders still go out
+        # on every page, then the run fails with this list.
+        problems = list(request.problems)
         for _ in range(request.pages_per_run):
             page = await workflow.execute_activity_method(
                 ReminderActivities.fetch_due_page,
@@ -58,10 +65,18 @@ class AppointmentReminderWorkflow:
                     retry_policy=SEND_RETRY,
                 )
                 counts = counts.plus(sent).plus(ReminderCounts(due=len(page.appointment_ids)))
+                problems += [problem for problem in sent.problems if problem not in problems]
                 pages += 1
                 workflow.set_current_details(_details(pages, counts))
             cursor = page.next_cursor
             if cursor is None:
+                if problems:
+                    raise ApplicationError(
+                        f"reminder settings refused: {'; '.join(problems)}. {counts.released} reminders "
+                        f"were released for the next run; {_details(pages, counts)}",
+                        type="ReminderConfigurationError",
+                        non_retryable=True,
+                    )
                 return ReminderRunResult(as_of=as_of, pages=pages, runs=request.runs + 1, counts=counts)
             if workflow.info().is_continue_as_new_suggested():
                 break
@@ -73,6 +88,7 @@ class AppointmentReminderWorkflow:
                     "counts": counts,
                     "pages": pages,
                     "runs": request.runs + 1,
+                    "problems": problems,
                 }
             )
         )
@@ -94,6 +110,9 @@ class AppointmentReminderDryRunWorkflow:
         return await workflow.execute_activity_method(
             ReminderActivities.preview,
             PreviewRequest(as_of=request.as_of or workflow.now(), preview_limit=request.preview_limit),
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            # The API waits DRY_RUN_TIMEOUT for the run, which covers both attempts.
+            start_to_close_timeout=PREVIEW_TIMEOUT,
+            retry_policy=RetryPolicy(
+                initial_interval=PREVIEW_RETRY_INTERVAL, maximum_attempts=PREVIEW_ATTEMPTS
+            ),
         )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from activities.reminders.repository import Claim
+from activities.reminders.claims import Settled
 from petcare.models.reminders import ReminderCounts
 
 
-def count_settled(claim: Claim, counts: ReminderCounts) -> None:
+def count_settled(claim: Settled, counts: ReminderCounts) -> None:
     """Adds an appointment that needs no send now to the page's counts."""
     if claim.decision == "done_here":
         # Sent or failed by an earlier attempt of this same run: counted once, in this result.

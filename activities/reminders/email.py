@@ -6,8 +6,10 @@ import email.policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
+from uuid import UUID
 
 from activities.reminders.render import RenderedReminder
+from petcare.mail import stable_message_id
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -59,3 +61,8 @@ def deliverable_address(address: str) -> bool:
         and address.isprintable()
         and not any(char.isspace() or char in "<>," for char in address)
     )
+
+
+def reminder_message_id(appointment_id: UUID, sender: str) -> str:
+    """One Message-ID per appointment, in the sender's domain, on every attempt."""
+    return stable_message_id("reminder", appointment_id, sender)

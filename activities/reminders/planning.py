@@ -15,7 +15,8 @@ Decision = Literal[
     "elsewhere",  # reminded, failed or being sent by another run
     "no_consent",
     "no_address",
-    "not_due",  # cancelled, completed, or already started
+    "not_due",  # cancelled, completed, started, or no longer inside the window
+    "superseded",  # a newer attempt of this same run holds it: this attempt must stop
 ]
 
 
@@ -43,29 +44,66 @@ def _clean(value: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who holds a claim: a workflow run, and which attempt of its send activity."""
+
+    run: str  # workflow_id/run_id
+    attempt: int
+
+
+@dataclass(frozen=True)
 class ClaimState:
     """What the claim transaction read about one appointment, under its row lock."""
 
     status: str
     started: bool
+    # Measured from now() in the claim transaction: the window is re-checked at each claim.
+    too_soon: bool
+    beyond_window: bool
     reminder_sent: bool
     consent: bool
     delivery_state: str | None
     delivery_owner: str | None
+    delivery_attempt: int | None
     claim_expired: bool
 
 
-def decide(state: ClaimState, owner: str, route: Route | None) -> Decision:
+def decide(state: ClaimState, owner: Owner, route: Route | None) -> Decision:
     if state.delivery_state in ("sent", "failed"):
-        return "done_here" if state.delivery_owner == owner else "elsewhere"
+        return "done_here" if state.delivery_owner == owner.run else "elsewhere"
     if state.reminder_sent:  # the main backend (or an older system) reminded it already
         return "elsewhere"
-    if state.delivery_state == "claimed" and state.delivery_owner != owner and not state.claim_expired:
-        return "elsewhere"
-    if state.status not in ACTIVE_STATUSES or state.started:
+    if state.delivery_state == "claimed":
+        held = _claim_holder(state, owner)
+        if held is not None:
+            return held
+    if state.status not in ACTIVE_STATUSES or state.started or state.too_soon or state.beyond_window:
         return "not_due"
     if not state.consent:
         return "no_consent"
     if route is None:
         return "no_address"
     return "send"
+
+
+def _claim_holder(state: ClaimState, owner: Owner) -> Decision | None:
+    """None when this attempt may (re)claim an appointment someone claimed, else who holds it."""
+    if state.delivery_owner == owner.run:
+        held_by = state.delivery_attempt or 0
+        # An older attempt of this run timed out: its claims pass to this one (it re-checks before
+        # each send and stops). A newer attempt holding it means this attempt is the stale one.
+        return "superseded" if held_by > owner.attempt else None
+    return None if state.claim_expired else "elsewhere"
+
+
+def skip_reason(state: ClaimState, decision: Decision) -> str | None:
+    """What a skipped delivery row records, for the decisions that write one."""
+    if decision in ("no_consent", "no_address"):
+        return decision
+    if decision != "not_due":
+        return None
+    if state.status not in ACTIVE_STATUSES:
+        return state.status
+    if state.started:
+        return "started"
+    return "too_soon" if state.too_soon else "outside_window"

@@ -1,41 +1,34 @@
-"""The dry run: what a run would send now, from the same SQL and templates, writing nothing."""
+"""The dry run's messages: the first due appointments rendered as a run would send them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 
+import asyncpg
+
+from activities.reminders.details import context_of, route_of
 from activities.reminders.render import render_reminder
-from activities.reminders.repository import ReminderRepository, context_of, route_of
-from petcare.models.reminders import PlannedCounts, PreviewMessage
+from petcare.models.reminders import PreviewMessage
 
 
-async def plan_due(
-    repository: ReminderRepository, earliest: datetime, latest: datetime, limit: int
-) -> tuple[PlannedCounts, list[PreviewMessage]]:
-    """Counts by channel over every due appointment, and the first `limit` messages rendered."""
-    counts = PlannedCounts()
+def render_preview(rows: Sequence[asyncpg.Record]) -> list[PreviewMessage]:
+    """Rows come with an address (the SQL only returns those); any other is left out."""
     messages: list[PreviewMessage] = []
-    async for row in repository.due_details(earliest, latest):
-        counts.due += 1
+    for row in rows:
         route = route_of(row)
         if route is None:
-            counts.skipped_no_address += 1
             continue
-        if route.channel == "email":
-            counts.email += 1
-        else:
-            counts.sms += 1
-        if len(messages) < limit:
-            rendered = render_reminder(context_of(row))
-            messages.append(
-                PreviewMessage(
-                    appointment_id=row["id"],
-                    channel=route.channel,
-                    recipient=route.address,
-                    locale=rendered.locale,
-                    starts_at_local=rendered.starts_at_local,
-                    subject=rendered.subject if route.channel == "email" else None,
-                    text=rendered.text if route.channel == "email" else rendered.sms,
-                )
+        rendered = render_reminder(context_of(row))
+        email = route.channel == "email"
+        messages.append(
+            PreviewMessage(
+                appointment_id=row["id"],
+                channel=route.channel,
+                recipient=route.address,
+                locale=rendered.locale,
+                starts_at_local=rendered.starts_at_local,
+                subject=rendered.subject if email else None,
+                text=rendered.text if email else rendered.sms,
             )
-    return counts, messages
+        )
+    return messages

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class SmsRejected(Exception):
-    """The gateway refused this message for good (4xx: invalid number, unsubscribed...)."""
+    """The gateway refused this recipient for good (invalid or landline number, unsubscribed...)."""
 
 
 class SmsUnavailable(Exception):
@@ -23,7 +23,15 @@ class SmsUnavailable(Exception):
 
 
 class SmsConfigurationError(Exception):
-    """The provider cannot work with these settings; names the variable, never a secret."""
+    """The provider refuses our settings (missing, wrong credentials or sender number): every message
+    would fail alike. Names the variable, never a secret."""
+
+
+# Twilio error codes that blame our settings, not the recipient: authentication (20003), unknown
+# resource (20404), an invalid, missing, foreign or incapable From number (21212, 21603, 21606, 21659,
+# 21660). Recipient codes (21211 invalid To, 21614 not a mobile, 21610 unsubscribed...) stay rejections.
+ACCOUNT_FAULT_CODES = frozenset({"20003", "20404"})
+SENDER_FAULT_CODES = frozenset({"21212", "21603", "21606", "21659", "21660"})
 
 
 class SmsGateway(Protocol):
@@ -43,26 +51,18 @@ class TwilioGateway:
     """POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json with basic auth, as Twilio does."""
 
     def __init__(self, http: aiohttp.ClientSession, settings: SmsSettings) -> None:
-        missing = [
-            f"PETCARE_SMS__{name.upper()}"
-            for name in ("account_sid", "auth_token", "from_number")
-            if not getattr(settings, name)
-        ]
-        if missing:
+        sid, token, sender = settings.account_sid, settings.auth_token, settings.from_number
+        if not sid or not token or not sender:
+            missing = [
+                f"PETCARE_SMS__{name.upper()}"
+                for name, value in (("account_sid", sid), ("auth_token", token), ("from_number", sender))
+                if not value
+            ]
             raise SmsConfigurationError(f"SMS provider twilio needs {', '.join(missing)}")
-        assert settings.account_sid
-        assert settings.auth_token
-        assert settings.from_number
         self._http = http
-        self._url = (
-            f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
-        )
-        self._headers = {
-            "Authorization": aiohttp.encode_basic_auth(
-                settings.account_sid, settings.auth_token.get_secret_value()
-            )
-        }
-        self._from = settings.from_number
+        self._url = f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(sid, token.get_secret_value())}
+        self._from = sender
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
 
     async def send(self, to: str, body: str) -> str | None:
@@ -78,12 +78,18 @@ class TwilioGateway:
         if 200 <= status < 300:
             sid = payload.get("sid")
             return str(sid) if sid else None
-        detail = f"{status} {payload.get('code', '')} {payload.get('message', '')}".strip()
+        code = str(payload.get("code", ""))
+        detail = f"{status} {code} {payload.get('message', '')}".strip()
         if status == 429 or status >= 500:
             raise SmsUnavailable(f"SMS gateway deferred: {detail}")
-        if status in (401, 403, 404):
-            # Credentials or account are wrong for every message, not just this one.
-            raise SmsConfigurationError(f"SMS gateway refused the account: {detail}")
+        # Credentials, account or sender number are wrong for every message, not just this one.
+        if code in SENDER_FAULT_CODES:
+            raise SmsConfigurationError(f"SMS gateway refused PETCARE_SMS__FROM_NUMBER: {detail}")
+        if status in (401, 403, 404) or code in ACCOUNT_FAULT_CODES:
+            raise SmsConfigurationError(
+                "SMS gateway refused the account (PETCARE_SMS__ACCOUNT_SID, PETCARE_SMS__AUTH_TOKEN, "
+                f"PETCARE_SMS__BASE_URL): {detail}"
+            )
         raise SmsRejected(f"SMS gateway rejected: {detail}")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -13,6 +13,19 @@ Channel = Literal["email", "sms"]
 # The fixed id of manual runs: a second trigger while one runs finds it instead of starting another.
 MANUAL_WORKFLOW_ID = "appointment-reminder-manual"
 DRY_RUN_WORKFLOW_TYPE = "AppointmentReminderDryRunWorkflow"
+
+# One attempt at sending a page may last this long (the workflow's start-to-close timeout).
+SEND_PAGE_TIMEOUT = timedelta(minutes=10)
+# Another run takes over a claim only after this: longer than any attempt can live, so a claim is
+# never taken from an attempt Temporal still considers running.
+CLAIM_LEASE = SEND_PAGE_TIMEOUT + timedelta(minutes=5)
+
+# The dry run: one short activity, retried once; the API waits for the whole of it, no less.
+PREVIEW_TIMEOUT = timedelta(seconds=15)
+PREVIEW_ATTEMPTS = 2
+PREVIEW_RETRY_INTERVAL = timedelta(seconds=1)
+# Both attempts, the pause between them, and a few seconds for the workflow's own tasks.
+DRY_RUN_TIMEOUT = PREVIEW_TIMEOUT * PREVIEW_ATTEMPTS + PREVIEW_RETRY_INTERVAL + timedelta(seconds=4)
 
 
 class PageCursor(BaseModel):
@@ -30,11 +43,14 @@ class ReminderCounts(BaseModel):
     sent_sms: int = 0
     skipped_no_consent: int = 0
     skipped_no_address: int = 0
-    # Cancelled or already started by the time of sending.
+    # Cancelled, or no longer inside the window (moved, or too close to start) by the time of sending.
     skipped_not_due: int = 0
     # Reminded or being reminded by another run (a concurrent schedule tick or manual trigger).
     handled_elsewhere: int = 0
     failed: int = 0
+    # Claims given back because their channel's provider refused our configuration: the next run
+    # (after the settings are fixed) sends them.
+    released: int = 0
 
     def plus(self, other: ReminderCounts) -> ReminderCounts:
         return ReminderCounts(
@@ -44,6 +60,12 @@ class ReminderCounts(BaseModel):
     @property
     def sent(self) -> int:
         return self.sent_email + self.sent_sms
+
+
+class PageResult(ReminderCounts):
+    """What one page did, and what stopped a channel: a provider that refuses our settings."""
+
+    problems: list[str] = Field(default_factory=list)
 
 
 class ReminderRunInput(BaseModel):
@@ -58,6 +80,8 @@ class ReminderRunInput(BaseModel):
     pages_per_run: int = Field(default=20, ge=1, le=500)
     # How soon a send activity on a vanished worker is retried elsewhere.
     heartbeat_timeout_seconds: float = Field(default=30.0, ge=2, le=600)
+    # Configuration problems met by earlier pages: the run sends what it can, then fails with them.
+    problems: list[str] = Field(default_factory=list)
 
 
 class ReminderRunResult(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +20,7 @@ from activities.reminders import ReminderActivities, build_gateway
 from petcare.config import Settings, SmsSettings
 from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
+from tests.support.api import poll
 from tests.support.twilio import TwilioGatewayServer
 
 
@@ -125,8 +126,13 @@ async def reminder_activities(
 ) -> AsyncIterator[ReminderActivities]:
     """The real activity object, pointed at the test's SMTP sink and Twilio-compatible gateway."""
     adjusted = reminder_settings(settings, smtp_port=smtp_port, twilio=twilio, **reminders)
-    async with Mailer(adjusted.smtp) as mailer, ClientSession() as http:
+    async with reminder_mailer(adjusted) as mailer, ClientSession() as http:
         yield ReminderActivities(pool, mailer, build_gateway(http, adjusted.sms), adjusted)
+
+
+def reminder_mailer(settings: Settings) -> Mailer:
+    """Built as worker_main builds it: as many SMTP sessions as the reminder setting allows."""
+    return Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)
 
 
 def reminder_settings(
@@ -162,3 +168,12 @@ class SlowSinkHandler(SinkHandler):
     ) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
+    """Polls a plain condition (what a sink received, say) every 20 ms."""
+
+    async def check() -> bool:
+        return condition()
+
+    await poll(check, timeout=timeout, every=0.02)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ class SentSms:
     to: str
     sender: str
     body: str
+    received_at: float  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -27,6 +29,10 @@ class TwilioGatewayServer:
     auth_token: str = "test-auth-token"
     host: str = "127.0.0.1"
     invalid_numbers: set[str] = field(default_factory=set)
+    # Valid numbers that cannot take SMS (landlines): Twilio's 21614.
+    landline_numbers: set[str] = field(default_factory=set)
+    # From numbers the account may not send from: Twilio's 21606 (our configuration, not the recipient).
+    invalid_senders: set[str] = field(default_factory=set)
     # Set to a 5xx (or 429) status to make every request fail that way until reset to None.
     fail_status: int | None = None
     delay_seconds: float = 0.0
@@ -67,6 +73,7 @@ class TwilioGatewayServer:
 
     async def _create_message(self, request: web.Request) -> web.Response:
         self.requests += 1
+        arrived = time.monotonic()
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         expected = encode_basic_auth(self.account_sid, self.auth_token)
@@ -78,10 +85,16 @@ class TwilioGatewayServer:
         to, sender, body = (str(form.get(name, "")) for name in ("To", "From", "Body"))
         if not to or not sender or not body:
             return self._error(400, 21604, "A 'To', 'From' and 'Body' are required.")
+        if sender in self.invalid_senders:
+            return self._error(
+                400, 21606, f"The From phone number {sender} is not a valid, SMS-capable inbound phone number"
+            )
         if to in self.invalid_numbers:
             return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if to in self.landline_numbers:
+            return self._error(400, 21614, f"'To' number {to} is not a valid mobile number")
         sid = f"SM{next(self._ids):032x}"
-        self.messages.append(SentSms(sid, to, sender, body))
+        self.messages.append(SentSms(sid, to, sender, body, arrived))
         return web.json_response(
             {"sid": sid, "to": to, "from": sender, "body": body, "status": "queued"}, status=201
         )

@@ -1,0 +1,171 @@
+"""Claim SQL: re-check each appointment under its row lock and claim it, confirm before each send,
+release what a misconfigured channel could not send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+
+from activities.reminders.details import DETAILS, DETAILS_JOINS, context_of, route_of
+from activities.reminders.email import reminder_message_id
+from activities.reminders.planning import ClaimState, Decision, Owner, Route, decide, skip_reason
+from activities.reminders.render import ReminderContext
+
+# Locks in id order, so two runs claiming overlapping sets wait for each other instead of deadlocking.
+_LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+# Read after the lock, in a new statement, so a delivery committed by a run we waited for is seen.
+# The window is measured again from this transaction's now(): lead $3, window $4.
+_CLAIM_READ = f"""{DETAILS},
+           a.status, a.reminder_sent_at IS NOT NULL AS reminder_sent, a.starts_at <= now() AS started,
+           a.starts_at < now() + $3::interval AS too_soon, a.starts_at > now() + $4::interval AS beyond,
+           c.consent_reminders, d.state AS delivery_state, d.owner AS delivery_owner,
+           d.owner_attempt AS delivery_attempt, d.channel AS delivery_channel,
+           COALESCE(d.claimed_at < now() - $2::interval, false) AS claim_expired
+    FROM appointments a
+    JOIN customers c ON c.id = a.customer_id
+    {DETAILS_JOINS}
+    LEFT JOIN reminder_deliveries d ON d.appointment_id = a.id
+    WHERE a.id = ANY($1::uuid[])"""
+# Never over a final row: a stale attempt may have recorded a send since the read above.
+_UPSERT_CLAIMED = """
+    INSERT INTO reminder_deliveries (appointment_id, state, channel, recipient, message_id, owner,
+                                     owner_attempt, attempts, claimed_at, updated_at)
+    SELECT id, 'claimed', channel, recipient, message_id, $5, $6, 1, now(), now()
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t (id, channel, recipient, message_id)
+    ON CONFLICT (appointment_id) DO UPDATE SET
+        state = 'claimed', channel = EXCLUDED.channel, recipient = EXCLUDED.recipient,
+        message_id = EXCLUDED.message_id, owner = EXCLUDED.owner, owner_attempt = EXCLUDED.owner_attempt,
+        reason = NULL, attempts = reminder_deliveries.attempts + 1, claimed_at = now(), updated_at = now()
+    WHERE reminder_deliveries.state NOT IN ('sent', 'failed')
+    RETURNING appointment_id"""
+_UPSERT_SKIPPED = """
+    INSERT INTO reminder_deliveries (appointment_id, state, reason, owner, updated_at)
+    SELECT id, 'skipped', reason, $3, now() FROM unnest($1::uuid[], $2::text[]) AS t (id, reason)
+    ON CONFLICT (appointment_id) DO UPDATE SET
+        state = 'skipped', reason = EXCLUDED.reason, owner = EXCLUDED.owner, updated_at = now()
+    WHERE reminder_deliveries.state NOT IN ('sent', 'failed')"""
+# Right before the provider call: still ours, from this very attempt? A superseded attempt stops.
+# The state is read from before the update: 'sent' or 'failed' when the attempt this one took the
+# claim over from was sending it at that instant and has recorded the outcome since.
+_CONFIRM = """
+    WITH mine AS (
+        UPDATE reminder_deliveries SET updated_at = now()
+        WHERE appointment_id = $1 AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'
+        RETURNING appointment_id)
+    SELECT EXISTS (SELECT 1 FROM mine) AS mine, state
+    FROM reminder_deliveries WHERE appointment_id = $1"""
+# Skipped rows stay eligible: the next run claims them again.
+_RELEASE = """
+    UPDATE reminder_deliveries SET state = 'skipped', reason = $4, updated_at = now()
+    WHERE appointment_id = ANY($1::uuid[]) AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'"""
+
+
+@dataclass(frozen=True)
+class ToSend:
+    """Claimed by this attempt: what to send, where."""
+
+    appointment_id: UUID
+    context: ReminderContext
+    route: Route
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Needs no send by this attempt; counted as its decision says."""
+
+    appointment_id: UUID
+    decision: Decision
+    finished_state: str | None = None  # for "done_here": what the earlier attempt recorded
+    finished_channel: str | None = None
+
+
+Claim = ToSend | Settled
+# "mine": send it; "sent" / "failed": an older attempt finished it meanwhile; "lost": stop.
+Confirmation = Literal["mine", "sent", "failed", "lost"]
+
+
+class ClaimStore:
+    def __init__(
+        self, pool: asyncpg.Pool, *, lease: timedelta, lead: timedelta, window: timedelta, sender: str
+    ) -> None:
+        self._pool = pool
+        self._lease, self._lead, self._window = lease, lead, window
+        self._sender = sender
+
+    async def claim(self, appointment_ids: list[UUID], owner: Owner) -> list[Claim]:
+        """Re-check everything under the appointments' row locks, then claim each or record a skip.
+
+        One transaction for a small group: the check stays a fraction of a second ahead of the send.
+        """
+        claims: dict[UUID, Claim] = {}
+        skipped: list[tuple[UUID, str]] = []
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = [row["id"] for row in await connection.fetch(_LOCK, appointment_ids)]
+            read = _CLAIM_READ, locked, self._lease, self._lead, self._window
+            for row in await connection.fetch(*read) if locked else []:
+                state = _state(row)
+                route = route_of(row)
+                decision = decide(state, owner, route)
+                if decision == "send" and route is not None:
+                    claims[row["id"]] = ToSend(row["id"], context_of(row), route)
+                    continue
+                claims[row["id"]] = Settled(
+                    row["id"], decision, row["delivery_state"], row["delivery_channel"]
+                )
+                reason = skip_reason(state, decision)
+                if reason is not None:
+                    skipped.append((row["id"], reason))
+            sending = [claim for claim in claims.values() if isinstance(claim, ToSend)]
+            if sending:
+                columns = [
+                    [c.appointment_id for c in sending],
+                    [c.route.channel for c in sending],
+                    [c.route.address for c in sending],
+                    [reminder_message_id(c.appointment_id, self._sender) for c in sending],
+                ]
+                taken = {
+                    r["appointment_id"]
+                    for r in await connection.fetch(_UPSERT_CLAIMED, *columns, owner.run, owner.attempt)
+                }
+                for claim in sending:
+                    if claim.appointment_id not in taken:  # finished by a stale attempt meanwhile
+                        claims[claim.appointment_id] = Settled(claim.appointment_id, "elsewhere")
+            if skipped:
+                await connection.execute(_UPSERT_SKIPPED, *map(list, zip(*skipped, strict=True)), owner.run)
+        # An appointment deleted since the fetch has nothing left to remind.
+        return [
+            claims.get(appointment_id) or Settled(appointment_id, "not_due")
+            for appointment_id in appointment_ids
+        ]
+
+    async def confirm(self, appointment_id: UUID, owner: Owner) -> Confirmation:
+        """Whether this attempt still holds the claim, checked and touched in one statement."""
+        row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt)
+        if row is None:
+            return "lost"
+        if row["mine"]:
+            return "mine"
+        state = row["state"]
+        return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
+
+    async def release(self, appointment_ids: list[UUID], owner: Owner, reason: str) -> None:
+        await self._pool.execute(_RELEASE, appointment_ids, owner.run, owner.attempt, reason[:500])
+
+
+def _state(row: asyncpg.Record) -> ClaimState:
+    return ClaimState(
+        status=row["status"],
+        started=row["started"],
+        too_soon=row["too_soon"],
+        beyond_window=row["beyond"],
+        reminder_sent=row["reminder_sent"],
+        consent=row["consent_reminders"],
+        delivery_state=row["delivery_state"],
+        delivery_owner=row["delivery_owner"],
+        delivery_attempt=row["delivery_attempt"],
+        claim_expired=row["claim_expired"],
+    )

@@ -1,0 +1,122 @@
+"""One claimed reminder out by its channel: render, confirm the claim, call the provider, record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from activities.reminders.claims import Confirmation, ToSend
+from activities.reminders.email import build_email, deliverable_address, reminder_message_id
+from activities.reminders.records import DeliveryRecords
+from activities.reminders.render import RenderedReminder, render_reminder
+from activities.reminders.sms import (
+    RateLimiter,
+    SmsConfigurationError,
+    SmsGateway,
+    SmsRejected,
+    SmsUnavailable,
+)
+from petcare.mail import Mailer, MailMisconfigured, MailRejected, MailUnavailable
+
+log = logging.getLogger(__name__)
+
+# The provider cannot take anything now: the page stops and is retried with backoff.
+UNAVAILABLE = (MailUnavailable, SmsUnavailable)
+# The provider refuses our settings: that channel stops, its claims are released for a later run.
+MISCONFIGURED = (MailMisconfigured, SmsConfigurationError)
+
+Outcome = Literal["sent", "failed"]
+
+
+class ClaimLost(Exception):
+    """A newer attempt (or, after the lease, another run) holds the claim: this attempt must stop."""
+
+
+class _Finished(Exception):
+    """The attempt this one took the claim from sent it (or had it refused) meanwhile."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome)
+        self.outcome: Outcome = outcome
+
+
+async def _check(claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> None:
+    confirmation = await confirm()
+    if confirmation == "lost":
+        raise ClaimLost(str(claim.appointment_id))
+    if confirmation != "mine":
+        raise _Finished(confirmation)
+
+
+class Delivery:
+    def __init__(
+        self,
+        mailer: Mailer,
+        sms: SmsGateway,
+        records: DeliveryRecords,
+        *,
+        sender: str,
+        smtp_concurrency: int,
+        sms_concurrency: int,
+        sms_rate_per_second: float,
+    ) -> None:
+        self._mailer = mailer
+        self._sms = sms
+        self._records = records
+        self._sender = sender
+        # Per worker process, shared by every page in flight. The email bound matches the Mailer's
+        # connections: a claim is confirmed only once a connection is free for it, so what is
+        # confirmed but not yet sent (and could go out twice after a takeover) stays this small.
+        self._email_slots = asyncio.Semaphore(smtp_concurrency)
+        self._sms_slots = asyncio.Semaphore(sms_concurrency)
+        self._sms_rate = RateLimiter(sms_rate_per_second)
+
+    async def deliver(self, claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> Outcome:
+        """Raises ClaimLost, or one of UNAVAILABLE / MISCONFIGURED (nothing recorded then)."""
+        rendered = render_reminder(claim.context)
+        try:
+            if claim.route.channel == "email":
+                provider_id = await self._email(claim, rendered, confirm)
+            else:
+                provider_id = await self._text(claim, rendered, confirm)
+        except _Finished as finished:
+            return finished.outcome
+        except (MailRejected, SmsRejected) as error:
+            await self._records.mark_failed(claim.appointment_id, str(error))
+            log.info(
+                "reminder for appointment %s rejected by the %s provider",
+                claim.appointment_id,
+                claim.route.channel,
+            )
+            return "failed"
+        await self._records.mark_sent(claim.appointment_id, provider_id)
+        return "sent"
+
+    async def _email(
+        self, claim: ToSend, rendered: RenderedReminder, confirm: Callable[[], Awaitable[Confirmation]]
+    ) -> str | None:
+        """Returns no provider id: the Message-ID is the reference."""
+        address = claim.route.address
+        if not deliverable_address(address):
+            raise MailRejected(f"invalid email address {address!r}")
+        message = build_email(
+            rendered,
+            sender=self._sender,
+            recipient=address,
+            message_id=reminder_message_id(claim.appointment_id, self._sender),
+        )
+        async with self._email_slots:
+            await _check(claim, confirm)
+            await self._mailer.send(message)
+        return None
+
+    async def _text(
+        self, claim: ToSend, rendered: RenderedReminder, confirm: Callable[[], Awaitable[Confirmation]]
+    ) -> str | None:
+        async with self._sms_slots:
+            await self._sms_rate.acquire()
+            # After the rate limit's wait, so the check is as close to the send as it can be.
+            await _check(claim, confirm)
+            return await self._sms.send(claim.route.address, rendered.sms)
