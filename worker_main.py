@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import pydantic
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.alerts import OpsAlertActivities
 from activities.exports import ExportActivities
@@ -82,11 +82,19 @@ def build_worker(
         workflows=[*WORKFLOWS, *workflows],
         activities=build_activities(resources),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        # Bad input fails the run with a clear error instead of retrying its task forever.
-        workflow_failure_exception_types=[pydantic.ValidationError],
-        # One alert email per failed job run; business counters from activity results.
-        interceptors=[OpsAlertInterceptor(), BusinessMetricsInterceptor()],
+        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
+        interceptors=worker_interceptors(),
     )
+
+
+# The replay of recorded histories (tests/test_versioning.py) runs workflows with these too.
+# Bad input fails the run with a clear error instead of retrying its task forever.
+WORKFLOW_FAILURE_EXCEPTION_TYPES: list[type[BaseException]] = [pydantic.ValidationError]
+
+
+def worker_interceptors() -> list[Interceptor]:
+    """One alert email per failed job run; business counters from activity results."""
+    return [OpsAlertInterceptor(), BusinessMetricsInterceptor()]
 
 
 async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True) -> None:
