@@ -190,3 +190,28 @@ async def test_alerts_go_to_the_fallback_address_when_the_store_has_none(
     assert nobody.status == "no_recipient"
     assert ops.status == "sent"
     assert [mail.recipients for mail in smtp_sink.received] == [["ops@petcare.test"]]
+
+
+async def test_a_refused_sender_is_a_configuration_failure_not_an_undeliverable_email(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Fine address", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    smtp_sink.handler.rejected_senders.add("stock@petcare.test")  # our sender, not the store, is refused
+
+    with pytest.raises(ApplicationError) as raised:
+        await reconcile_and_alert(activities, store)
+    assert raised.value.type == "MailMisconfigured"
+    assert raised.value.non_retryable
+    assert "553" in str(raised.value)
+    run = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
+    assert run is not None
+    # Not "failed": the email is not undeliverable, and the alerts are free for the next run.
+    assert run["alert_status"] == "pending"
+    assert run["alert_error"].startswith("mail configuration: ")
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_by IS NOT NULL") == 0
+
+    smtp_sink.handler.rejected_senders.clear()  # the operator fixes the sender
+    _, outcome = await reconcile_and_alert(activities, store)
+    assert (outcome.status, outcome.new_alerts) == ("sent", 0)
+    assert "LOW" in body(smtp_sink, 0)

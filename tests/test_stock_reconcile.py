@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import asyncio
+from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from activities.stock import StockActivities
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
-from petcare.models.stock import ReconcileRequest
+from petcare.models.stock import DueStoresRequest, ReconcileRequest
 from tests.support.stock import (
     FROM_ADDRESS,
     TEST_WORKFLOW_ID,
@@ -99,3 +100,87 @@ async def test_one_scheduled_report_per_store_and_local_day(
     assert second.reconciliation_id is None
     assert manual.reconciliation_id not in (None, first.reconciliation_id)
     assert manual.products_checked == 1
+
+
+async def test_the_caller_s_force_decides_a_store_id_only_narrows_the_scope(
+    pool: asyncpg.Pool, activities: StockActivities
+) -> None:
+    store = await add_store(pool, "Done today")
+    now = datetime.now(UTC)
+    today = await activity_env().run(
+        activities.due_stores, DueStoresRequest(now=now, store_id=store, force=True)
+    )
+    [target] = today.targets
+    scheduled = ReconcileRequest(target=target.model_copy(update={"trigger": "schedule"}))
+    await activity_env().run(activities.reconcile_store, scheduled)
+
+    unforced = await activity_env().run(
+        activities.due_stores, DueStoresRequest(now=now, store_id=store, force=False)
+    )
+    forced = await activity_env().run(
+        activities.due_stores, DueStoresRequest(now=now, store_id=store, force=True)
+    )
+
+    assert unforced.targets == []  # already reconciled for its day, and the run was not forced
+    assert [(t.store_id, t.trigger) for t in forced.targets] == [(store, "manual")]
+
+
+async def test_due_stores_come_in_pages_in_id_order(pool: asyncpg.Pool, activities: StockActivities) -> None:
+    stores = sorted([await add_store(pool, f"Store {n}") for n in range(3)])
+    await add_store(pool, "Nowhere", timezone="Mars/Olympus_Mons")
+    now = datetime.now(UTC)
+
+    pages, after = [], None
+    while True:
+        request = DueStoresRequest(now=now, force=True, after_store_id=after, limit=2)
+        page = await activity_env().run(activities.due_stores, request)
+        pages.append(page)
+        if (after := page.next_after) is None:
+            break
+
+    assert [len(page.targets) + len(page.invalid) for page in pages] == [2, 2]
+    assert [t.store_id for page in pages for t in page.targets] == stores
+    [invalid] = [outcome for page in pages for outcome in page.invalid]
+    assert "not an IANA time zone" in (invalid.error or "")
+
+
+async def test_a_cancelled_reconciliation_stops_its_statement(
+    pool: asyncpg.Pool, activities: StockActivities
+) -> None:
+    store = await add_store(pool, "Slow")
+    # A real slow statement: the report's insert sleeps inside PostgreSQL.
+    await pool.execute(
+        """CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$"""
+    )
+    await pool.execute(
+        "CREATE TRIGGER slow_insert BEFORE INSERT ON stock_reconciliations "
+        "FOR EACH ROW EXECUTE FUNCTION slow_insert()"
+    )
+    env = activity_env()
+    heartbeats: list[object] = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    running = asyncio.create_task(env.run(activities.reconcile_store, ReconcileRequest(target=target(store))))
+    assert await sleeping_statements(pool, until=1) == 1
+
+    env.cancel()  # as Temporal does when the workflow no longer wants the result
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    assert heartbeats  # the ticker ran while the statement did
+    assert await sleeping_statements(pool, until=0) == 0  # and the statement died with the activity
+    assert await pool.fetchval("SELECT count(*) FROM stock_reconciliations") == 0
+
+
+async def sleeping_statements(pool: asyncpg.Pool, *, until: int) -> int:
+    """Statements sleeping in pg_sleep, polled for up to 5 s until there are `until` of them."""
+    count = -1
+    for _ in range(100):
+        count = await pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE wait_event = 'PgSleep' AND datname = current_database()"""
+        )
+        if count == until:
+            break
+        await asyncio.sleep(0.05)
+    return int(count)

@@ -46,14 +46,16 @@ class StockActivities:
     async def due_stores(self, request: DueStoresRequest) -> DueStores:
         """One page of stores: every one if forced, else those past local 02:00 without that day's run."""
         async with self._pool.acquire() as connection:
+            # One more than a page: whether a next page exists, without an empty last run.
             stores = await repository.stores_page(
-                connection, request.store_id, request.after_store_id, request.limit
+                connection, request.store_id, request.after_store_id, request.limit + 1
             )
         if request.store_id is not None and not stores and request.after_store_id is None:
             raise ApplicationError(
                 f"unknown store {request.store_id}", type="UnknownStore", non_retryable=True
             )
-        due = DueStores(next_after=stores[-1][0] if len(stores) == request.limit else None)
+        more, stores = len(stores) > request.limit, stores[: request.limit]
+        due = DueStores(next_after=stores[-1][0] if more else None)
         for store_id, timezone, last_scheduled in stores:
             try:
                 target = store_target(request.now, store_id, timezone, last_scheduled, force=request.force)
