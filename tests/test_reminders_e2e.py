@@ -16,13 +16,12 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
-from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from petcare.config import ReminderSettings, Settings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import APPOINTMENT_REMINDER
-from petcare.mail import Mailer
 from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, ReminderRunResult
 from petcare.schedules import declared_schedules
 from tests.support.api import AUTH, poll, with_token
@@ -31,7 +30,9 @@ from tests.support.reminder_data import (
     add_appointment,
     add_many_appointments,
     add_store,
+    reminder_mailer,
     reminder_settings,
+    wait_until,
 )
 from tests.support.worker_process import start_worker_process, stop_worker_processes, worker_env
 from worker_main import WorkerResources, build_worker
@@ -48,7 +49,7 @@ def api_settings(settings: Settings, task_queue: str) -> Settings:
 
 @asynccontextmanager
 async def in_process_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    async with Mailer(settings.smtp) as mailer, ClientSession() as http:
+    async with reminder_mailer(settings) as mailer, ClientSession() as http:
         resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
         async with build_worker(client, resources, task_queue=settings.task_queue):
             yield
@@ -150,14 +151,18 @@ async def test_smtp_down_for_a_while_mid_run_loses_nothing(
                 id=f"reminders-outage-{uuid.uuid4()}",
                 task_queue=task_queue,
             )
-            await wait_for(lambda: len(sink.received) >= 10)
+            await wait_until(lambda: len(sink.received) >= 10)
             await sink.stop()  # the mail server crashes mid-page
-            await asyncio.sleep(3)
+            sent_before_the_outage = len(sink.received)
+            # Down until the run has met the outage: its page failed and waits for a retry.
+            retrying = await poll(lambda: send_retry_after_failure(handle), timeout=30, every=0.1)
+            assert "provider unavailable" in retrying
             await sink.start()
             result = await asyncio.wait_for(handle.result(), 60)
     finally:
         await sink.stop()
 
+    assert 0 < sent_before_the_outage < count, "the outage was not in the middle of the run"
     recipients = Counter(m.recipients[0] for m in sink.received)
     assert set(recipients) == {f"owner{n}@outage.test" for n in range(1, count + 1)}
     assert (
@@ -170,12 +175,13 @@ async def test_smtp_down_for_a_while_mid_run_loses_nothing(
     )
 
 
-async def wait_for(condition: Any, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def send_retry_after_failure(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The failure message of the send activity once it is pending a retry, else None."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name == "reminders.send_page" and pending.attempt >= 2:
+            return pending.last_failure.message or "(no message)"
+    return None
 
 
 @pytest.mark.slow
@@ -212,7 +218,7 @@ async def test_worker_killed_mid_run_then_replaced_loses_nothing(
             id=f"reminders-kill-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        await wait_for(lambda: len(sink.received) >= 60, timeout=60)
+        await wait_until(lambda: len(sink.received) >= 60, timeout=60)
         # Dies mid-page with messages in flight; the page's claims are picked up by the retry.
         first.send_signal(signal.SIGKILL)
         assert await first.wait() == -signal.SIGKILL

@@ -1,16 +1,26 @@
-"""Which appointments are due (real PostgreSQL), keyset paging, and the claim-time re-checks."""
+"""Which appointments are due (real PostgreSQL), keyset paging, the claim-time re-checks, the dry run."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.reminders.planning import ClaimState, Owner, Route, decide
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
-from petcare.models.reminders import FetchDuePage, SendPage
+from petcare.models.reminders import (
+    CLAIM_LEASE,
+    SEND_PAGE_TIMEOUT,
+    FetchDuePage,
+    PlannedCounts,
+    PreviewRequest,
+    SendPage,
+)
 from tests.support.reminder_data import add_appointment, add_store, reminder_activities
 
 
@@ -167,3 +177,71 @@ async def test_a_fresh_claim_of_another_run_is_left_alone_until_its_lease_expire
         "SELECT owner FROM reminder_deliveries WHERE appointment_id = $1", appointment
     )
     assert owner == "test/test-run"
+
+
+def claim_state(**changes: object) -> ClaimState:
+    base = ClaimState(
+        status="scheduled",
+        started=False,
+        too_soon=False,
+        beyond_window=False,
+        reminder_sent=False,
+        consent=True,
+        delivery_state="claimed",
+        delivery_owner="wf/run",
+        delivery_attempt=2,
+        claim_expired=False,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "attempt", "expected"),
+    [
+        (claim_state(), 3, "send"),  # attempt 2 timed out: attempt 3 takes its claims over at once
+        (claim_state(), 2, "send"),  # its own claim
+        (claim_state(), 1, "superseded"),  # a stale attempt 1 still running: it must stop
+        (claim_state(delivery_attempt=None), 1, "send"),  # a claim written before attempts were kept
+        (claim_state(delivery_owner="other/run"), 9, "elsewhere"),  # another run, lease running
+        (claim_state(delivery_owner="other/run", claim_expired=True), 1, "send"),
+        (claim_state(delivery_state="sent"), 1, "done_here"),
+        (claim_state(too_soon=True), 3, "not_due"),
+        (claim_state(beyond_window=True), 3, "not_due"),
+    ],
+)
+def test_who_may_take_a_claim(state: ClaimState, attempt: int, expected: str) -> None:
+    assert decide(state, Owner("wf/run", attempt), Route("email", "a@example.com")) == expected
+
+
+def test_the_claim_lease_outlasts_any_send_attempt() -> None:
+    # Derived from it in the models module, so a longer attempt cannot silently outlive its lease.
+    assert CLAIM_LEASE > SEND_PAGE_TIMEOUT
+
+
+async def test_the_dry_run_counts_in_sql_and_renders_only_the_first_messages(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    as_of = now()
+    store = await add_store(pool)
+    starts = as_of + timedelta(hours=3)
+    first = await add_appointment(pool, store_id=store, starts_at=starts, email="first@example.com")
+    await add_appointment(
+        pool,
+        store_id=store,
+        starts_at=starts + timedelta(minutes=1),
+        phone="+15550100800",
+        preferred_channel="sms",
+    )
+    # Preferred channel without its address: the other one, as a run would choose.
+    await add_appointment(
+        pool, store_id=store, starts_at=starts, email="fb@example.com", preferred_channel="sms"
+    )
+    await add_appointment(pool, store_id=store, starts_at=starts, email="  ", phone="+15550100801")
+    await add_appointment(pool, store_id=store, starts_at=starts, email=None, phone=None)
+    await add_appointment(pool, store_id=store, starts_at=starts, consent=False)  # not due
+    async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
+        preview = await ActivityEnvironment().run(acts.preview, PreviewRequest(as_of=as_of, preview_limit=2))
+    assert preview.counts == PlannedCounts(due=5, email=2, sms=2, skipped_no_address=1)
+    assert len(preview.messages) == 2
+    assert first in {m.appointment_id for m in preview.messages}
+    assert await pool.fetchval("SELECT count(*) FROM reminder_deliveries") == 0

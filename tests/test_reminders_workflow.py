@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import pytest
 from aiohttp import ClientSession
 from temporalio import activity
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
-from petcare.mail import Mailer
 from petcare.models.reminders import (
+    DRY_RUN_TIMEOUT,
     DuePage,
     FetchDuePage,
     PageCursor,
+    PlannedCounts,
+    PreviewRequest,
     ReminderCounts,
+    ReminderDryRunInput,
+    ReminderPreview,
     ReminderRunInput,
     ReminderRunResult,
     SendPage,
 )
-from tests.support.reminder_data import add_appointment, add_store, reminder_activities, reminder_settings
+from tests.support.reminder_data import (
+    add_appointment,
+    add_store,
+    reminder_activities,
+    reminder_mailer,
+    reminder_settings,
+)
 from worker_main import WorkerResources, build_worker
-from workflows.reminders import AppointmentReminderWorkflow
+from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 
 PAGE = 3
 PAGES = 7
@@ -129,11 +143,9 @@ async def test_real_activities_send_once_and_a_second_run_sends_nothing(
     for n in range(5):
         await add_appointment(pool, store_id=store, starts_at=starts, email=f"run{n}@example.com")
     adjusted = reminder_settings(settings, smtp_port=smtp_sink.port, batch_size=2)
-    async with Mailer(adjusted.smtp) as mailer, ClientSession() as http:
-        resources = WorkerResources(settings=adjusted, pool=pool, mailer=mailer, http=http)
-        async with build_worker(dev_client, resources, task_queue=task_queue):
-            first = await run_reminders(dev_client, task_queue)
-            second = await run_reminders(dev_client, task_queue)
+    async with worker(dev_client, adjusted, pool, task_queue):
+        first = await run_reminders(dev_client, task_queue)
+        second = await run_reminders(dev_client, task_queue)
 
     assert (first.counts.due, first.counts.sent_email, first.pages, first.runs) == (5, 5, 3, 2)
     assert second.counts == ReminderCounts()
@@ -200,3 +212,92 @@ async def test_replay_of_a_recorded_history_is_deterministic(
     replayer = Replayer(workflows=[AppointmentReminderWorkflow], data_converter=pydantic_data_converter)
     replayed = await replayer.replay_workflow(WorkflowHistory.from_json(handle.id, history.to_json()))
     assert replayed.replay_failure is None
+
+
+async def test_the_dry_run_fits_its_attempts_inside_the_time_the_api_waits(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    calls: list[int] = []
+
+    @activity.defn(name="reminders.preview")
+    async def fails_then_answers(request: PreviewRequest) -> ReminderPreview:
+        calls.append(activity.info().attempt)
+        if len(calls) == 1:
+            raise RuntimeError("first attempt fails: the retry must still answer in time")
+        return ReminderPreview(as_of=request.as_of, counts=PlannedCounts(), messages=[])
+
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AppointmentReminderDryRunWorkflow],
+        activities=[fails_then_answers],
+    ):
+        handle = await client.start_workflow(
+            AppointmentReminderDryRunWorkflow.run,
+            ReminderDryRunInput(),
+            id=f"reminders-dry-{uuid.uuid4()}",
+            task_queue=task_queue,
+            execution_timeout=DRY_RUN_TIMEOUT,  # what the API gives it
+        )
+        await handle.result()
+    assert calls == [1, 2]
+    history = await handle.fetch_history()
+    [scheduled] = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    attempts = scheduled.retry_policy.maximum_attempts
+    start_to_close = scheduled.start_to_close_timeout.ToTimedelta()
+    assert attempts >= 2
+    # Every attempt timing out, plus the pause between them, still ends before the API gives up.
+    worst = start_to_close * attempts + scheduled.retry_policy.initial_interval.ToTimedelta()
+    assert worst < DRY_RUN_TIMEOUT
+
+
+async def test_a_misconfigured_sms_provider_lets_every_email_of_the_run_go_then_fails_it(
+    dev_client: Client,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    smtp_sink: SmtpSink,
+) -> None:
+    store = await add_store(pool)
+    starts = datetime.now(UTC) + timedelta(hours=4)
+    texts = [
+        await add_appointment(
+            pool, store_id=store, starts_at=starts, phone=f"+1555010090{n}", preferred_channel="sms"
+        )
+        for n in range(2)
+    ]
+    for n in range(5):
+        await add_appointment(pool, store_id=store, starts_at=starts, email=f"page{n}@example.com")
+    fixed = reminder_settings(settings, smtp_port=smtp_sink.port, batch_size=2)
+    # PETCARE_SMS__PROVIDER=twilio with no account, token or number.
+    broken = fixed.model_copy(update={"sms": fixed.sms.model_copy(update={"provider": "twilio"})})
+    async with worker(dev_client, broken, pool, task_queue):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await run_reminders(dev_client, task_queue)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("ReminderConfigurationError", True)
+    assert "PETCARE_SMS__ACCOUNT_SID" in str(cause)
+    # Four pages of two: every email went out although SMS broke on the first page.
+    assert sorted(m.recipients[0] for m in smtp_sink.received) == [f"page{n}@example.com" for n in range(5)]
+    states = await pool.fetch("SELECT state FROM reminder_deliveries WHERE appointment_id = ANY($1)", texts)
+    assert [row["state"] for row in states] == ["skipped", "skipped"]
+
+    async with worker(dev_client, fixed, pool, task_queue):  # settings fixed: the next run texts them
+        second = await run_reminders(dev_client, task_queue)
+    assert (second.counts.due, second.counts.sent_sms, second.counts.sent_email) == (2, 2, 0)
+
+
+@asynccontextmanager
+async def worker(
+    client: Client, settings: Settings, pool: asyncpg.Pool, task_queue: str
+) -> AsyncIterator[None]:
+    async with reminder_mailer(settings) as mailer, ClientSession() as http:
+        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
+        async with build_worker(client, resources, task_queue=task_queue):
+            yield
