@@ -15,6 +15,8 @@ import asyncpg
 import pydantic
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -153,11 +155,16 @@ async def test_a_failing_store_is_retried_and_reported_without_stopping_the_othe
     # Real faults inside PostgreSQL: the flaky store's first two attempts fail, the broken store's
     # always do. A sequence counts attempts because it is not rolled back with the failure.
     await pool.execute("CREATE SEQUENCE flaky_attempts")
+    await pool.execute("CREATE TABLE injected_faults (store_id uuid PRIMARY KEY, kind text NOT NULL)")
+    await pool.executemany(
+        "INSERT INTO injected_faults VALUES ($1, $2)", [(broken, "always"), (flaky, "twice")]
+    )
     await pool.execute(
-        f"""CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+        """CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE fault text := (SELECT kind FROM injected_faults WHERE store_id = NEW.store_id);
             BEGIN
-              IF NEW.store_id = '{broken}' THEN RAISE EXCEPTION 'injected fault: disk on fire'; END IF;
-              IF NEW.store_id = '{flaky}' AND nextval('flaky_attempts') <= 2 THEN
+              IF fault = 'always' THEN RAISE EXCEPTION 'injected fault: disk on fire'; END IF;
+              IF fault = 'twice' AND nextval('flaky_attempts') <= 2 THEN
                 RAISE EXCEPTION 'injected fault: flaky';
               END IF;
               RETURN NEW;
@@ -222,3 +229,64 @@ async def test_a_forced_store_runs_again_replays_and_an_unknown_store_fails_clea
     while cause.__cause__ is not None:
         cause = cause.__cause__
     assert "unknown store" in str(cause)
+
+
+def longest(scheduled: ActivityTaskScheduledEventAttributes) -> timedelta:
+    """How long an activity can take through all its attempts, as the server was told."""
+    attempt = scheduled.start_to_close_timeout.ToTimedelta()
+    policy = scheduled.retry_policy
+    total, interval = attempt * policy.maximum_attempts, policy.initial_interval.ToTimedelta()
+    for _ in range(policy.maximum_attempts - 1):
+        total += min(interval, policy.maximum_interval.ToTimedelta())
+        interval *= policy.backoff_coefficient
+    deadline = scheduled.schedule_to_close_timeout.ToTimedelta()
+    return min(total, deadline) if deadline else total
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_store_s_activities_always_end_inside_its_child_timeout(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    store = await add_store(pool, "Timed", email="timed@store.test")
+    await add_product(pool, store, "LOW", recorded=0, threshold=2)  # so the alert activity runs too
+    workflow_id = f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}"
+    await run_once(clock_env, task_queue, StockReconciliationInput(store_id=store), workflow_id=workflow_id)
+
+    parent = await clock_env.client.get_workflow_handle(workflow_id).fetch_history()
+    [child_start] = [
+        event.start_child_workflow_execution_initiated_event_attributes
+        for event in parent.events
+        if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    child = await clock_env.client.get_workflow_handle(child_start.workflow_id).fetch_history()
+    activities = [
+        event.activity_task_scheduled_event_attributes
+        for event in child.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+    assert [a.activity_type.name for a in activities] == ["stock_reconcile_store", "stock_alert_store"]
+    # Retries of both activities end before the child times out: a store whose report exists is
+    # never reported failed by the child's timeout.
+    assert (
+        sum((longest(a) for a in activities), timedelta())
+        < child_start.workflow_execution_timeout.ToTimedelta()
+    )
+
+
+@pytest.mark.usefixtures("worker")
+async def test_past_a_page_of_stores_the_run_continues_as_new(
+    clock_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    stores = [await add_store(pool, f"Store {n}") for n in range(5)]
+    workflow_id = f"stock-reconciliation-test-{uuid.uuid4().hex[:8]}"
+    request = StockReconciliationInput(force=True, stores_per_run=2)
+
+    result = await run_once(clock_env, task_queue, request, workflow_id=workflow_id)  # follows the chain
+
+    assert (result.earlier_runs, result.earlier_stores, result.failed) == (2, 4, 0)
+    assert [outcome.status for outcome in result.stores] == ["reconciled"]
+    counted = await pool.fetch(
+        "SELECT store_id, count(*) AS runs FROM stock_reconciliations GROUP BY store_id"
+    )
+    assert {row["store_id"]: row["runs"] for row in counted} == {store: 1 for store in stores}
