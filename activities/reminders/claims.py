@@ -3,17 +3,23 @@ release what a misconfigured channel could not send."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 from uuid import UUID
 
 import asyncpg
 
 from activities.reminders.details import DETAILS, DETAILS_JOINS, context_of, route_of
 from activities.reminders.email import reminder_message_id
-from activities.reminders.planning import ClaimState, Decision, Owner, Route, decide, skip_reason
-from activities.reminders.render import ReminderContext
+from activities.reminders.planning import (
+    Claim,
+    ClaimState,
+    Confirmation,
+    Owner,
+    Settled,
+    ToSend,
+    decide,
+    skip_reason,
+)
 
 # Locks in id order, so two runs claiming overlapping sets wait for each other instead of deadlocking.
 _LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
@@ -62,30 +68,6 @@ _CONFIRM = """
 _RELEASE = """
     UPDATE reminder_deliveries SET state = 'skipped', reason = $4, updated_at = now()
     WHERE appointment_id = ANY($1::uuid[]) AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'"""
-
-
-@dataclass(frozen=True)
-class ToSend:
-    """Claimed by this attempt: what to send, where."""
-
-    appointment_id: UUID
-    context: ReminderContext
-    route: Route
-
-
-@dataclass(frozen=True)
-class Settled:
-    """Needs no send by this attempt; counted as its decision says."""
-
-    appointment_id: UUID
-    decision: Decision
-    finished_state: str | None = None  # for "done_here": what the earlier attempt recorded
-    finished_channel: str | None = None
-
-
-Claim = ToSend | Settled
-# "mine": send it; "sent" / "failed": an older attempt finished it meanwhile; "lost": stop.
-Confirmation = Literal["mine", "sent", "failed", "lost"]
 
 
 class ClaimStore:

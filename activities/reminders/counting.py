@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.reminders.claims import Settled
+from activities.reminders.planning import Settled
 from petcare.models.reminders import ReminderCounts
 
 

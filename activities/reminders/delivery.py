@@ -7,8 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from activities.reminders.claims import Confirmation, ToSend
 from activities.reminders.email import build_email, deliverable_address, reminder_message_id
+from activities.reminders.planning import Confirmation, ToSend
 from activities.reminders.records import DeliveryRecords
 from activities.reminders.render import RenderedReminder, render_reminder
 from activities.reminders.sms import (

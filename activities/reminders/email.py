@@ -5,11 +5,10 @@ from __future__ import annotations
 import email.policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate
 from uuid import UUID
 
 from activities.reminders.render import RenderedReminder
-from petcare.mail import stable_message_id
+from petcare.mail import compose, stable_message_id
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -32,19 +31,17 @@ POLICY = email.policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
 def build_email(rendered: RenderedReminder, *, sender: str, recipient: str, message_id: str) -> EmailMessage:
-    message = EmailMessage(policy=POLICY)
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = rendered.subject
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    # Identical on every attempt: a resend after a crash is recognisable (and deduplicated by many MTAs).
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(rendered.text)
-    message.add_alternative(
-        f'<!doctype html><html lang="{rendered.locale}"><body>{rendered.html}</body></html>', subtype="html"
+    # The Message-ID is identical on every attempt: a resend after a crash is recognisable (and
+    # deduplicated by many MTAs).
+    message = compose(
+        sender=sender,
+        recipient=recipient,
+        subject=rendered.subject,
+        message_id=message_id,
+        text=rendered.text,
+        html=f'<!doctype html><html lang="{rendered.locale}"><body>{rendered.html}</body></html>',
+        policy=POLICY,
     )
-    # After the content: set_content drops every Content-* header it finds.
     message["Content-Language"] = rendered.locale
     return message
 

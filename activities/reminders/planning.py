@@ -1,10 +1,12 @@
-"""Which channel and address a reminder goes to, and the decision taken at claim time (pure)."""
+"""Which channel and address a reminder goes to, the claim-time decision, what a claim yields (pure)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from uuid import UUID
 
+from activities.reminders.render import ReminderContext
 from petcare.models.reminders import Channel
 
 ACTIVE_STATUSES = frozenset({"scheduled", "confirmed"})
@@ -107,3 +109,27 @@ def skip_reason(state: ClaimState, decision: Decision) -> str | None:
     if state.started:
         return "started"
     return "too_soon" if state.too_soon else "outside_window"
+
+
+@dataclass(frozen=True)
+class ToSend:
+    """Claimed by this attempt: what to send, where."""
+
+    appointment_id: UUID
+    context: ReminderContext
+    route: Route
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Needs no send by this attempt; counted as its decision says."""
+
+    appointment_id: UUID
+    decision: Decision
+    finished_state: str | None = None  # for "done_here": what the earlier attempt recorded
+    finished_channel: str | None = None
+
+
+Claim = ToSend | Settled
+# "mine": send it; "sent" / "failed": an older attempt finished it meanwhile; "lost": stop.
+Confirmation = Literal["mine", "sent", "failed", "lost"]

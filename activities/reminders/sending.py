@@ -10,10 +10,10 @@ from uuid import UUID
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from activities.reminders.claims import ClaimStore, Settled, ToSend
+from activities.reminders.claims import ClaimStore
 from activities.reminders.counting import count_settled
 from activities.reminders.delivery import MISCONFIGURED, UNAVAILABLE, ClaimLost, Delivery
-from activities.reminders.planning import Owner
+from activities.reminders.planning import Owner, Settled, ToSend
 from petcare.models.reminders import Channel, PageResult
 
 log = logging.getLogger(__name__)
