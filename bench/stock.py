@@ -119,7 +119,7 @@ async def bench(products: int, movements: int, repeat: int) -> None:
                     business_date=datetime.now(UTC).date(),
                     trigger="manual",
                 )
-                request = ReconcileRequest(target=target, workflow_id="bench")
+                request = ReconcileRequest(target=target)
 
                 async def raw() -> list[asyncpg.Record]:
                     async with pool.acquire() as connection:
@@ -127,7 +127,9 @@ async def bench(products: int, movements: int, repeat: int) -> None:
 
                 async def activity() -> object:
                     env = ActivityEnvironment()
-                    env.info = dataclasses.replace(env.info, workflow_run_id=str(uuid.uuid4()))
+                    env.info = dataclasses.replace(
+                        env.info, workflow_id="bench/store-bench", workflow_run_id=str(uuid.uuid4())
+                    )
                     return await env.run(activities.reconcile_store, request)
 
                 summary = await activity()  # warm-up, and the numbers of the report
