@@ -148,24 +148,43 @@ async def test_smtp_outage_is_retried_with_the_same_message(
     assert await pool.fetchval("SELECT count(*) FROM stock_alerts") == 1
 
 
-async def test_rejected_address_fails_for_good_and_the_next_run_lists_the_alerts_again(
-    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+@pytest.mark.parametrize(
+    ("refused", "error_type", "code", "status"),
+    [
+        # The store's address: this email is undeliverable until the address is fixed.
+        ("recipient", "MailRejected", "550", "failed"),
+        # Our own sender: a configuration failure; no address is at fault, nothing is undeliverable.
+        ("sender", "MailMisconfigured", "553", "pending"),
+    ],
+)
+async def test_a_refused_email_fails_for_good_and_the_next_run_lists_its_alerts_again(
+    pool: asyncpg.Pool,
+    activities: StockActivities,
+    smtp_sink: SmtpSink,
+    refused: str,
+    error_type: str,
+    code: str,
+    status: str,
 ) -> None:
-    store = await add_store(pool, "Typo", email="nobody@store.test")
+    store = await add_store(pool, "Refused", email=STORE_EMAIL)
     await add_product(pool, store, "LOW", recorded=0, threshold=3)
-    smtp_sink.handler.rejected_recipients.add("nobody@store.test")
+    handler = smtp_sink.handler
+    refusals = handler.rejected_recipients if refused == "recipient" else handler.rejected_senders
+    refusals.add(STORE_EMAIL if refused == "recipient" else "stock@petcare.test")
 
     with pytest.raises(ApplicationError) as raised:
         await reconcile_and_alert(activities, store)
-    assert raised.value.type == "MailRejected"
-    assert raised.value.non_retryable
-    assert "550" in str(raised.value)
-    failed = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
-    assert failed is not None
-    assert failed["alert_status"] == "failed"
+    assert (raised.value.type, raised.value.non_retryable) == (error_type, True)
+    assert code in str(raised.value)
+    run = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
+    assert run is not None
+    assert run["alert_status"] == status
+    assert code in run["alert_error"]
+    # The alerts are released at once, not held until the reservation lapses.
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_by IS NOT NULL") == 0
 
-    # The address is fixed; the next run has nothing new but still owes the store its alert.
-    await pool.execute("UPDATE stores SET email = $2 WHERE id = $1", store, STORE_EMAIL)
+    # The address or the sender is fixed; the next run has nothing new but still owes the alert.
+    refusals.clear()
     _, outcome = await reconcile_and_alert(activities, store)
 
     assert (outcome.status, outcome.new_alerts) == ("sent", 0)
@@ -190,28 +209,3 @@ async def test_alerts_go_to_the_fallback_address_when_the_store_has_none(
     assert nobody.status == "no_recipient"
     assert ops.status == "sent"
     assert [mail.recipients for mail in smtp_sink.received] == [["ops@petcare.test"]]
-
-
-async def test_a_refused_sender_is_a_configuration_failure_not_an_undeliverable_email(
-    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
-) -> None:
-    store = await add_store(pool, "Fine address", email=STORE_EMAIL)
-    await add_product(pool, store, "LOW", recorded=0, threshold=3)
-    smtp_sink.handler.rejected_senders.add("stock@petcare.test")  # our sender, not the store, is refused
-
-    with pytest.raises(ApplicationError) as raised:
-        await reconcile_and_alert(activities, store)
-    assert raised.value.type == "MailMisconfigured"
-    assert raised.value.non_retryable
-    assert "553" in str(raised.value)
-    run = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
-    assert run is not None
-    # Not "failed": the email is not undeliverable, and the alerts are free for the next run.
-    assert run["alert_status"] == "pending"
-    assert run["alert_error"].startswith("mail configuration: ")
-    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_by IS NOT NULL") == 0
-
-    smtp_sink.handler.rejected_senders.clear()  # the operator fixes the sender
-    _, outcome = await reconcile_and_alert(activities, store)
-    assert (outcome.status, outcome.new_alerts) == ("sent", 0)
-    assert "LOW" in body(smtp_sink, 0)

@@ -109,15 +109,14 @@ class StockActivities:
             )
             if isinstance(email, str):
                 return await _outcome(connection, run.id, email, None)
-        recipient, message_id, alerts = email.recipient, email.message_id, email.alerts
         message = build_alert_email(
             from_address=self._from_address,
-            recipient=recipient,
+            recipient=email.recipient,
             store_name=run.store_name,
             business_date=run.business_date,
             reconciliation_id=run.id,
-            message_id=message_id,
-            alerts=alerts,
+            message_id=email.message_id,
+            alerts=email.alerts,
         )
         try:
             await self._mailer.send(message)
@@ -131,12 +130,12 @@ class StockActivities:
             ) from None
         except MailUnavailable as error:  # retried; the reservation holds meanwhile
             raise ApplicationError(str(error), type="MailUnavailable") from None
-        await reservations.mark_sent(self._pool, run.id, [alert.id for alert in alerts])
+        await reservations.mark_sent(self._pool, run.id, [alert.id for alert in email.alerts])
         activity.logger.info(
-            "stock alert %s sent for store %s: %d item(s)", message_id, run.store_id, len(alerts)
+            "stock alert %s sent for store %s: %d item(s)", email.message_id, run.store_id, len(email.alerts)
         )
         async with self._pool.acquire() as connection:
-            return await _outcome(connection, run.id, "sent", message_id)
+            return await _outcome(connection, run.id, "sent", email.message_id)
 
 
 async def _outcome(
