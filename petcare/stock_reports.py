@@ -9,16 +9,19 @@ import asyncpg
 
 from petcare.db import Connection
 
-_COLUMNS = """
-r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at, r.finished_at,
-r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status, r.alert_sent_at
+BY_ID = """
+SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
+       r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
+       r.alert_sent_at
+  FROM stock_reconciliations r
+ WHERE r.id = $1
 """
 
-BY_ID = f"SELECT {_COLUMNS} FROM stock_reconciliations r WHERE r.id = $1"
-
-# Newest first; with $2 only each store's latest one.
-RECENT = f"""
-SELECT {_COLUMNS}
+# Newest first; with $2 only each store's latest one. The same columns as BY_ID.
+RECENT = """
+SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
+       r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
+       r.alert_sent_at
   FROM stock_reconciliations r
  WHERE ($1::uuid IS NULL OR r.store_id = $1)
    AND (NOT $2 OR r.id IN (SELECT DISTINCT ON (l.store_id) l.id
