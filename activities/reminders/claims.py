@@ -55,14 +55,12 @@ _UPSERT_SKIPPED = """
         state = 'skipped', reason = EXCLUDED.reason, owner = EXCLUDED.owner, updated_at = now()
     WHERE reminder_deliveries.state NOT IN ('sent', 'failed')"""
 # Right before the provider call: still ours, from this very attempt? A superseded attempt stops.
-# The state is read from before the update: 'sent' or 'failed' when the attempt this one took the
-# claim over from was sending it at that instant and has recorded the outcome since.
+# A read, not a write: a takeover commits under the appointment's lock either before it (seen
+# here) or after (then this message was in flight, the bound the design allows), and a commit
+# per message would cost a WAL flush each. 'sent' / 'failed': the attempt this one took the claim
+# over from was sending it at that instant and has recorded the outcome since.
 _CONFIRM = """
-    WITH mine AS (
-        UPDATE reminder_deliveries SET updated_at = now()
-        WHERE appointment_id = $1 AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'
-        RETURNING appointment_id)
-    SELECT EXISTS (SELECT 1 FROM mine) AS mine, state
+    SELECT owner = $2 AND owner_attempt = $3 AND state = 'claimed' AS mine, state
     FROM reminder_deliveries WHERE appointment_id = $1"""
 # Skipped rows stay eligible: the next run claims them again.
 _RELEASE = """
@@ -125,7 +123,7 @@ class ClaimStore:
         ]
 
     async def confirm(self, appointment_id: UUID, owner: Owner) -> Confirmation:
-        """Whether this attempt still holds the claim, checked and touched in one statement."""
+        """Whether this attempt still holds the claim, in one statement."""
         row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt)
         if row is None:
             return "lost"

@@ -10,12 +10,15 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-# A provider's acceptance is a fact: recorded whoever holds the claim now.
+# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
+# locked first (an InitPlan runs before the scan), the order the claim transaction takes its
+# locks in, so a claim by an overlapping attempt and this record never deadlock.
 _MARK_SENT = """
-    WITH delivery AS (
+    WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
+    delivery AS (
         UPDATE reminder_deliveries
         SET state = 'sent', sent_at = now(), provider_id = $2, reason = NULL, updated_at = now()
-        WHERE appointment_id = $1
+        WHERE appointment_id = (SELECT id FROM locked)
         RETURNING appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
     WHERE id IN (SELECT appointment_id FROM delivery) AND reminder_sent_at IS NULL"""
