@@ -22,7 +22,9 @@ from tests.support.reminder_data import (
     add_appointment,
     add_many_appointments,
     add_store,
+    delivery_states,
     reminder_activities,
+    soon,
     wait_until,
 )
 from tests.support.twilio import TwilioGatewayServer
@@ -30,13 +32,8 @@ from tests.support.twilio import TwilioGatewayServer
 SENDER = "reminders@petcare.local"  # the address in the default PETCARE_SMTP__FROM_ADDRESS
 
 
-def soon() -> datetime:
-    return datetime.now(UTC) + timedelta(hours=3)
-
-
 async def states(pool: asyncpg.Pool) -> dict[UUID, tuple[str, str | None]]:
-    rows = await pool.fetch("SELECT appointment_id, state, reason FROM reminder_deliveries")
-    return {row["appointment_id"]: (row["state"], row["reason"]) for row in rows}
+    return await delivery_states(pool, "reason")
 
 
 async def test_a_refused_sender_releases_the_emails_and_the_texts_still_go(

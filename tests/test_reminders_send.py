@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -20,20 +19,13 @@ from petcare.models.reminders import FetchDuePage, SendPage
 from tests.support.reminder_data import (
     add_appointment,
     add_store,
+    delivery_states,
     reminder_activities,
     reminder_mailer,
     reminder_settings,
+    soon,
 )
 from tests.support.twilio import TwilioGatewayServer
-
-
-def soon() -> datetime:
-    return datetime.now(UTC) + timedelta(hours=3)
-
-
-async def deliveries(pool: asyncpg.Pool) -> dict[UUID, tuple[str, str | None]]:
-    rows = await pool.fetch("SELECT appointment_id, state, channel FROM reminder_deliveries")
-    return {row["appointment_id"]: (row["state"], row["channel"]) for row in rows}
 
 
 async def test_channels_fallbacks_and_content(
@@ -73,7 +65,7 @@ async def test_channels_fallbacks_and_content(
     assert "<strong>Rex</strong>" in french.get_body(("html",)).get_content()  # type: ignore[union-attr]
     milo = next(m for m in twilio.messages if m.to == "+15550100001")
     assert milo.body.startswith("Reminder: Milo has an appointment")
-    assert (await deliveries(pool))[nowhere] == ("skipped", None)
+    assert (await delivery_states(pool))[nowhere] == ("skipped", None)
     reminded = {
         r["id"] for r in await pool.fetch("SELECT id FROM appointments WHERE reminder_sent_at IS NOT NULL")
     }
@@ -120,7 +112,7 @@ async def test_rejected_addresses_fail_alone_and_are_never_retried(
     assert all("invalid email address" in reasons[appointment_id] for appointment_id in malformed)
     assert "550" in reasons[bad_mail]
     assert "21211" in reasons[bad_sms]
-    states = await deliveries(pool)
+    states = await delivery_states(pool)
     assert states[good_mail] == ("sent", "email")
     assert states[good_sms] == ("sent", "sms")
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +22,17 @@ from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
 from tests.support.api import poll
 from tests.support.twilio import TwilioGatewayServer
+
+
+def soon() -> datetime:
+    """Well inside the default window and past its minimum lead."""
+    return datetime.now(UTC) + timedelta(hours=3)
+
+
+async def delivery_states(pool: asyncpg.Pool, detail: str = "channel") -> dict[UUID, tuple[str, str | None]]:
+    """(state, channel or reason) of each delivery row, by appointment."""
+    rows = await pool.fetch("SELECT appointment_id, state, channel, reason FROM reminder_deliveries")
+    return {row["appointment_id"]: (row["state"], row[detail]) for row in rows}
 
 
 async def add_store(
