@@ -2,7 +2,8 @@
 
 Real processes (`worker_main.py --no-schedules`) on the dev server, real PostgreSQL, a real SMTP
 sink and a real SFTP server behind a slow link. One test in phases, because the export's killed
-upload is only retried once its 60 s heartbeat timeout lapses: the rolling restart runs meanwhile.
+upload is only retried once its heartbeat timeout (UPLOAD_HEARTBEAT, tens of seconds) lapses: the
+rolling restart runs meanwhile.
 
 A workflow's tasks stick to the worker that ran it last and its activities are dispatched eagerly
 to that worker, so work spreads over workers run by run: the reminder runs here continue as new
