@@ -1,9 +1,10 @@
-"""Request bodies parsed into pydantic models (400 malformed, 422 invalid) and models sent as JSON."""
+"""Request bodies, query strings and path ids parsed (400 malformed, 422 invalid); models sent as JSON."""
 
 from __future__ import annotations
 
 import json
 from typing import TypeVar
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -35,6 +36,22 @@ async def read_model(request: web.Request, model: type[M], *, optional: bool = F
         return model.model_validate(data)
     except ValidationError as error:
         raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`: 422 naming each invalid or unknown parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+
+
+def path_uuid(request: web.Request, name: str) -> UUID:
+    """The path parameter `name` as a UUID: 400 when it is not one."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise ApiError(400, "malformed_id", f"{name} must be a UUID") from None
 
 
 def describe_validation_error(error: ValidationError) -> str:

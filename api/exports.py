@@ -1,139 +1,35 @@
-"""Financial export routes: request an export, read it, process one, trigger every pending one."""
+"""Financial export routes: request an export, read it, process one, trigger every startable one."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, field_validator, model_validator
-from temporalio.client import Client
-from temporalio.common import SearchAttributePair
 
-from activities.exports import repository
-from api.bodies import json_model, read_model
+from api.bodies import json_model, path_uuid, read_model, read_query
+from api.database_calls import database_call
 from api.errors import ApiError
-from api.keys import POOL, SETTINGS, TEMPORAL
-from api.models import CamelModel, CamelRequest
-from api.openapi import documented
-from api.starts import StartedRun, start_or_join
-from api.temporal_calls import temporal_call
-from petcare.jobs import EXPORT_ATTRIBUTE, FINANCIAL_EXPORT, JOB_ATTRIBUTE, STORE_ATTRIBUTE
-from petcare.models.exports import (
-    EXPORT_WORKFLOW_ID_PREFIX,
-    ExportedFile,
-    ExportFormat,
-    ExportStatus,
-    FinancialExportInput,
-    export_workflow_id,
+from api.export_models import (
+    ExportAccepted,
+    ExportRequest,
+    ExportView,
+    ProcessAccepted,
+    ProcessQuery,
+    TriggerAccepted,
 )
+from api.export_starts import start_export
+from api.keys import POOL, SETTINGS, TEMPORAL
+from api.openapi import documented
+from api.temporal_calls import temporal_call
+from petcare import exports_repository
+from petcare.models.exports import EXPORT_WORKFLOW_ID_PREFIX
 from petcare.summaries import export_summaries
 
 routes = web.RouteTableDef()
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Workflow starts in flight at once from the trigger route: bounds the load on Temporal.
 TRIGGER_CONCURRENCY = 16
-
-
-class ExportRequest(CamelRequest):
-    period_start: date
-    period_end: date  # inclusive; both are calendar days in each store's own time zone
-    format: ExportFormat
-    store_id: UUID | None = None  # absent: every store
-
-    @field_validator("period_start", "period_end", mode="before")
-    @classmethod
-    def _iso_date(cls, value: Any) -> Any:
-        # pydantic would also take a number of seconds; only an ISO date (YYYY-MM-DD) is meant here.
-        if not isinstance(value, str) or not _ISO_DATE.match(value):
-            raise ValueError("must be an ISO date, YYYY-MM-DD")
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ExportRequest:
-        if self.period_start > self.period_end:
-            raise ValueError("periodStart must not be after periodEnd")
-        return self
-
-
-class ExportAccepted(CamelModel):
-    id: UUID
-    status: ExportStatus
-    workflow_id: str
-
-
-class ExportView(CamelModel):
-    id: UUID
-    status: ExportStatus
-    store_id: UUID | None
-    period_start: date
-    period_end: date
-    format: ExportFormat
-    files: list[ExportedFile]
-    error: str | None
-    requested_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    workflow_id: str | None
-
-
-class ProcessQuery(BaseModel):
-    force: bool = False  # upload a completed export again
-
-
-class ProcessAccepted(StartedRun):
-    export_id: UUID
-
-
-class TriggerAccepted(CamelModel):
-    started: int  # new runs; the others were running already
-    exports: list[ProcessAccepted]
-
-
-def _export_id(request: web.Request, name: str) -> UUID:
-    try:
-        return UUID(request.match_info[name])
-    except ValueError:
-        raise ApiError(400, "malformed_id", f"{name} must be a UUID") from None
-
-
-def _force(request: web.Request) -> bool:
-    value = request.query.get("force", "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise ApiError(400, "malformed_query", "force must be true or false")
-    return value in ("true", "1")
-
-
-async def start_export(
-    client: Client,
-    task_queue: str,
-    export_id: UUID,
-    store_id: UUID | None,
-    *,
-    force: bool = False,
-    summary: str | None = None,
-) -> ProcessAccepted:
-    """Start the export's workflow; if it is running, return that run instead (never a second one)."""
-    attributes = [
-        SearchAttributePair(JOB_ATTRIBUTE, FINANCIAL_EXPORT.key),
-        SearchAttributePair(EXPORT_ATTRIBUTE, str(export_id)),
-    ]
-    if store_id is not None:
-        attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
-    run = await start_or_join(
-        client,
-        FINANCIAL_EXPORT.workflow_type,
-        FinancialExportInput(export_id=export_id, force=force),
-        workflow_id=export_workflow_id(export_id),
-        task_queue=task_queue,
-        attributes=attributes,
-        summary=summary,
-    )
-    return ProcessAccepted(export_id=export_id, **run.model_dump())
 
 
 @routes.post("/api/v1/financial-exports")
@@ -147,8 +43,8 @@ async def start_export(
 )
 async def create_export(request: web.Request) -> web.Response:
     body = await read_model(request, ExportRequest)
-    async with request.app[POOL].acquire() as connection:
-        created = await repository.insert_request(
+    async with database_call(), request.app[POOL].acquire() as connection:
+        created = await exports_repository.insert_request(
             connection,
             store_id=body.store_id,
             period_start=body.period_start,
@@ -184,14 +80,14 @@ async def create_export(request: web.Request) -> web.Response:
 @documented(
     "A financial export: status, period, files (rows, bytes, sha256, remote path) or error",
     response=ExportView,
-    errors=(400, 404),
+    errors=(400, 404, 503),
     path_formats={"id": "uuid"},
     tags=("financial-exports",),
 )
 async def get_export(request: web.Request) -> web.Response:
-    export_id = _export_id(request, "id")
-    async with request.app[POOL].acquire() as connection:
-        row = await repository.fetch_export(connection, export_id)
+    export_id = path_uuid(request, "id")
+    async with database_call(), request.app[POOL].acquire() as connection:
+        row = await exports_repository.fetch_export(connection, export_id)
     if row is None:
         raise ApiError(404, "not_found", f"no financial export with id {export_id}")
     return json_model(ExportView.model_validate(row, from_attributes=True))
@@ -199,20 +95,20 @@ async def get_export(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/workers/financial-export/process/{exportId}")
 @documented(
-    "Process one export now (a failed one again; a completed one only with force=true); "
-    "a run already going is returned instead",
+    "Process one export now (a failed one again, one left processing by a run that is gone; a "
+    "completed one only with force=true); a run already going is returned instead",
     response=ProcessAccepted,
     status=202,
     query=ProcessQuery,
-    errors=(400, 404, 503),
+    errors=(400, 404, 422, 503),
     path_formats={"exportId": "uuid"},
     tags=("workers",),
 )
 async def process_export(request: web.Request) -> web.Response:
-    export_id = _export_id(request, "exportId")
-    force = _force(request)
-    async with request.app[POOL].acquire() as connection:
-        row = await repository.fetch_export(connection, export_id)
+    export_id = path_uuid(request, "exportId")
+    query = read_query(request, ProcessQuery)
+    async with database_call(), request.app[POOL].acquire() as connection:
+        row = await exports_repository.fetch_export(connection, export_id)
         summaries = await export_summaries(connection, [export_id])
     if row is None:
         raise ApiError(404, "not_found", f"no financial export with id {export_id}")
@@ -222,7 +118,7 @@ async def process_export(request: web.Request) -> web.Response:
             request.app[SETTINGS].task_queue,
             export_id,
             row.store_id,
-            force=force,
+            force=query.force,
             summary=summaries.get(export_id),
         )
     return json_model(accepted, status=202)
@@ -230,7 +126,8 @@ async def process_export(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/workers/financial-export/trigger")
 @documented(
-    "Start every pending export (oldest first, up to PETCARE_EXPORT__TRIGGER_LIMIT per call)",
+    "Start every pending export, and every export left processing by a run that is gone "
+    "(oldest first, up to PETCARE_EXPORT__TRIGGER_LIMIT per call); running ones are returned as such",
     response=TriggerAccepted,
     status=202,
     errors=(503,),
@@ -238,9 +135,9 @@ async def process_export(request: web.Request) -> web.Response:
 )
 async def trigger_exports(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    async with request.app[POOL].acquire() as connection:
-        pending = await repository.pending_exports(connection, settings.export.trigger_limit)
-        summaries = await export_summaries(connection, [export_id for export_id, _ in pending])
+    async with database_call(), request.app[POOL].acquire() as connection:
+        startable = await exports_repository.startable_exports(connection, settings.export.trigger_limit)
+        summaries = await export_summaries(connection, [export_id for export_id, _ in startable])
     slots = asyncio.Semaphore(TRIGGER_CONCURRENCY)
 
     async def start(export_id: UUID, store_id: UUID | None) -> ProcessAccepted:
@@ -253,6 +150,6 @@ async def trigger_exports(request: web.Request) -> web.Response:
                 summary=summaries.get(export_id),
             )
 
-    accepted = await asyncio.gather(*(start(export_id, store_id) for export_id, store_id in pending))
+    accepted = await asyncio.gather(*(start(export_id, store_id) for export_id, store_id in startable))
     started = sum(not item.already_running for item in accepted)
     return json_model(TriggerAccepted(started=started, exports=list(accepted)), status=202)

@@ -55,6 +55,9 @@ class ExportSettings(BaseModel):
     block_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
     queue_blocks: int = Field(default=4, ge=1, le=64)
     copy_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # No byte moved for this long fails the file's attempt (retried) instead of waiting for the
+    # 2 h activity timeout; above the longest legitimate silence (PostgreSQL sorting before row one).
+    stall_seconds: float = Field(default=600.0, gt=0)
     # Pending exports started by one call of the trigger route (the rest wait for the next call).
     trigger_limit: int = Field(default=500, ge=1, le=10_000)
 

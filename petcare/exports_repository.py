@@ -1,4 +1,5 @@
-"""The financial_exports rows: requests, status transitions and reads (all of the job's status SQL)."""
+"""The financial_exports rows: requests, status transitions and reads — all of the job's status SQL,
+shared by the API (requests, reads) and the activities (transitions)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
+
+import asyncpg
 
 from petcare.db import Connection
 from petcare.models.exports import ExportedFile, ExportFormat, ExportStatus
@@ -29,17 +32,30 @@ SELECT id, store_id, period_start, period_end, format, status, requested_at, sta
 FROM financial_exports WHERE id = $1
 """
 
-SELECT_PENDING = """
-SELECT id, store_id FROM financial_exports WHERE status = 'pending' ORDER BY requested_at LIMIT $1
+# Pending exports, and `processing` ones: a run that was terminated or timed out leaves its export
+# `processing` (no workflow code runs then). Starting under the export's fixed workflow id decides:
+# a run still going is joined, a closed one lets the export run again.
+SELECT_STARTABLE = """
+SELECT id, store_id FROM financial_exports
+WHERE status IN ('pending', 'processing')
+ORDER BY requested_at
+LIMIT $1
+"""
+
+SELECT_SUMMARIES = """
+SELECT e.id, e.period_start, e.period_end, e.format, s.name AS store_name
+FROM financial_exports AS e LEFT JOIN stores AS s ON s.id = e.store_id
+WHERE e.id = ANY($1::uuid[])
 """
 
 # Claims the export for this workflow run. A `processing` row is claimed again on purpose: the
-# workflow id admits one run at a time, so such a row was left by a run that is gone (terminated).
+# workflow id admits one run at a time, so such a row was left by a run that is gone (terminated
+# or timed out).
 CLAIM = """
 UPDATE financial_exports
 SET status = 'processing', started_at = now(), completed_at = NULL, error = NULL, workflow_id = $2
 WHERE id = $1 AND (status <> 'completed' OR $3::boolean)
-RETURNING id, store_id, period_start, period_end, format
+RETURNING id
 """
 
 COMPLETE = """
@@ -48,8 +64,11 @@ SET status = 'completed', completed_at = now(), error = NULL, files = $2::jsonb
 WHERE id = $1
 """
 
+# Never over a completed export: a run cancelled while it recorded its completion must not
+# call complete files failed (a later forced run sets `processing` first).
 FAIL = """
-UPDATE financial_exports SET status = 'failed', completed_at = NULL, error = left($2, $3) WHERE id = $1
+UPDATE financial_exports SET status = 'failed', completed_at = NULL, error = left($2, $3)
+WHERE id = $1 AND status <> 'completed'
 """
 
 
@@ -102,16 +121,19 @@ async def fetch_export(connection: Connection, export_id: UUID) -> ExportRow | N
     return ExportRow(**{**dict(row), "files": _files(row["files"])})
 
 
-async def pending_exports(connection: Connection, limit: int) -> list[tuple[UUID, UUID | None]]:
-    return [(row["id"], row["store_id"]) for row in await connection.fetch(SELECT_PENDING, limit)]
+async def startable_exports(connection: Connection, limit: int) -> list[tuple[UUID, UUID | None]]:
+    """Id and store of the oldest pending or processing exports (see SELECT_STARTABLE)."""
+    return [(row["id"], row["store_id"]) for row in await connection.fetch(SELECT_STARTABLE, limit)]
 
 
-async def claim(
-    connection: Connection, export_id: UUID, *, workflow_id: str, force: bool
-) -> dict[str, Any] | None:
-    """The claimed row's period, store and format; None when it is completed (and not forced) or absent."""
-    row = await connection.fetchrow(CLAIM, export_id, workflow_id, force)
-    return None if row is None else dict(row)
+async def summary_rows(connection: Connection, export_ids: list[UUID]) -> list[asyncpg.Record]:
+    """Period, format and store name of each export: what its Web UI summary says."""
+    return list(await connection.fetch(SELECT_SUMMARIES, export_ids))
+
+
+async def claim(connection: Connection, export_id: UUID, *, workflow_id: str, force: bool) -> bool:
+    """Mark the export processing for this run; False when it is completed (and not forced) or absent."""
+    return await connection.fetchval(CLAIM, export_id, workflow_id, force) is not None
 
 
 async def complete(connection: Connection, export_id: UUID, files: list[ExportedFile]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
+from activities.exports.destinations import Writer
 from activities.exports.sftp import SftpDestination
 from petcare.config import SftpSettings
 from tests.support.sftp import SftpFixture
@@ -16,7 +17,9 @@ from tests.support.sftp import SftpFixture
 
 async def upload(settings: SftpSettings, data: bytes, *, attempt: int = 1) -> str:
     async with SftpDestination(settings).session() as session:
-        async with session.upload("2025-10-01_2025-10-31/x", "invoices.csv", attempt) as target:
+        async with session.upload(
+            "2025-10-01_2025-10-31/x", "invoices.csv", Writer("run-1", attempt)
+        ) as target:
             await target.write(data[:5])
             await target.write(data[5:])
         return session.final_path("2025-10-01_2025-10-31/x", "invoices.csv")
@@ -33,7 +36,7 @@ async def test_key_upload_then_password_overwrite_is_atomic(sftp_server: SftpFix
         update={"private_key_path": None, "password": SecretStr(sftp_server.password)}
     )
     # A second attempt's upload replaces the file and clears the first attempt's leftovers.
-    leftover = local_copy(sftp_server, path).with_name(".invoices.csv.1.part")
+    leftover = local_copy(sftp_server, path).with_name(".invoices.csv.run-1.1.part")
     await asyncio.to_thread(leftover.write_bytes, b"partial")
     await upload(by_password, b"id,total\n2,13.00\n", attempt=2)
     folder = local_copy(sftp_server, path).parent
@@ -47,7 +50,10 @@ async def test_failed_upload_leaves_no_file_under_the_final_name(sftp_server: Sf
     destination = SftpDestination(sftp_server.settings())
 
     async def fail_halfway() -> None:
-        async with destination.session() as session, session.upload("p", "invoices.csv", 1) as target:
+        async with (
+            destination.session() as session,
+            session.upload("p", "invoices.csv", Writer("run-1", 1)) as target,
+        ):
             await target.write(b"half a file")
             raise RuntimeError("query failed")
 

@@ -1,4 +1,8 @@
-"""The export workflow end to end: real PostgreSQL, a real SFTP server, Temporal's time-skipping server."""
+"""The export workflow end to end: real PostgreSQL, a real SFTP server, the Temporal dev server.
+
+Not the time-skipping server: it refuses to cancel an activity that completed in the same
+workflow task (sdk-java#2391), which the workflow does when one file fails beside the others.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +10,39 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 import asyncssh
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
-from activities.exports import ExportActivities
 from activities.exports.sftp import SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.config import SftpSettings
 from petcare.devstack.ssh_keys import write_known_hosts
 from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
-from tests.support.exports import request_export, seed
+from tests.support.exports import export_worker, request_export, seed
 from tests.support.sftp import SftpFixture
 from workflows.exports import FinancialExportWorkflow
 
-LIMITS = StreamLimits(block_bytes=64 * 1024, queue_blocks=2)
+LIMITS = StreamLimits(block_bytes=64 * 1024, queue_blocks=2, heartbeat_seconds=0.5)
 
 
-@asynccontextmanager
-async def export_worker(
-    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool, sftp: SftpSettings
-) -> AsyncIterator[None]:
-    activities = ExportActivities(pool, SftpDestination(sftp), LIMITS)
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[FinancialExportWorkflow],
-        activities=activities.methods(),
-    ):
-        yield
+def export_worker_for(
+    client: Client, task_queue: str, pool: asyncpg.Pool, sftp: SftpSettings
+) -> AbstractAsyncContextManager[None]:
+    return export_worker(client, task_queue, pool, SftpDestination(sftp), LIMITS)
 
 
 async def start(
-    env: WorkflowEnvironment, task_queue: str, export_id: UUID, *, force: bool = False
+    client: Client, task_queue: str, export_id: UUID, *, force: bool = False
 ) -> WorkflowHandle[FinancialExportWorkflow, FinancialExportResult]:
-    return await env.client.start_workflow(
+    return await client.start_workflow(
         FinancialExportWorkflow.run,
         FinancialExportInput(export_id=export_id, force=force),
         id=export_workflow_id(export_id),
@@ -84,13 +78,13 @@ def untrusted_known_hosts(sftp: SftpFixture, path: Path) -> SftpSettings:
 
 
 async def test_export_to_sftp_with_manifest(
-    time_skipping_env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool, sftp_server: SftpFixture
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, sftp_server: SftpFixture
 ) -> None:
     async with pool.acquire() as connection:
         await seed(connection)
         export_id = await request_export(connection)
-    async with export_worker(time_skipping_env, task_queue, pool, sftp_server.settings()):
-        handle = await start(time_skipping_env, task_queue, export_id)
+    async with export_worker_for(dev_client, task_queue, pool, sftp_server.settings()):
+        handle = await start(dev_client, task_queue, export_id)
         result = await handle.result()
     # Determinism: the recorded history replays against the workflow code.
     replayer = Replayer(workflows=[FinancialExportWorkflow], data_converter=pydantic_data_converter)
@@ -130,7 +124,7 @@ async def test_export_to_sftp_with_manifest(
 
 
 async def test_unknown_host_key_fails_once_with_a_clear_message(
-    time_skipping_env: WorkflowEnvironment,
+    dev_client: Client,
     task_queue: str,
     pool: asyncpg.Pool,
     sftp_server: SftpFixture,
@@ -139,8 +133,8 @@ async def test_unknown_host_key_fails_once_with_a_clear_message(
     async with pool.acquire() as connection:
         export_id = await request_export(connection)
     untrusted = untrusted_known_hosts(sftp_server, tmp_path / "untrusted_known_hosts")
-    async with export_worker(time_skipping_env, task_queue, pool, untrusted):
-        handle = await start(time_skipping_env, task_queue, export_id)
+    async with export_worker_for(dev_client, task_queue, pool, untrusted):
+        handle = await start(dev_client, task_queue, export_id)
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
     assert "does not trust" in str(failure.value.cause)
@@ -148,8 +142,11 @@ async def test_unknown_host_key_fails_once_with_a_clear_message(
     assert row["status"] == "failed"
     assert "host key" in row["error"]
     assert "untrusted_known_hosts" in row["error"]
-    # No retry storm: begin, three uploads and the failure record, each on its first attempt.
-    assert await started_attempts(handle) == [1, 1, 1, 1, 1]
+    # No retry storm: begin, the uploads (a sibling of the first to fail may be cancelled before it
+    # starts) and the failure record, each on its first attempt.
+    attempts = await started_attempts(handle)
+    assert set(attempts) == {1}
+    assert 3 <= len(attempts) <= 5
     assert not export_dir(sftp_server, export_id).exists()
 
 
@@ -173,7 +170,7 @@ async def watching(folder: Path, names: list[str]) -> AsyncIterator[Callable[[st
 
 
 async def test_connection_cut_mid_upload_is_retried_and_never_leaves_a_partial_file(
-    time_skipping_env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool, sftp_server: SftpFixture
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, sftp_server: SftpFixture
 ) -> None:
     async with pool.acquire() as connection:
         seeded = await seed(connection)
@@ -190,10 +187,10 @@ async def test_connection_cut_mid_upload_is_retried_and_never_leaves_a_partial_f
     sftp_server.server.cut_uploads_after(600_000)
     names = ["invoices.csv", "transactions.csv", "credit_notes.csv", "manifest.json"]
     async with (
-        export_worker(time_skipping_env, task_queue, pool, sftp_server.settings()),
+        export_worker_for(dev_client, task_queue, pool, sftp_server.settings()),
         watching(export_dir(sftp_server, export_id), names) as sizes,
     ):
-        handle = await start(time_skipping_env, task_queue, export_id)
+        handle = await start(dev_client, task_queue, export_id)
         result = await handle.result()
         await asyncio.sleep(0.05)  # the watcher sees the final files too
 
@@ -210,7 +207,7 @@ async def test_connection_cut_mid_upload_is_retried_and_never_leaves_a_partial_f
 
 
 async def test_failed_export_runs_again_and_completed_is_not_reuploaded_unless_forced(
-    time_skipping_env: WorkflowEnvironment,
+    dev_client: Client,
     task_queue: str,
     pool: asyncpg.Pool,
     sftp_server: SftpFixture,
@@ -219,18 +216,18 @@ async def test_failed_export_runs_again_and_completed_is_not_reuploaded_unless_f
     async with pool.acquire() as connection:
         export_id = await request_export(connection, export_format="json")
     untrusted = untrusted_known_hosts(sftp_server, tmp_path / "untrusted_known_hosts")
-    async with export_worker(time_skipping_env, task_queue, pool, untrusted):
+    async with export_worker_for(dev_client, task_queue, pool, untrusted):
         with pytest.raises(WorkflowFailureError):
-            await (await start(time_skipping_env, task_queue, export_id)).result()
+            await (await start(dev_client, task_queue, export_id)).result()
     assert (await export_row(pool, export_id))["status"] == "failed"
 
-    async with export_worker(time_skipping_env, task_queue, pool, sftp_server.settings()):
-        first = await (await start(time_skipping_env, task_queue, export_id)).result()
+    async with export_worker_for(dev_client, task_queue, pool, sftp_server.settings()):
+        first = await (await start(dev_client, task_queue, export_id)).result()
         manifest = export_dir(sftp_server, export_id) / "manifest.json"
         uploaded_at = manifest.stat().st_mtime_ns
-        again = await (await start(time_skipping_env, task_queue, export_id)).result()
+        again = await (await start(dev_client, task_queue, export_id)).result()
         assert manifest.stat().st_mtime_ns == uploaded_at
-        forced = await (await start(time_skipping_env, task_queue, export_id, force=True)).result()
+        forced = await (await start(dev_client, task_queue, export_id, force=True)).result()
         assert manifest.stat().st_mtime_ns != uploaded_at
 
     assert (first.skipped, again.skipped, forced.skipped) == (False, True, False)

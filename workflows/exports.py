@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ExportActivities
+    from petcare.failures import describe_failure
     from petcare.jobs import FINANCIAL_EXPORT
     from petcare.models.exports import (
         DATA_KINDS,
@@ -19,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         ExportedFile,
         ExportPlan,
         FailRequest,
-        FileKind,
         FileRequest,
         FinancialExportInput,
         FinancialExportResult,
@@ -42,7 +44,7 @@ DATABASE_RETRY = RetryPolicy(
     maximum_attempts=6,
     non_retryable_error_types=PERMANENT_FAULTS,
 )
-# A lost connection or a database blip: each retry rewrites its file from the first byte.
+# A lost connection, a database blip or a stall: each retry rewrites its file from the first byte.
 UPLOAD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -51,15 +53,11 @@ UPLOAD_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_FAULTS,
 )
 UPLOAD_TIMEOUT = timedelta(hours=2)
-UPLOAD_HEARTBEAT = timedelta(seconds=60)
+# The uploads heartbeat every few seconds; the SDK forwards heartbeats (and so learns of a
+# cancellation) at most every 0.8 x this, so it also bounds how long a cancellation takes.
+UPLOAD_HEARTBEAT = timedelta(seconds=30)
 STATUS_TIMEOUT = timedelta(seconds=30)
-
-
-def failure_text(error: BaseException) -> str:
-    """The innermost cause's message: what actually went wrong, not "activity task failed"."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(error) or type(error).__name__
+CANCELLED_MESSAGE = "the export's run was cancelled"
 
 
 @workflow.defn(name=FINANCIAL_EXPORT.workflow_type)
@@ -79,7 +77,7 @@ class FinancialExportWorkflow:
                 export_id=plan.export_id, status="completed", skipped=True, files=plan.files
             )
         try:
-            files = list(await asyncio.gather(*(self._write(plan, kind) for kind in DATA_KINDS)))
+            files = await self._write_files(plan)
             manifest = await workflow.execute_activity_method(
                 ExportActivities.write_manifest,
                 ManifestRequest(plan=plan, files=files, generated_at=workflow.now()),
@@ -94,25 +92,59 @@ class FinancialExportWorkflow:
                 retry_policy=DATABASE_RETRY,
             )
         except ActivityError as error:
-            message = failure_text(error)
-            await workflow.execute_activity_method(
-                ExportActivities.fail,
-                FailRequest(export_id=plan.export_id, error=message),
-                start_to_close_timeout=STATUS_TIMEOUT,
-                retry_policy=DATABASE_RETRY,
-            )
+            _, message = describe_failure(error)
+            await self._record_failure(plan, message)
             raise ApplicationError(
                 f"financial export {plan.export_id} failed: {message}",
                 type="FinancialExportFailed",
                 non_retryable=True,
             ) from error
+        except asyncio.CancelledError:
+            # Temporal delivers a workflow's cancellation once, to the task it interrupts: an
+            # activity started after catching it runs to its end (the SDK's way to clean up after
+            # a cancellation). The run then ends as cancelled, its export failed, not `processing`.
+            await self._record_failure(plan, CANCELLED_MESSAGE)
+            raise
         return FinancialExportResult(export_id=plan.export_id, status="completed", files=files)
 
-    async def _write(self, plan: ExportPlan, kind: FileKind) -> ExportedFile:
-        return await workflow.execute_activity_method(
-            ExportActivities.write_file,
-            FileRequest(plan=plan, kind=kind),
-            start_to_close_timeout=UPLOAD_TIMEOUT,
-            heartbeat_timeout=UPLOAD_HEARTBEAT,
-            retry_policy=UPLOAD_RETRY,
+    async def _write_files(self, plan: ExportPlan) -> list[ExportedFile]:
+        """The data files in parallel; if one fails (or the run is cancelled), the others are
+        cancelled and awaited until they have stopped and removed their temporary files."""
+        uploads: list[ActivityHandle[ExportedFile]] = [
+            workflow.start_activity_method(
+                ExportActivities.write_file,
+                FileRequest(plan=plan, kind=kind),
+                start_to_close_timeout=UPLOAD_TIMEOUT,
+                heartbeat_timeout=UPLOAD_HEARTBEAT,
+                retry_policy=UPLOAD_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            for kind in DATA_KINDS
+        ]
+        try:
+            done, _ = await workflow.wait(uploads, return_when=asyncio.FIRST_EXCEPTION)
+            failures = [error for upload in done if (error := upload.exception()) is not None]
+            if failures:
+                raise failures[0]
+            return [upload.result() for upload in uploads]
+        except BaseException:
+            await _stop(uploads)
+            raise
+
+    async def _record_failure(self, plan: ExportPlan, message: str) -> None:
+        await workflow.execute_activity_method(
+            ExportActivities.fail,
+            FailRequest(export_id=plan.export_id, error=message),
+            start_to_close_timeout=STATUS_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
         )
+
+
+async def _stop(uploads: list[ActivityHandle[ExportedFile]]) -> None:
+    """Cancel the uploads still going and wait until each has ended, whatever its outcome."""
+    going = [upload for upload in uploads if not upload.done()]
+    for upload in going:
+        upload.cancel()
+    for upload in going:
+        with contextlib.suppress(ActivityError, asyncio.CancelledError):
+            await upload

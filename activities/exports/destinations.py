@@ -2,8 +2,10 @@
 
 An upload writes a temporary name in the target directory and renames it to the final name
 only once complete, so a reader never sees a partial file under a final name. The temporary
-name carries the activity attempt, so a late writer of an earlier attempt cannot corrupt a
-retry's file; a successful upload removes the leftovers of earlier attempts.
+name carries the workflow run and the activity attempt: no other run or attempt ever writes the
+same temporary file (a late writer cannot corrupt a retry's file, nor a cancelled run a re-run's).
+An upload that fails or is cancelled removes its temporary file; a successful one also removes
+the leftovers of its run's earlier attempts (a crashed worker's cannot be told from a live one's).
 """
 
 from __future__ import annotations
@@ -11,15 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
-def temp_name(name: str, attempt: int) -> str:
-    # A dot file: consumers that skip hidden files never pick it up.
-    return f".{name}.{attempt}.part"
+@dataclass(frozen=True)
+class Writer:
+    """Who writes an upload: one attempt of one activity in one workflow run."""
+
+    run_id: str
+    attempt: int
+
+    def temp_name(self, name: str) -> str:
+        # A dot file: consumers that skip hidden files never pick it up.
+        return f".{name}.{self.run_id}.{self.attempt}.part"
+
+    def earlier_temp_names(self, name: str) -> Iterator[str]:
+        for attempt in range(1, self.attempt):
+            yield Writer(self.run_id, attempt).temp_name(name)
 
 
 class Upload(Protocol):
@@ -29,7 +43,7 @@ class Upload(Protocol):
 class DestinationSession(Protocol):
     def final_path(self, directory: str, name: str) -> str: ...
 
-    def upload(self, directory: str, name: str, attempt: int) -> AbstractAsyncContextManager[Upload]:
+    def upload(self, directory: str, name: str, writer: Writer) -> AbstractAsyncContextManager[Upload]:
         """An upload that becomes `directory/name` when the block exits without an error."""
         ...
 
@@ -55,10 +69,10 @@ class LocalSession:
         return str(self._root / directory / name)
 
     @asynccontextmanager
-    async def upload(self, directory: str, name: str, attempt: int) -> AsyncIterator[Upload]:
+    async def upload(self, directory: str, name: str, writer: Writer) -> AsyncIterator[Upload]:
         folder = self._root / directory
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        temp = folder / temp_name(name, attempt)
+        temp = folder / writer.temp_name(name)
         file = await asyncio.to_thread(temp.open, "wb")
         try:
             try:
@@ -68,12 +82,13 @@ class LocalSession:
                 file.close()
             await asyncio.to_thread(os.replace, temp, folder / name)
         except BaseException:
+            # Also on cancellation: synchronous, so a second cancellation cannot skip it.
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise
-        for earlier in range(1, attempt):
+        for earlier in writer.earlier_temp_names(name):
             with contextlib.suppress(OSError):
-                (folder / temp_name(name, earlier)).unlink()
+                (folder / earlier).unlink()
 
 
 def _flush_to_disk(file: BinaryIO) -> None:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import asyncssh
 from temporalio.exceptions import ApplicationError
 
-from activities.exports.destinations import DestinationSession, Upload, temp_name
+from activities.exports.destinations import DestinationSession, Upload, Writer
 from petcare.config import SftpSettings
 
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -58,9 +58,9 @@ class SftpSession:
         return posixpath.join(self._remote_dir, directory, name)
 
     @asynccontextmanager
-    async def upload(self, directory: str, name: str, attempt: int) -> AsyncIterator[Upload]:
+    async def upload(self, directory: str, name: str, writer: Writer) -> AsyncIterator[Upload]:
         folder = posixpath.join(self._remote_dir, directory)
-        temp = posixpath.join(folder, temp_name(name, attempt))
+        temp = posixpath.join(folder, writer.temp_name(name))
         try:
             await self._sftp.makedirs(folder, exist_ok=True)
             async with self._sftp.open(temp, "wb") as file:
@@ -71,13 +71,14 @@ class SftpSession:
                 f"SFTP server {self._where} denied writing {folder}: {error.reason}", "SftpPermissionDenied"
             ) from None
         except BaseException:
-            # Best effort: after a lost connection the temporary file stays (hidden, never final).
+            # Also on cancellation. Best effort: after a lost connection the temporary file stays
+            # (hidden, never final, and named after its run: nobody else writes it).
             with contextlib.suppress(Exception):
                 await self._sftp.remove(temp)
             raise
-        for earlier in range(1, attempt):
+        for earlier in writer.earlier_temp_names(name):
             with contextlib.suppress(asyncssh.SFTPError):
-                await self._sftp.remove(posixpath.join(folder, temp_name(name, earlier)))
+                await self._sftp.remove(posixpath.join(folder, earlier))
 
     async def _replace(self, temp: str, final: str) -> None:
         try:

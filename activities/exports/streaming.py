@@ -1,9 +1,11 @@
 """COPY ... TO STDOUT streamed into an upload while hashing and counting: memory stays flat.
 
 PostgreSQL formats the rows; this module only moves bytes. The COPY fills blocks of about
-`block_bytes` into a queue of at most `queue_blocks`; a second task hashes and uploads them, so
-reading from PostgreSQL and writing to the destination overlap, and a slow destination slows
-the COPY down (asyncpg stops reading the socket) instead of filling memory.
+`block_bytes` into a queue of at most `queue_blocks`; a second task converts (CSV: CRLF record
+ends), hashes and uploads them, so reading from PostgreSQL and writing to the destination
+overlap, and a slow destination slows the COPY down (asyncpg stops reading the socket) instead
+of filling memory. If no block reaches the destination for `stall_seconds`, the stream fails
+with StreamStalled rather than hang until the activity's start-to-close timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class StreamLimits:
     block_bytes: int = 1024 * 1024
     queue_blocks: int = 4
     timeout_seconds: float = 3600.0  # the whole COPY; the connection's command timeout is far shorter
+    # Longer than PostgreSQL's longest legitimate silence: sorting a big period before row one.
+    stall_seconds: float = 600.0
+    heartbeat_seconds: float = 5.0  # the bytes sent so far, to Temporal (call sites allow 30 s)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,10 @@ class Streamed:
     rows: int
     bytes: int
     sha256: str
+
+
+class StreamStalled(Exception):
+    """No byte reached the destination for `stall_seconds` (a hung server on either side)."""
 
 
 def copied_rows(status: str) -> int:
@@ -48,12 +57,15 @@ async def copy_to_upload(
     upload: Upload,
     *,
     limits: StreamLimits,
+    convert: Callable[[bytes], bytes] | None = None,
     progress: Callable[[int], None] = lambda _bytes: None,
 ) -> Streamed:
+    """Stream the COPY into `upload`; `convert` rewrites each block in order (bytes counted after it)."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=limits.queue_blocks)
     pending = bytearray()
     digest = hashlib.sha256()
     sent = 0
+    loop = asyncio.get_running_loop()
 
     async def collect(chunk: bytes) -> None:
         pending.extend(chunk)
@@ -70,18 +82,26 @@ async def copy_to_upload(
         await queue.put(None)
         return status
 
-    async def consume() -> None:
+    async def consume(stall: asyncio.Timeout) -> None:
         nonlocal sent
         while (block := await queue.get()) is not None:
+            if convert is not None:
+                block = convert(block)
             digest.update(block)
             await upload.write(block)
             sent += len(block)
             progress(sent)
+            stall.reschedule(loop.time() + limits.stall_seconds)
 
+    stall = asyncio.timeout(limits.stall_seconds)
     try:
-        async with asyncio.TaskGroup() as group:
+        async with stall, asyncio.TaskGroup() as group:
             copying = group.create_task(produce())
-            group.create_task(consume())
+            group.create_task(consume(stall))
+    except TimeoutError:
+        if stall.expired():
+            raise StreamStalled(f"no data moved for {limits.stall_seconds:g} s ({sent} bytes sent)") from None
+        raise
     except BaseExceptionGroup as failures:
         # One side failed and the other was cancelled: the caller classifies the real error.
         raise failures.exceptions[0] from None

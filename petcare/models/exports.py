@@ -6,10 +6,10 @@ from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
 
 from petcare.jobs import FINANCIAL_EXPORT
+from petcare.models.base import CamelModel
 
 ExportFormat = Literal["csv", "json"]
 ExportStatus = Literal["pending", "processing", "completed", "failed"]
@@ -38,17 +38,12 @@ def export_directory(period_start: date, period_end: date, export_id: UUID) -> s
     return f"{period_start.isoformat()}_{period_end.isoformat()}/{export_id}"
 
 
-class CamelModel(BaseModel):
-    """camelCase in JSON (API, manifest, files column), snake_case in Python; both accepted."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
 class ExportedFile(CamelModel):
     """One file as uploaded: what the manifest, the files column and the API list."""
 
     name: str
     kind: FileKind
+    # Data rows (CSV records without the header, JSON lines); 0 for the manifest, which lists files.
     rows: int = Field(ge=0)
     bytes: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

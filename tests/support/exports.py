@@ -1,18 +1,27 @@
-"""Financial export test data: stores in three time zones, rows on the period's edges, hostile text."""
+"""Financial export test data (stores in three time zones, rows on the period's edges, hostile text),
+a worker running the real workflow and activities, and a way to hold the export's queries back."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.exports import ExportActivities
+from activities.exports.destinations import Destination
+from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
+from workflows.exports import FinancialExportWorkflow
 
 NEW_YORK = "America/New_York"
 TOKYO = "Asia/Tokyo"
@@ -234,3 +243,44 @@ async def table_rows(pool: asyncpg.Pool, table: str) -> int:
     async with pool.acquire() as connection:
         count: int = await connection.fetchval(f"SELECT count(*) FROM {table}")  # test-chosen name
     return count
+
+
+@asynccontextmanager
+async def export_worker(
+    client: Client,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    destination: Destination,
+    limits: StreamLimits | None = None,
+) -> AsyncIterator[None]:
+    """The real export workflow and activities on `task_queue`. Heartbeats reach the server at
+    least every second (the SDK's default throttle is 0.8 x the heartbeat timeout), so a
+    cancellation reaches the uploads within a second or two of their next heartbeat."""
+    activities = ExportActivities(pool, destination, limits or StreamLimits(heartbeat_seconds=0.5))
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[FinancialExportWorkflow],
+        activities=activities.methods(),
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+    ):
+        yield
+
+
+@asynccontextmanager
+async def tables_locked(database_url: str, *tables: str) -> AsyncIterator[None]:
+    """Hold an exclusive lock on `tables` (test-chosen names): any COPY of them waits, sending nothing."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        async with connection.transaction():
+            for table in tables:
+                await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
+
+
+async def export_status(pool: asyncpg.Pool, export_id: UUID) -> tuple[str, str | None]:
+    row = await pool.fetchrow("SELECT status, error FROM financial_exports WHERE id = $1", export_id)
+    assert row is not None
+    return row["status"], row["error"]
