@@ -16,6 +16,8 @@ CALL_TIMEOUT_SECONDS = 5.0
 # Class 08 (connection exceptions) and 57 (operator intervention: shutdown, starting up), and the
 # server's connection limit: the database cannot serve now, whatever the request.
 _UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable host
+    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
@@ -24,7 +26,7 @@ _UNAVAILABLE = (
 
 def is_unreachable(error: BaseException) -> bool:
     """True for errors that mean "cannot talk to PostgreSQL" rather than "PostgreSQL said no"."""
-    if isinstance(error, OSError | TimeoutError | _UNAVAILABLE):
+    if isinstance(error, _UNAVAILABLE):
         return True
     # asyncpg's InterfaceError also covers misuse (a bug): only a closed connection or pool counts.
     return isinstance(error, asyncpg.InterfaceError) and ("closed" in str(error) or "closing" in str(error))

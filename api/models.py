@@ -6,22 +6,13 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict
+
+from petcare.models.base import CamelModel as CamelModel  # the one definition, re-exported
 
 # Temporal's own names (as in visibility queries: ExecutionStatus="Running"), so operators can
 # paste them into `temporal workflow list --query` and the Web UI.
 RunStatus = Literal["Running", "Completed", "Failed", "Canceled", "Terminated", "ContinuedAsNew", "TimedOut"]
-
-
-class CamelModel(BaseModel):
-    """Snake case in Python, camelCase in JSON; both accepted on input."""
-
-    # Every field is always sent, so the schema says so; extra fields stay allowed so that
-    # adding one later does not break clients that validate answers.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, json_schema_serialization_defaults_required=True
-    )
 
 
 class CamelRequest(CamelModel):
@@ -48,13 +39,16 @@ class LastRun(CamelModel):
 
 
 class LastFailure(CamelModel):
-    """The latest run of a job that failed or timed out, and why."""
+    """The latest run of a job that failed or timed out, and the error's type.
+
+    No message: health needs no token, and a message can name hosts, users and paths. The full
+    failure is on the authenticated `GET /api/v1/workers/runs/{workflowId}`.
+    """
 
     workflow_id: str
     run_id: str
     status: RunStatus
     closed_at: datetime | None
-    message: str
     type: str
 
 
@@ -68,7 +62,9 @@ class WorkerHealth(CamelModel):
 
 
 class ServiceStatus(CamelModel):
-    status: Literal["ok", "unreachable"]
+    # "error": the check failed for another reason than connectivity (a bug or a misconfiguration,
+    # logged with its traceback), so it is not mistaken for an outage.
+    status: Literal["ok", "unreachable", "error"]
 
 
 class HealthResponse(CamelModel):

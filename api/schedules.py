@@ -3,94 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field, model_validator
-from temporalio.client import (
-    Client,
-    ScheduleActionExecutionStartWorkflow,
-    ScheduleBackfill,
-    ScheduleDescription,
-    ScheduleHandle,
-    ScheduleOverlapPolicy,
-)
+from temporalio.client import ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.bodies import json_model, read_model
 from api.errors import ApiError
 from api.keys import TEMPORAL
-from api.models import CamelModel, CamelRequest, RunStatus
 from api.openapi import documented
-from api.runs import status_name
-from api.schedule_words import spec_in_words
+from api.schedule_models import (
+    BackfillAccepted,
+    BackfillRequest,
+    NoteRequest,
+    Overlap,
+    ScheduleList,
+    ScheduleView,
+    TriggerAccepted,
+    TriggerRequest,
+)
+from api.schedule_views import schedule_view
 from api.temporal_calls import CALL_TIMEOUT, temporal_call
 
 routes = web.RouteTableDef()
 
-# A backfill starts one run per missed time: a year of hourly ticks is a mistake, not a repair.
-MAX_BACKFILL = timedelta(days=31)
 MAX_SCHEDULES = 100
-NEXT_RUNS = 5
-Overlap = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"]
-
-
-class ScheduleAction(CamelModel):
-    scheduled_at: datetime
-    started_at: datetime
-    workflow_id: str | None
-    run_id: str | None
-    status: RunStatus | None  # null once visibility no longer has the run
-
-
-class ScheduleView(CamelModel):
-    id: str
-    workflow_type: str | None
-    spec: str  # in words, e.g. "every 1h at +5m"
-    overlap: Overlap
-    next_runs: list[datetime]
-    paused: bool
-    note: str | None
-    recent_actions: list[ScheduleAction]
-
-
-class ScheduleList(CamelModel):
-    schedules: list[ScheduleView]
-
-
-class NoteRequest(CamelRequest):
-    note: str | None = Field(default=None, max_length=500)
-
-
-class TriggerRequest(CamelRequest):
-    overlap: Overlap | None = None  # the schedule's own policy when absent
-
-
-class TriggerAccepted(CamelModel):
-    schedule_id: str
-    triggered: bool
-
-
-class BackfillRequest(CamelRequest):
-    start: AwareDatetime
-    end: AwareDatetime
-    overlap: Overlap | None = None
-
-    @model_validator(mode="after")
-    def _bounded(self) -> BackfillRequest:
-        if self.start >= self.end:
-            raise ValueError("start must be before end")
-        if self.end - self.start > MAX_BACKFILL:
-            raise ValueError(f"the range may span at most {MAX_BACKFILL.days} days")
-        return self
-
-
-class BackfillAccepted(CamelModel):
-    schedule_id: str
-    start: datetime
-    end: datetime
-    overlap: Overlap | None
 
 
 def _policy(overlap: Overlap | None) -> ScheduleOverlapPolicy | None:
@@ -108,7 +45,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     client = request.app[TEMPORAL]
     async with temporal_call():
         ids = [entry.id async for entry in await client.list_schedules(rpc_timeout=CALL_TIMEOUT)]
-        views = await asyncio.gather(*(_view(client, schedule_id) for schedule_id in ids[:MAX_SCHEDULES]))
+        views = await asyncio.gather(*(schedule_view(client, found) for found in ids[:MAX_SCHEDULES]))
     return json_model(ScheduleList(schedules=sorted(views, key=lambda view: view.id)))
 
 
@@ -125,7 +62,7 @@ async def pause(request: web.Request) -> web.Response:
     handle = await _existing(request)
     async with temporal_call():
         await handle.pause(note=body.note or "paused through the API", rpc_timeout=CALL_TIMEOUT)
-        view = await _view(request.app[TEMPORAL], handle.id)
+        view = await schedule_view(request.app[TEMPORAL], handle.id)
     return json_model(view)
 
 
@@ -142,7 +79,7 @@ async def unpause(request: web.Request) -> web.Response:
     handle = await _existing(request)
     async with temporal_call():
         await handle.unpause(note=body.note or "unpaused through the API", rpc_timeout=CALL_TIMEOUT)
-        view = await _view(request.app[TEMPORAL], handle.id)
+        view = await schedule_view(request.app[TEMPORAL], handle.id)
     return json_model(view)
 
 
@@ -195,50 +132,3 @@ async def _existing(request: web.Request) -> ScheduleHandle:
                 raise ApiError(404, "not_found", f"no schedule with id {schedule_id!r}") from None
             raise
     return handle
-
-
-async def _view(client: Client, schedule_id: str) -> ScheduleView:
-    description = await client.get_schedule_handle(schedule_id).describe(rpc_timeout=CALL_TIMEOUT)
-    statuses = await _statuses(client, schedule_id)
-    return ScheduleView(
-        id=schedule_id,
-        workflow_type=getattr(description.schedule.action, "workflow", None),
-        spec=spec_in_words(description.schedule.spec),
-        overlap=description.schedule.policy.overlap.name.lower(),
-        next_runs=list(description.info.next_action_times[:NEXT_RUNS]),
-        paused=description.schedule.state.paused,
-        note=description.schedule.state.note or None,
-        recent_actions=_actions(description, statuses),
-    )
-
-
-async def _statuses(client: Client, schedule_id: str) -> dict[str, RunStatus]:
-    """Status of the schedule's recent runs, from one visibility query."""
-    found: dict[str, RunStatus] = {}
-    async for execution in client.list_workflows(
-        f'TemporalScheduledById="{_quoted(schedule_id)}"', limit=20, page_size=20, rpc_timeout=CALL_TIMEOUT
-    ):
-        found[execution.run_id] = status_name(execution)
-    return found
-
-
-def _actions(description: ScheduleDescription, statuses: dict[str, RunStatus]) -> list[ScheduleAction]:
-    actions = []
-    for result in reversed(description.info.recent_actions):  # newest first
-        started = result.action if isinstance(result.action, ScheduleActionExecutionStartWorkflow) else None
-        run_id = started.first_execution_run_id if started else None
-        actions.append(
-            ScheduleAction(
-                scheduled_at=result.scheduled_at,
-                started_at=result.started_at,
-                workflow_id=started.workflow_id if started else None,
-                run_id=run_id,
-                status=statuses.get(run_id) if run_id else None,
-            )
-        )
-    return actions
-
-
-def _quoted(value: str) -> str:
-    # Visibility queries have no parameters: escape what would end the string literal.
-    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from petcare.config import Settings
 from petcare.devstack.binaries import temporal_cli
+from petcare.devstack.postgres import with_database
 from petcare.jobs import APPOINTMENT_REMINDER, CUSTOM_SEARCH_ATTRIBUTES, JOBS, STOCK_RECONCILIATION
 from tests.support.api import AUTH, closed_port, poll
 
@@ -183,3 +184,29 @@ async def test_health_503_when_postgresql_is_unreachable(
     assert status == 503
     assert body["database"] == {"status": "unreachable"}
     assert body["temporal"] == {"status": "ok"}
+
+
+async def test_a_failed_check_that_is_no_outage_is_error_not_unreachable(
+    aiohttp_client: AiohttpClient,
+    api_settings: Settings,
+    dev_server: WorkflowEnvironment,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Both servers answer, but refuse: a namespace that does not exist, a database that does not.
+    no_namespace = await Client.connect(
+        dev_server.client.service_client.config.target_host,
+        namespace=f"missing-{uuid.uuid4().hex[:8]}",
+        data_converter=pydantic_data_converter,
+    )
+    missing_database = with_database(database_url, f"missing_{uuid.uuid4().hex[:8]}")
+    async with asyncpg.create_pool(missing_database, min_size=0, max_size=1) as pool:
+        client = await aiohttp_client(create_app(api_settings, temporal=no_namespace, pool=pool))
+        status, body = await get_health(client)
+    assert status == 503
+    assert body["temporal"] == {"status": "error"}
+    assert body["database"] == {"status": "error"}
+    # Logged with the real cause for whoever has to fix it.
+    logged = " ".join(record.getMessage() for record in caplog.records if record.name == "api.health")
+    assert "NamespaceNotFound" in logged or "not found" in logged
+    assert "InvalidCatalogNameError" in logged

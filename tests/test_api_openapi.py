@@ -9,7 +9,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from api.models import CamelModel, CamelRequest
-from api.openapi import build_document, documented
+from api.openapi import documented
+from api.openapi_document import build_document
 from petcare.config import Settings
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp.test_utils import TestClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api.runs import RunsQuery, visibility_query
-from petcare.jobs import FINANCIAL_EXPORT, JOB_ATTRIBUTE, STOCK_RECONCILIATION
+from api.runs import JobKey, RunsQuery, visibility_query
+from petcare.jobs import FINANCIAL_EXPORT, JOB_ATTRIBUTE, JOBS, STOCK_RECONCILIATION
 from tests.support.api import AUTH, poll
 
 RUNS = "/api/v1/workers/runs"
@@ -103,3 +103,8 @@ def test_visibility_query_text() -> None:
     assert visibility_query(RunsQuery(job="financial-export", status="Failed")) == (
         '(Job="financial-export" OR WorkflowType="FinancialExportWorkflow") AND ExecutionStatus="Failed"'
     )
+
+
+def test_the_job_filter_accepts_exactly_the_jobs() -> None:
+    # The literal feeds the OpenAPI enum; a job added to petcare.jobs must be added there too.
+    assert set(get_args(JobKey)) == {job.key for job in JOBS}

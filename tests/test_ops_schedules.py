@@ -132,6 +132,17 @@ async def test_bad_requests(api_client: TestClient[Any, Any], schedule_id: str) 
             "start: Input should have timezone",
         ),
         ({"start": "yesterday", "end": now.isoformat()}, 422, "start:"),
+        # Out of the years 2000-2999: once a 500 (protobuf timestamps overflow below year 1 UTC).
+        (
+            {"start": "0001-01-01T00:00:00+01:00", "end": "0001-01-02T00:00:00+01:00"},
+            422,
+            "start: Value error, must be in the years 2000 to 2999",
+        ),
+        (
+            {"start": "9999-12-30T00:00:00-01:00", "end": "9999-12-31T23:59:59-01:00"},
+            422,
+            "end: Value error, must be in the years 2000 to 2999",
+        ),
         ({"end": now.isoformat()}, 422, "start: Field required"),
         (
             {"start": (now - timedelta(hours=1)).isoformat(), "end": now.isoformat(), "overlap": "sometimes"},
