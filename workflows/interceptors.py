@@ -1,4 +1,8 @@
-"""Worker interceptor: a job run that fails after its retries sends one alert to operators."""
+"""Worker interceptor: a job run that fails after its retries sends one alert to operators.
+
+Only failures reach it: a run that is terminated or hits its execution timeout runs no more
+workflow code, so it sends no alert (it shows in health's `lastFailure` and in the runs routes).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
 from temporalio.worker import (
     ExecuteWorkflowInput,
     Interceptor,
@@ -19,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     import pydantic
 
     from petcare.alerts import ALERT_ACTIVITY, FailedRun
+    from petcare.failures import describe_failure, root_cause
     from petcare.jobs import JOB_ATTRIBUTE, JOBS
 
 # Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
@@ -32,6 +37,9 @@ ALERT_RETRY = RetryPolicy(
 )
 ALERT_TIMEOUT = timedelta(seconds=30)
 _JOB_BY_TYPE = {job.workflow_type: job.key for job in JOBS}
+# The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
+# previews (the reminder dry run answers an API call that already reports its error) never alert.
+ALERTED_WORKFLOW_TYPES = frozenset({*_JOB_BY_TYPE, "StoreStockReconciliationWorkflow"})
 
 
 class OpsAlertInterceptor(Interceptor):
@@ -58,12 +66,13 @@ def _alerts_for(error: BaseException) -> bool:
     report (the stock job records a failed store and carries on), so one failed run is one alert."""
     if is_cancelled_exception(error):
         return False
-    return workflow.info().parent is None
+    info = workflow.info()
+    return info.parent is None and info.workflow_type in ALERTED_WORKFLOW_TYPES
 
 
 async def _send_alert(error: BaseException) -> None:
     info = workflow.info()
-    root = _root_cause(error)
+    error_type, error_message = describe_failure(error)
     run = FailedRun(
         job=info.typed_search_attributes.get(JOB_ATTRIBUTE)
         or _JOB_BY_TYPE.get(info.workflow_type, info.workflow_type),
@@ -71,8 +80,8 @@ async def _send_alert(error: BaseException) -> None:
         workflow_id=info.workflow_id,
         run_id=info.run_id,
         namespace=info.namespace,
-        error_type=(root.type if isinstance(root, ApplicationError) else None) or type(root).__name__,
-        error_message=getattr(root, "message", None) or str(root) or type(root).__name__,
+        error_type=error_type,
+        error_message=error_message,
         failed_at=workflow.now(),
     )
     workflow.logger.error("job run failed: %s: %s", run.error_type, run.error_message)
@@ -82,10 +91,4 @@ async def _send_alert(error: BaseException) -> None:
         )
     except ActivityError as alert_error:
         # The run still fails with its own error; the alert's failure is only logged.
-        workflow.logger.warning("failure alert not sent: %s", _root_cause(alert_error))
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
+        workflow.logger.warning("failure alert not sent: %s", root_cause(alert_error))
