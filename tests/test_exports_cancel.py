@@ -1,0 +1,123 @@
+"""An export that stops early: a file that fails cancels its siblings, a cancelled run records its
+failure, and nothing is left or written afterwards. Real PostgreSQL (table locks hold the queries
+back), a local destination and the Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import CancelledError
+
+from activities.exports.destinations import LocalDestination
+from petcare.models.exports import FinancialExportInput, export_workflow_id
+from tests.support.api import poll
+from tests.support.exports import export_status, export_worker, request_export, seed, tables_locked
+from workflows.exports import CANCELLED_MESSAGE, FinancialExportWorkflow
+
+DATA_TABLES = ("invoices", "transactions", "credit_notes")
+
+
+async def start(client: Client, task_queue: str, export_id: UUID) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        FinancialExportWorkflow.run,
+        FinancialExportInput(export_id=export_id),
+        id=export_workflow_id(export_id),
+        task_queue=task_queue,
+    )
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+async def uploads_started(handle: WorkflowHandle[Any, Any], count: int) -> bool:
+    description = await handle.describe()
+    started = [
+        activity
+        for activity in description.raw_description.pending_activities
+        if activity.activity_type.name == "financial_export.write_file"
+        and activity.attempt >= 1
+        and activity.last_started_time.seconds > 0
+    ]
+    return len(started) >= count
+
+
+async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded(
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    async with pool.acquire() as connection:
+        seeded = await seed(connection)
+        # Bad data in credit notes only: a store whose zone PostgreSQL does not know, with a credit
+        # note on another store's invoice (so the invoice and transaction queries never meet it).
+        mars = await connection.fetchval(
+            "INSERT INTO stores (name, timezone) VALUES ('Mars', 'Mars/Olympus_Mons') RETURNING id"
+        )
+        await connection.execute(
+            """INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency,
+                                         reason)
+               SELECT 'CN-MARS', id, $1, '2025-10-15T12:00:00Z', 100, 'USD', 'refund'
+               FROM invoices WHERE store_id = $2 LIMIT 1""",
+            mars,
+            seeded.new_york,
+        )
+        export_id = await request_export(connection)
+    root = tmp_path / "exports"
+    async with export_worker(dev_client, task_queue, pool, LocalDestination(root)):
+        # Invoices and transactions wait on the locks with their temporary files open.
+        async with tables_locked(database_url, "invoices", "transactions"):
+            handle = await start(dev_client, task_queue, export_id)
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+        # Released: an upload that had not been stopped would now write and rename its file.
+        await asyncio.sleep(1.5)
+        assert files_under(root) == []  # neither final nor temporary files
+
+    assert "Mars/Olympus_Mons" in str(failure.value.cause)
+    status, error = await export_status(pool, export_id)
+    assert status == "failed"
+    assert error is not None
+    assert error.startswith("cannot export credit_notes")
+
+    events = [event async for event in handle.fetch_history_events()]
+    cancelled = [
+        i for i, event in enumerate(events) if event.HasField("activity_task_canceled_event_attributes")
+    ]
+    recorded = [
+        i
+        for i, event in enumerate(events)
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "financial_export.fail"
+    ]
+    assert len(cancelled) == 2  # invoices and transactions, stopped by the workflow
+    assert len(recorded) == 1
+    assert recorded[0] > max(cancelled)  # the failure recorded after they stopped
+
+
+async def test_a_cancelled_run_records_the_export_as_failed(
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    async with pool.acquire() as connection:
+        await seed(connection)
+        export_id = await request_export(connection)
+    root = tmp_path / "exports"
+    async with (
+        export_worker(dev_client, task_queue, pool, LocalDestination(root)),
+        tables_locked(database_url, *DATA_TABLES),
+    ):
+        handle = await start(dev_client, task_queue, export_id)
+        await poll(lambda: uploads_started(handle, 3))
+        assert (await export_status(pool, export_id))[0] == "processing"
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+
+    assert isinstance(failure.value.cause, CancelledError)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert await export_status(pool, export_id) == ("failed", CANCELLED_MESSAGE)
+    assert files_under(root) == []  # the uploads removed their temporary files
