@@ -83,10 +83,15 @@ VALID = {"periodStart": "2025-10-01", "periodEnd": "2025-10-31", "format": "csv"
         ({**VALID, "storeId": str(uuid4())}, 422, "no store with id"),
         ({**VALID, "period": "october"}, 422, "period"),
         ({"periodStart": "2025-10-01", "format": "csv"}, 422, "periodEnd"),
+        # Once a 500 (the Web UI summary overflowed past 9999-12-31) leaving a stuck pending row.
+        ({**VALID, "periodStart": "9999-12-01", "periodEnd": "9999-12-31"}, 422, "periodStart"),
+        ({**VALID, "periodEnd": "3000-01-01"}, 422, "periodEnd: Value error, must be from 2000-01-01"),
+        ({**VALID, "periodStart": "0001-01-01"}, 422, "periodStart: Value error, must be from 2000-01-01"),
+        ({**VALID, "periodStart": "1999-12-31"}, 422, "periodStart"),
     ],
 )
 async def test_bad_export_requests_are_4xx_with_a_message(
-    client: TestClient[Any, Any], body: Any, status: int, fragment: str
+    client: TestClient[Any, Any], pool: asyncpg.Pool, body: Any, status: int, fragment: str
 ) -> None:
     if isinstance(body, str):
         response = await client.post(EXPORTS, data=body, headers=AUTH)
@@ -94,6 +99,7 @@ async def test_bad_export_requests_are_4xx_with_a_message(
         response = await client.post(EXPORTS, json=body, headers=AUTH)
     assert response.status == status
     assert fragment in (await response.json())["error"]["message"]
+    assert await pool.fetchval("SELECT count(*) FROM financial_exports") == 0  # nothing recorded
 
 
 async def test_bad_ids_and_unknown_exports(client: TestClient[Any, Any], pool: asyncpg.Pool) -> None:

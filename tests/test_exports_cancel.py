@@ -17,10 +17,15 @@ from temporalio.exceptions import CancelledError
 from activities.exports.destinations import LocalDestination
 from petcare.models.exports import FinancialExportInput, export_workflow_id
 from tests.support.api import poll
-from tests.support.exports import export_status, export_worker, request_export, seed, tables_locked
+from tests.support.exports import (
+    DATA_TABLES,
+    export_status,
+    export_worker,
+    request_export,
+    seed,
+    tables_locked,
+)
 from workflows.exports import CANCELLED_MESSAGE, FinancialExportWorkflow
-
-DATA_TABLES = ("invoices", "transactions", "credit_notes")
 
 
 async def start(client: Client, task_queue: str, export_id: UUID) -> WorkflowHandle[Any, Any]:

@@ -21,9 +21,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from api.app import create_app
 from petcare.config import Settings
 from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.postgres import EmbeddedPostgres
 from petcare.jobs import APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION, Job
-from tests.support.api import AUTH, poll, with_token
+from tests.support.api import AUTH, own_postgres, poll, with_token
 
 HEALTH = "/api/v1/workers/health"
 
@@ -141,31 +140,29 @@ async def test_last_run_and_last_failure_after_complete_and_fail(
 async def test_503_when_postgresql_is_stopped_and_200_once_it_is_back(
     aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client, tmp_path: Path
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
-    await asyncio.to_thread(server.start)
-    try:
-        async with asyncpg.create_pool(server.url(), min_size=1, max_size=2) as pool:
-            client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
-            response = await client.get(HEALTH)
-            assert response.status == 200, await response.text()
+    async with (
+        own_postgres(tmp_path / "pg") as server,
+        asyncpg.create_pool(server.url(), min_size=1, max_size=2) as pool,
+    ):
+        client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
+        response = await client.get(HEALTH)
+        assert response.status == 200, await response.text()
 
-            await asyncio.to_thread(server.stop)
-
-            async def unhealthy() -> dict[str, Any] | None:
-                # Polled: the cached answer stands until the cache lets a fresh probe through.
-                response = await client.get(HEALTH)
-                return await response.json() if response.status == 503 else None
-
-            body = await poll(unhealthy, timeout=10, every=0.1)
-            assert body["database"] == {"status": "unreachable"}
-            assert body["temporal"] == {"status": "ok"}
-            assert len(body["workers"]) == 3
-
-            await asyncio.to_thread(server.start)
-
-            async def healthy_again() -> bool:
-                return (await client.get(HEALTH)).status == 200
-
-            await poll(healthy_again, timeout=20)
-    finally:
         await asyncio.to_thread(server.stop)
+
+        async def unhealthy() -> dict[str, Any] | None:
+            # Polled: the cached answer stands until the cache lets a fresh probe through.
+            response = await client.get(HEALTH)
+            return await response.json() if response.status == 503 else None
+
+        body = await poll(unhealthy, timeout=10, every=0.1)
+        assert body["database"] == {"status": "unreachable"}
+        assert body["temporal"] == {"status": "ok"}
+        assert len(body["workers"]) == 3
+
+        await asyncio.to_thread(server.start)
+
+        async def healthy_again() -> bool:
+            return (await client.get(HEALTH)).status == 200
+
+        await poll(healthy_again, timeout=20)

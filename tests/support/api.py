@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,6 +19,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from petcare.config import Settings
+from petcare.devstack.postgres import EmbeddedPostgres
+from petcare.migrate import apply_migrations
 
 API_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -58,3 +62,19 @@ async def api_client(
 ) -> TestClient[Any, Any]:
     """The real app on the shared dev server and the test's own database."""
     return await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
+
+
+@asynccontextmanager
+async def own_postgres(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """A PostgreSQL server of the test's own (migrated), to stop and start for real; stopped after."""
+    server = EmbeddedPostgres(data_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        connection = await asyncpg.connect(server.url())
+        try:
+            await apply_migrations(connection)
+        finally:
+            await connection.close()
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)

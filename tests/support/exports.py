@@ -27,6 +27,7 @@ NEW_YORK = "America/New_York"
 TOKYO = "Asia/Tokyo"
 OCTOBER = (date(2025, 10, 1), date(2025, 10, 31))
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+DATA_TABLES = ("invoices", "transactions", "credit_notes")
 
 
 def local(zone: str, *parts: int) -> datetime:
