@@ -13,8 +13,11 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession
 from pydantic import SecretStr
+from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.alerts import OpsAlertActivities
 from petcare.alerts import FailedRun
@@ -24,7 +27,9 @@ from petcare.jobs import FINANCIAL_EXPORT
 from petcare.logs import JsonFormatter
 from petcare.mail import Mailer
 from petcare.models.exports import FinancialExportInput
+from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from worker_main import WorkerResources, build_worker
+from workflows.interceptors import OpsAlertInterceptor
 
 SECRETS = ("db-secret-7f3a", "sftp-secret-91c2", "sms-secret-44d0", "api-secret-0b8e")
 OPS = "ops@petcare.test"
@@ -151,3 +156,44 @@ async def test_without_ops_email_the_run_still_fails_and_nothing_is_sent(
     assert (outcome.sent, outcome.reason) == (False, "no PETCARE_OPS_EMAIL")
     assert smtp_sink.received == []
     assert await pool.fetchval("SELECT count(*) FROM ops_alerts") == 0
+
+
+@workflow.defn(name=DRY_RUN_WORKFLOW_TYPE)
+class FailingPreview:
+    """Stands in for the reminder dry run under its type name: a short preview the API waits for."""
+
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("preview failed", type="PreviewFailed", non_retryable=True)
+
+
+@workflow.defn(name=FINANCIAL_EXPORT.workflow_type)
+class FailingExport:
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("export failed", type="ExportFailed", non_retryable=True)
+
+
+async def test_only_job_runs_alert_not_previews(
+    dev_client: Client, task_queue: str, alert_settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    async with Mailer(alert_settings.smtp) as mailer:
+        alerts = OpsAlertActivities(pool, mailer, alert_settings)
+        async with Worker(
+            dev_client,
+            task_queue=task_queue,
+            workflows=[FailingPreview, FailingExport],
+            activities=[alerts.alert_failed_run],
+            interceptors=[OpsAlertInterceptor()],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            for workflow_type in (DRY_RUN_WORKFLOW_TYPE, FINANCIAL_EXPORT.workflow_type):
+                handle = await dev_client.start_workflow(
+                    workflow_type, id=f"ops-alert-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+                )
+                with pytest.raises(WorkflowFailureError):
+                    await handle.result()
+    # The export's alert only: the dry run's caller already got its error in the API answer.
+    assert [mail.message["Subject"] for mail in smtp_sink.received] == [
+        "[petcare] financial-export run failed: ExportFailed"
+    ]
