@@ -79,6 +79,15 @@ async def load(url: str, clients: int, duration: float, method: str, token: str 
 async def measure(
     url: str, args: argparse.Namespace, method: str = "GET", token: str | None = None
 ) -> dict[str, float]:
+    """Load `url` from a second process with the chosen generator (`args.generator`)."""
+    if args.generator == "wrk":
+        return await measure_wrk(url, args, method, token)
+    return await measure_python(url, args, method, token)
+
+
+async def measure_python(
+    url: str, args: argparse.Namespace, method: str, token: str | None
+) -> dict[str, float]:
     command = [sys.executable, __file__, "--load", url, "--method", method,
                "--clients", str(args.clients), "--duration", str(args.duration)]  # fmt: skip
     if token:
