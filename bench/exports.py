@@ -4,11 +4,16 @@
 
 Its own embedded PostgreSQL is filled with N invoices, one transaction each and a credit note
 for one in twenty, over October 2025 in stores of five time zones; an asyncssh SFTP server runs
-in another process. Each measured step runs in a fresh child process, so its peak RSS is its own:
+in another process, and a Temporal dev server (from the wheel) in a third. Each measured step
+runs in a fresh child process, so its peak RSS is its own:
 
-  export    the export activity (`write_file`) for the three files, one after another
-  copy      raw baseline: COPY (the same queries) TO STDOUT into a sink that drops the bytes
-  put       raw baseline: asyncssh `put` of the same bytes (the exported files) to the server
+  export    the real export: FinancialExportWorkflow and its activities on a worker in the child
+            process, as production runs it (the three files in parallel, then the manifest)
+  copy      raw baseline: COPY (the same queries) TO STDOUT into a sink that drops the bytes,
+            the three files in parallel on three connections
+  put       raw baseline: asyncssh `put` of the same bytes (the exported files) to the server,
+            the three files in parallel on three connections
+  crlf      the CSV record-end conversion (LF → CRLF outside quotes) alone, over the same data
 
 It prints rows/s and peak RSS of each step and the ratio export / slower raw step
 (targets: at most 1.5x, peak RSS of the export under 150 MB).
@@ -31,6 +36,7 @@ from uuid import UUID
 import asyncpg
 
 from activities.exports import ExportActivities
+from activities.exports.crlf import CrlfRecords
 from activities.exports.queries import COPY_OPTIONS, export_query
 from activities.exports.sftp import CIPHERS, SftpDestination
 from activities.exports.streaming import StreamLimits
@@ -39,7 +45,7 @@ from petcare.devstack.postgres import EmbeddedPostgres, with_database
 from petcare.devstack.sftp_server import SftpServer
 from petcare.devstack.ssh_keys import SftpLayout
 from petcare.migrate import apply_migrations
-from petcare.models.exports import DATA_KINDS, BeginRequest, FileRequest
+from petcare.models.exports import DATA_KINDS, FileKind
 
 ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
 FILL = [
@@ -97,57 +103,73 @@ async def serve_sftp(base: Path, port: int) -> None:
         await asyncio.to_thread(sys.stdin.read)
 
 
-async def step_export(dsn: str, base: Path, port: int, export_id: UUID) -> dict[str, Any]:
-    from temporalio.testing import ActivityEnvironment
+async def step_export(dsn: str, base: Path, port: int, export_id: UUID, temporal: str) -> dict[str, Any]:
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Worker
 
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+    from petcare.models.exports import FinancialExportInput, export_workflow_id
+    from workflows.exports import FinancialExportWorkflow
+
+    client = await Client.connect(temporal, data_converter=pydantic_data_converter)
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
         activities = ExportActivities(pool, SftpDestination(sftp_settings(base, port)), StreamLimits())
-        started = time.perf_counter()
-        plan = await ActivityEnvironment().run(
-            activities.begin, BeginRequest(export_id=export_id, force=True, workflow_id="bench")
-        )
-        files, split = [], []
-        for kind in DATA_KINDS:
-            begun = time.perf_counter()
-            files.append(
-                await ActivityEnvironment().run(activities.write_file, FileRequest(plan=plan, kind=kind))
+        async with Worker(
+            client,
+            task_queue="bench-exports",
+            workflows=[FinancialExportWorkflow],
+            activities=activities.methods(),
+        ):
+            started = time.perf_counter()
+            result = await client.execute_workflow(
+                FinancialExportWorkflow.run,
+                FinancialExportInput(export_id=export_id, force=True),
+                id=export_workflow_id(export_id),
+                task_queue="bench-exports",
             )
-            split.append(round(time.perf_counter() - begun, 2))
-        seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
+    files = [file for file in result.files if file.kind != "manifest"]
     return {
         "seconds": seconds,
         "rows": sum(file.rows for file in files),
         "bytes": sum(file.bytes for file in files),
         "paths": [file.remote_path for file in files],
-        "split": split,
+        "split": [],
     }
 
 
 async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
-    received = 0
-
-    async def drop(chunk: bytes) -> None:
-        nonlocal received
-        received += len(chunk)
-
     connection = await asyncpg.connect(dsn)
     try:
         row = await connection.fetchrow(
             "SELECT period_start, period_end, store_id FROM financial_exports WHERE id = $1", export_id
         )
-        assert row is not None
-        started, split = time.perf_counter(), []
-        for kind in DATA_KINDS:
+    finally:
+        await connection.close()
+    assert row is not None
+    args = (row["period_start"], row["period_end"], row["store_id"], True)
+    received = 0
+
+    async def one(kind: FileKind) -> float:
+        nonlocal received
+
+        async def drop(chunk: bytes) -> None:
+            nonlocal received
+            received += len(chunk)
+
+        connection = await asyncpg.connect(dsn)
+        try:
             begun = time.perf_counter()
-            args = (row["period_start"], row["period_end"], row["store_id"], True)
             await connection.copy_from_query(
                 export_query(kind, "csv"), *args, output=drop, timeout=3600, **COPY_OPTIONS["csv"]
             )
-            split.append(round(time.perf_counter() - begun, 2))
-        seconds = time.perf_counter() - started
-    finally:
-        await connection.close()
-    return {"seconds": seconds, "bytes": received, "split": split}
+            return round(time.perf_counter() - begun, 2)
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    split = await asyncio.gather(*(one(kind) for kind in DATA_KINDS))
+    return {"seconds": time.perf_counter() - started, "bytes": received, "split": list(split)}
 
 
 async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
@@ -155,27 +177,47 @@ async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
 
     settings = sftp_settings(base, port)
     root = SftpLayout(base).root
-    started = time.perf_counter()
-    async with (
-        asyncssh.connect(
-            settings.host,
-            settings.port,
-            username=settings.username,
-            known_hosts=str(settings.known_hosts_path),
-            client_keys=[str(settings.private_key_path)],
-            config=None,
-            agent_path=None,
-            encryption_algs=CIPHERS,  # as the export uses: the baseline differs in the data path only
-        ) as connection,
-        connection.start_sftp_client() as sftp,
-    ):
-        await sftp.makedirs("/raw", exist_ok=True)
-        split = []
-        for index, path in enumerate(paths):
+
+    async def one(index: int, path: str) -> float:
+        async with (
+            asyncssh.connect(
+                settings.host,
+                settings.port,
+                username=settings.username,
+                known_hosts=str(settings.known_hosts_path),
+                client_keys=[str(settings.private_key_path)],
+                config=None,
+                agent_path=None,
+                encryption_algs=CIPHERS,  # as the export uses: the baseline differs in the data path only
+            ) as connection,
+            connection.start_sftp_client() as sftp,
+        ):
+            await sftp.makedirs("/raw", exist_ok=True)
             begun = time.perf_counter()
             await sftp.put(str(root / path.lstrip("/")), f"/raw/file-{index}")
-            split.append(round(time.perf_counter() - begun, 2))
-    return {"seconds": time.perf_counter() - started, "split": split}
+            return round(time.perf_counter() - begun, 2)
+
+    started = time.perf_counter()
+    split = await asyncio.gather(*(one(index, path) for index, path in enumerate(paths)))
+    return {"seconds": time.perf_counter() - started, "split": list(split)}
+
+
+def step_crlf(base: Path, paths: list[str]) -> dict[str, Any]:
+    """The conversion alone, over the exported CSV turned back into PostgreSQL's LF, in 1 MiB blocks."""
+    root = SftpLayout(base).root
+    seconds, size = 0.0, 0
+    for path in paths:
+        convert = CrlfRecords()
+        with (root / path.lstrip("/")).open("rb") as file:
+            while block := file.read(1024 * 1024):
+                if block.endswith(b"\r"):
+                    block += file.read(1)
+                block = block.replace(b"\r\n", b"\n")  # not timed: rebuilds what COPY sends
+                size += len(block)
+                begun = time.perf_counter()
+                convert(block)
+                seconds += time.perf_counter() - begun
+    return {"seconds": seconds, "bytes": size, "split": []}
 
 
 async def run_step(*args: str) -> dict[str, Any]:
@@ -214,6 +256,10 @@ async def fill(dsn: str, invoices: int) -> tuple[UUID, dict[str, int]]:
 
 
 async def bench(invoices: int, work: Path) -> None:
+    from temporalio.testing import WorkflowEnvironment
+
+    from petcare.devstack.binaries import temporal_cli
+
     postgres = EmbeddedPostgres(work / "pg")
     postgres.start()
     sftp_base, port = work / "sftp", free_port()
@@ -222,6 +268,9 @@ async def bench(invoices: int, work: Path) -> None:
         sys.executable, __file__, "serve-sftp", str(sftp_base), str(port),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    temporal = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()), dev_server_log_level="error"
+    )
     try:
         assert server.stdout is not None
         await server.stdout.readline()
@@ -232,21 +281,25 @@ async def bench(invoices: int, work: Path) -> None:
         dsn = with_database(postgres.url(), "bench_exports")
         export_id, _counts = await fill(dsn, invoices)
 
-        export = await run_step("export", dsn, str(sftp_base), str(port), str(export_id))
+        address = temporal.client.service_client.config.target_host
+        export = await run_step("export", dsn, str(sftp_base), str(port), str(export_id), address)
         copy = await run_step("copy", dsn, str(export_id))
         put = await run_step("put", str(sftp_base), str(port), *export["paths"])
+        crlf = await run_step("crlf", str(sftp_base), *export["paths"])
     finally:
+        await temporal.shutdown()
         assert server.stdin is not None
         server.stdin.close()
         await server.wait()
         postgres.stop()
-    report(export, copy, put)
+    report(export, copy, put, crlf)
 
 
-def report(export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any]) -> None:
+def report(export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any], crlf: dict[str, Any]) -> None:
     rows, size = export["rows"], export["bytes"]
-    assert copy["bytes"] == size, "the raw COPY and the export must move the same bytes"
-    print(f"{rows} rows, {size / 1e6:.1f} MB of CSV in three files")
+    # One CR added per record (the header lines too) is the only difference from COPY's output.
+    assert copy["bytes"] + rows + len(DATA_KINDS) == size, "the export must be the COPY's bytes with CRLF"
+    print(f"{rows} rows, {size / 1e6:.1f} MB of CSV in three files (written in parallel)")
     for name, step in (("export (COPY → SFTP)", export), ("raw COPY TO STDOUT", copy), ("raw SFTP put", put)):
         print(
             f"  {name:22} {step['seconds']:6.2f} s  {rows / step['seconds']:>10,.0f} rows/s  "
@@ -255,6 +308,11 @@ def report(export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any]) ->
         )
     slower = max(copy["seconds"], put["seconds"])
     ratio = export["seconds"] / slower
+    print(
+        f"  CRLF conversion alone: {crlf['seconds']:.2f} s for {crlf['bytes'] / 1e6:.0f} MB "
+        f"({crlf['bytes'] / 1e6 / crlf['seconds']:.0f} MB/s, {crlf['seconds'] / export['seconds']:.1%} "
+        "of the export's time)"
+    )
     print(f"  ratio export / slower raw step: {ratio:.2f}x (target <= 1.5x)")
     print(f"  export peak RSS {export['rss_mb']:.1f} MB (target < 150 MB)")
 
@@ -266,11 +324,13 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "step":
         name, args = sys.argv[2], sys.argv[3:]
         if name == "export":
-            result = asyncio.run(step_export(args[0], Path(args[1]), int(args[2]), UUID(args[3])))
+            result = asyncio.run(step_export(args[0], Path(args[1]), int(args[2]), UUID(args[3]), args[4]))
         elif name == "copy":
             result = asyncio.run(step_copy(args[0], UUID(args[1])))
-        else:
+        elif name == "put":
             result = asyncio.run(step_put(Path(args[0]), int(args[1]), args[2:]))
+        else:
+            result = step_crlf(Path(args[0]), args[1:])
         print(json.dumps({**result, "rss_mb": peak_rss_mb()}))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
