@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.models import LastFailure, LastRun, WorkerHealth
@@ -51,15 +51,7 @@ def unknown_health(job: Job) -> WorkerHealth:
 
 
 async def _last_run(client: Client, job: Job) -> LastRun | None:
-    recent = [
-        execution
-        async for execution in client.list_workflows(
-            f'WorkflowType="{job.workflow_type}"',
-            limit=RECENT_RUNS,
-            page_size=RECENT_RUNS,
-            rpc_timeout=CALL_TIMEOUT,
-        )
-    ]
+    recent = await _recent(client, f'WorkflowType="{job.workflow_type}"')
     if not recent:
         return None
     latest = max(recent, key=lambda execution: execution.start_time)
@@ -73,15 +65,9 @@ async def _last_run(client: Client, job: Job) -> LastRun | None:
 
 
 async def _last_failure(client: Client, job: Job) -> LastFailure | None:
-    recent = [
-        execution
-        async for execution in client.list_workflows(
-            f'WorkflowType="{job.workflow_type}" AND ExecutionStatus IN ("Failed", "TimedOut")',
-            limit=RECENT_RUNS,
-            page_size=RECENT_RUNS,
-            rpc_timeout=CALL_TIMEOUT,
-        )
-    ]
+    recent = await _recent(
+        client, f'WorkflowType="{job.workflow_type}" AND ExecutionStatus IN ("Failed", "TimedOut")'
+    )
     if not recent:
         return None
     latest = max(recent, key=lambda execution: execution.close_time or execution.start_time)
@@ -96,6 +82,16 @@ async def _last_failure(client: Client, job: Job) -> LastFailure | None:
         closed_at=latest.close_time,
         type=failure.type,
     )
+
+
+async def _recent(client: Client, query: str) -> list[WorkflowExecution]:
+    """The first RECENT_RUNS runs visibility lists for `query` (its order is not by start time)."""
+    return [
+        execution
+        async for execution in client.list_workflows(
+            query, limit=RECENT_RUNS, page_size=RECENT_RUNS, rpc_timeout=CALL_TIMEOUT
+        )
+    ]
 
 
 async def _schedule(client: Client, job: Job) -> tuple[datetime | None, bool | None]:

@@ -128,7 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # --- API (tests/support/api.py) ---
-from tests.support.api import api_client, api_settings  # noqa: E402, F401 - registers the fixtures
+from tests.support.api import (  # noqa: E402 - registers the fixtures
+    api_client,  # noqa: F401
+    api_settings,  # noqa: F401
+    queued_api_client,  # noqa: F401
+)
 
 # --- SFTP server (tests/support/sftp.py) ---
 from tests.support.sftp import sftp_server  # noqa: E402, F401 - registers the fixture

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
 from api.app import create_app
@@ -25,39 +21,24 @@ from petcare.config import Settings
 from petcare.models.exports import export_workflow_id
 from petcare.temporal_client import connect_temporal
 from tests.support.api import AUTH, closed_port, poll
+from tests.support.exports import export_worker as exports_worker
 from tests.support.exports import request_export, seed
-from workflows.exports import FinancialExportWorkflow
 
 EXPORTS = "/api/v1/financial-exports"
 PROCESS = "/api/v1/workers/financial-export/process"
 TRIGGER = "/api/v1/workers/financial-export/trigger"
 
 
-@pytest_asyncio.fixture
-async def client(
-    aiohttp_client: AiohttpClient,
-    api_settings: Settings,
-    dev_client: Client,
-    pool: asyncpg.Pool,
-    task_queue: str,
-) -> TestClient[Any, Any]:
+@pytest.fixture
+def client(queued_api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
     # Workflows go to this test's own task queue, where only this test's worker polls.
-    settings = api_settings.model_copy(update={"task_queue": task_queue})
-    return await aiohttp_client(create_app(settings, temporal=dev_client, pool=pool))
+    return queued_api_client
 
 
-@asynccontextmanager
-async def export_worker(
+def export_worker(
     dev_client: Client, task_queue: str, pool: asyncpg.Pool, root: Path
-) -> AsyncIterator[None]:
-    activities = ExportActivities(pool, LocalDestination(root), StreamLimits())
-    async with Worker(
-        dev_client,
-        task_queue=task_queue,
-        workflows=[FinancialExportWorkflow],
-        activities=activities.methods(),
-    ):
-        yield
+) -> AbstractAsyncContextManager[None]:
+    return exports_worker(dev_client, task_queue, pool, LocalDestination(root), StreamLimits())
 
 
 async def status_of(client: TestClient[Any, Any], export_id: str) -> dict[str, Any]:

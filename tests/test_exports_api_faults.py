@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
@@ -26,18 +25,6 @@ EXPORTS = "/api/v1/financial-exports"
 PROCESS = "/api/v1/workers/financial-export/process"
 TRIGGER = "/api/v1/workers/financial-export/trigger"
 VALID = {"periodStart": "2025-10-01", "periodEnd": "2025-10-31", "format": "csv"}
-
-
-@pytest_asyncio.fixture
-async def client(
-    aiohttp_client: AiohttpClient,
-    api_settings: Settings,
-    dev_client: Client,
-    pool: asyncpg.Pool,
-    task_queue: str,
-) -> TestClient[Any, Any]:
-    settings = api_settings.model_copy(update={"task_queue": task_queue})
-    return await aiohttp_client(create_app(settings, temporal=dev_client, pool=pool))
 
 
 async def every_route(client: TestClient[Any, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -56,17 +43,17 @@ def all_database_unavailable(answers: list[tuple[int, dict[str, Any]]]) -> bool:
 
 
 async def test_exports_recorded_with_extreme_dates_can_be_processed_and_triggered(
-    client: TestClient[Any, Any], pool: asyncpg.Pool, dev_client: Client
+    queued_api_client: TestClient[Any, Any], pool: asyncpg.Pool, dev_client: Client
 ) -> None:
     # The main backend inserts rows itself; the API's bounds do not protect them.
     export_id = await pool.fetchval(
         """INSERT INTO financial_exports (period_start, period_end, format)
            VALUES ('9999-12-01', '9999-12-31', 'csv') RETURNING id"""
     )
-    triggered = await client.post(TRIGGER, headers=AUTH)
+    triggered = await queued_api_client.post(TRIGGER, headers=AUTH)
     assert triggered.status == 202, await triggered.text()
     assert (await triggered.json())["started"] == 1
-    processed = await client.post(f"{PROCESS}/{export_id}", headers=AUTH)
+    processed = await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)
     assert processed.status == 202, await processed.text()
     assert (await processed.json())["alreadyRunning"] is True
     description = await dev_client.get_workflow_handle(export_workflow_id(export_id)).describe()
@@ -88,10 +75,7 @@ async def test_503_when_postgresql_is_at_a_dead_address(
 async def test_503_while_a_real_postgresql_is_stopped(
     aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client, tmp_path: Path
 ) -> None:
-    async with (
-        own_postgres(tmp_path / "pg") as server,
-        asyncpg.create_pool(server.url(), min_size=1, max_size=2) as pool,
-    ):
+    async with own_postgres(tmp_path / "pg") as (server, pool):
         client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
         assert (await client.get(f"{EXPORTS}/{uuid.uuid4()}", headers=AUTH)).status == 404  # it works
         await asyncio.to_thread(server.stop)
@@ -105,7 +89,7 @@ async def test_503_while_a_real_postgresql_is_stopped(
 
 
 async def test_an_export_left_processing_by_a_terminated_run_is_recovered(
-    client: TestClient[Any, Any],
+    queued_api_client: TestClient[Any, Any],
     dev_client: Client,
     task_queue: str,
     pool: asyncpg.Pool,
@@ -121,17 +105,17 @@ async def test_an_export_left_processing_by_a_terminated_run_is_recovered(
 
     async with export_worker(dev_client, task_queue, pool, LocalDestination(tmp_path)):
         async with tables_locked(database_url, *DATA_TABLES):  # every run waits on its queries
-            first = await (await client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
+            first = await (await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
             await poll(processing)
             await handle.terminate(reason="operator stopped it")  # no workflow code runs: stays processing
             assert await export_status(pool, export_id) == ("processing", None)
 
             # process/{id} starts a new run for it...
-            second = await (await client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
+            second = await (await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
             assert (second["alreadyRunning"], second["runId"] != first["runId"]) == (False, True)
             await handle.terminate(reason="operator stopped it again")
             # ... and so does the trigger, which only ever started pending exports before.
-            triggered = await (await client.post(TRIGGER, headers=AUTH)).json()
+            triggered = await (await queued_api_client.post(TRIGGER, headers=AUTH)).json()
             assert triggered["started"] == 1
             assert [item["exportId"] for item in triggered["exports"]] == [str(export_id)]
         await handle.result()  # the locks are gone: the third run completes

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
@@ -140,10 +139,7 @@ async def test_last_run_and_last_failure_after_complete_and_fail(
 async def test_503_when_postgresql_is_stopped_and_200_once_it_is_back(
     aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client, tmp_path: Path
 ) -> None:
-    async with (
-        own_postgres(tmp_path / "pg") as server,
-        asyncpg.create_pool(server.url(), min_size=1, max_size=2) as pool,
-    ):
+    async with own_postgres(tmp_path / "pg") as (server, pool):
         client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
         response = await client.get(HEALTH)
         assert response.status == 200, await response.text()

@@ -64,9 +64,24 @@ async def api_client(
     return await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=pool))
 
 
+@pytest_asyncio.fixture
+async def queued_api_client(
+    aiohttp_client: AiohttpClient,
+    api_settings: Settings,
+    dev_client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+) -> TestClient[Any, Any]:
+    """The real app starting its workflows on the test's own task queue, where only the test's
+    worker (if any) polls. Import it into the test module to use it."""
+    settings = api_settings.model_copy(update={"task_queue": task_queue})
+    return await aiohttp_client(create_app(settings, temporal=dev_client, pool=pool))
+
+
 @asynccontextmanager
-async def own_postgres(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
-    """A PostgreSQL server of the test's own (migrated), to stop and start for real; stopped after."""
+async def own_postgres(data_dir: Path) -> AsyncIterator[tuple[EmbeddedPostgres, asyncpg.Pool]]:
+    """A PostgreSQL server of the test's own (migrated) and a pool on it, to stop and start the
+    server for real; stopped after."""
     server = EmbeddedPostgres(data_dir)
     await asyncio.to_thread(server.start)
     try:
@@ -75,6 +90,7 @@ async def own_postgres(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
             await apply_migrations(connection)
         finally:
             await connection.close()
-        yield server
+        async with asyncpg.create_pool(server.url(), min_size=1, max_size=2) as pool:
+            yield server, pool
     finally:
         await asyncio.to_thread(server.stop)
