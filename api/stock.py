@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
 from api.bodies import describe_validation_error, json_model, read_model
+from api.database_calls import database_call
 from api.errors import ApiError
 from api.keys import POOL, SETTINGS, TEMPORAL
 from api.models import CamelModel, CamelRequest
@@ -80,7 +81,7 @@ async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     # The old endpoint took no body: an empty one reconciles every store.
     body = await read_model(request, TriggerRequest, optional=True)
     if body.store_id is not None:
-        async with request.app[POOL].acquire() as connection:
+        async with database_call(), request.app[POOL].acquire() as connection:
             if not await reports.store_exists(connection, body.store_id):
                 raise ApiError(404, "not_found", f"no store with id {body.store_id}")
     async with temporal_call():
@@ -119,7 +120,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
         run_id = UUID(request.match_info["runId"])
     except ValueError:
         raise ApiError(400, "malformed_id", "runId must be a UUID") from None
-    async with request.app[POOL].acquire() as connection:
+    async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.report(connection, run_id)
     if found is None:
         raise ApiError(404, "not_found", f"no stock reconciliation with id {run_id}")
@@ -139,7 +140,7 @@ async def list_reconciliations(request: web.Request) -> web.Response:
         query = ReportQuery.model_validate(dict(request.query))
     except ValidationError as error:
         raise ApiError(422, "validation_error", describe_validation_error(error)) from None
-    async with request.app[POOL].acquire() as connection:
+    async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.recent_reports(
             connection, query.store_id, latest_only=query.latest, limit=query.limit
         )

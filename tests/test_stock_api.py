@@ -22,7 +22,7 @@ from petcare.config import Settings, SmtpSettings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import MANUAL_WORKFLOW_ID, StockReconciliationResult
-from tests.support.api import AUTH
+from tests.support.api import AUTH, closed_port
 from tests.support.stock import FROM_ADDRESS, add_product, add_store
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
@@ -178,3 +178,18 @@ async def test_bad_report_requests_are_4xx_with_a_message(
 async def test_routes_require_the_token(client: TestClient[Any, Any]) -> None:
     assert (await client.post(TRIGGER)).status == 401
     assert (await client.get(REPORTS)).status == 401
+
+
+async def test_routes_answer_503_when_postgresql_is_unreachable(
+    aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/petcare"
+    async with asyncpg.create_pool(url, min_size=0, max_size=2) as dead:
+        client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=dead))
+        responses = [
+            await client.post(TRIGGER, json={"storeId": str(uuid.uuid4())}, headers=AUTH),
+            await client.get(f"/api/v1/stock-reconciliations/{uuid.uuid4()}", headers=AUTH),
+            await client.get("/api/v1/stock-reconciliations?latest=true", headers=AUTH),
+        ]
+        answers = [(response.status, (await response.json())["error"]["code"]) for response in responses]
+    assert answers == [(503, "database_unavailable")] * 3
