@@ -52,7 +52,7 @@ def create_app(
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
     app[SETTINGS] = settings
     app[API_METRICS] = ApiMetrics()
-    app[HEALTH_CACHE] = TtlCache(CACHE_SECONDS)
+    app[HEALTH_CACHE] = TtlCache(CACHE_SECONDS, stale=CACHE_SECONDS)
     app[RUNNING_REMINDER_CACHE] = TtlCache(RUNNING_RUN_CACHE_SECONDS)
     if temporal is not None:
         app[TEMPORAL] = temporal

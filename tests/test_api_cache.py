@@ -64,3 +64,29 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     assert await patient == "answer"
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_stale_answer_is_served_while_one_refresh_runs_then_callers_wait() -> None:
+    cache: TtlCache[int] = TtlCache(ttl=0.05, stale=0.3)
+    calls = 0
+    release = asyncio.Event()
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()
+        return calls
+
+    assert await cache.get(compute) == 1
+    await asyncio.sleep(0.1)  # expired, within the stale allowance
+    # Callers during the refresh get the old answer at once; only one refresh starts.
+    assert await asyncio.gather(*(cache.get(compute) for _ in range(10))) == [1] * 10
+    assert calls == 2
+    await asyncio.sleep(0.3)  # past the stale allowance: a caller now waits for the fresh answer
+    waiting = asyncio.create_task(cache.get(compute))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    release.set()
+    assert await waiting == 2
+    assert calls == 2
