@@ -3,19 +3,21 @@
     .venv/bin/python bench/exports.py [--invoices 1000000] [--keep DIR]
 
 Its own embedded PostgreSQL is filled with N invoices, one transaction each and a credit note
-for one in twenty, over October 2025 in stores of five time zones; an asyncssh SFTP server runs
-in another process, and a Temporal dev server (from the wheel) in a third. Each measured step
-runs in a fresh child process, so its peak RSS is its own:
+for one in twenty, over October 2025 in stores of five time zones. The SFTP server is OpenSSH's
+`sshd` when /usr/sbin/sshd exists (`make bench-deps`), as a remote server would be, else the
+project's asyncssh server (pure Python: its CPU competes with PostgreSQL's on a small machine);
+it runs in another process, and a Temporal dev server (from the wheel) in a third. Each measured
+step runs in a fresh child process, so its peak RSS is its own:
 
   export    the real export: FinancialExportWorkflow and its activities on a worker in the child
             process, as production runs it (the three files in parallel, then the manifest)
   copy      raw baseline: COPY (the same queries) TO STDOUT into a sink that drops the bytes,
             the three files in parallel on three connections
-  put       raw baseline: asyncssh `put` of the same bytes (the exported files) to the server,
+  put       raw baseline: asyncssh `put` of the same bytes (the exported files) to the same server,
             the three files in parallel on three connections
   crlf      the CSV record-end conversion (LF → CRLF outside quotes) alone, over the same data
 
-It prints rows/s and peak RSS of each step and the ratio export / slower raw step
+It prints the SFTP server used, rows/s and peak RSS of each step and the ratio export / slower raw step
 (targets: at most 1.5x, peak RSS of the export under 150 MB).
 """
 
@@ -24,12 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import posixpath
 import resource
 import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +46,7 @@ from activities.exports.queries import COPY_OPTIONS, export_query
 from activities.exports.sftp import CIPHERS, SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.config import SftpSettings
+from petcare.devstack.openssh import SSHD, openssh_sftp
 from petcare.devstack.postgres import EmbeddedPostgres, with_database
 from petcare.devstack.sftp_server import SftpServer
 from petcare.devstack.ssh_keys import SftpLayout
@@ -77,15 +83,44 @@ def free_port() -> int:
     return port
 
 
-def sftp_settings(base: Path, port: int) -> SftpSettings:
-    layout = SftpLayout(base)
+def sftp_settings(layout: SftpLayout, port: int, username: str, root: str) -> SftpSettings:
+    """`root` is the remote path of `layout.root`: "/" on the jailed asyncssh server."""
     return SftpSettings(
         host="127.0.0.1",
         port=port,
+        username=username,
         private_key_path=layout.client_key_path,
         known_hosts_path=layout.known_hosts_path,
-        remote_dir="/exports",
+        remote_dir=posixpath.join(root, "exports"),
     )
+
+
+def local_path(layout: SftpLayout, settings: SftpSettings, remote: str) -> Path:
+    """Where a file uploaded under `settings.remote_dir` lies on this machine."""
+    return layout.root / "exports" / PurePosixPath(remote).relative_to(settings.remote_dir)
+
+
+@asynccontextmanager
+async def sftp_server(base: Path) -> AsyncIterator[tuple[str, SftpSettings]]:
+    """OpenSSH's sshd if installed, else the asyncssh server in a child process; yields its name."""
+    layout, port = SftpLayout(base), free_port()
+    layout.prepare("127.0.0.1", port, remote_dirs=("/exports",))
+    if SSHD.exists():
+        async with openssh_sftp(layout, port) as username:
+            yield "OpenSSH sshd", sftp_settings(layout, port, username, str(layout.root))
+        return
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "serve-sftp", str(base), str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdin is not None
+    assert server.stdout is not None
+    try:
+        await server.stdout.readline()
+        yield "asyncssh (pure Python, on the same cores)", sftp_settings(layout, port, "petcare", "/")
+    finally:
+        server.stdin.close()
+        await server.wait()
 
 
 async def serve_sftp(base: Path, port: int) -> None:
@@ -103,7 +138,7 @@ async def serve_sftp(base: Path, port: int) -> None:
         await asyncio.to_thread(sys.stdin.read)
 
 
-async def step_export(dsn: str, base: Path, port: int, export_id: UUID, temporal: str) -> dict[str, Any]:
+async def step_export(dsn: str, settings: SftpSettings, export_id: UUID, temporal: str) -> dict[str, Any]:
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
@@ -113,7 +148,7 @@ async def step_export(dsn: str, base: Path, port: int, export_id: UUID, temporal
 
     client = await Client.connect(temporal, data_converter=pydantic_data_converter)
     async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
-        activities = ExportActivities(pool, SftpDestination(sftp_settings(base, port)), StreamLimits())
+        activities = ExportActivities(pool, SftpDestination(settings), StreamLimits())
         async with Worker(
             client,
             task_queue="bench-exports",
@@ -172,11 +207,10 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "bytes": received, "split": list(split)}
 
 
-async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
+async def step_put(settings: SftpSettings, paths: list[str]) -> dict[str, Any]:
     import asyncssh
 
-    settings = sftp_settings(base, port)
-    root = SftpLayout(base).root
+    target = posixpath.join(settings.remote_dir, "raw")
 
     async def one(index: int, path: str) -> float:
         async with (
@@ -192,9 +226,9 @@ async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
             ) as connection,
             connection.start_sftp_client() as sftp,
         ):
-            await sftp.makedirs("/raw", exist_ok=True)
+            await sftp.makedirs(target, exist_ok=True)
             begun = time.perf_counter()
-            await sftp.put(str(root / path.lstrip("/")), f"/raw/file-{index}")
+            await sftp.put(path, posixpath.join(target, f"file-{index}"))
             return round(time.perf_counter() - begun, 2)
 
     started = time.perf_counter()
@@ -202,13 +236,12 @@ async def step_put(base: Path, port: int, paths: list[str]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "split": list(split)}
 
 
-def step_crlf(base: Path, paths: list[str]) -> dict[str, Any]:
+def step_crlf(paths: list[str]) -> dict[str, Any]:
     """The conversion alone, over the exported CSV turned back into PostgreSQL's LF, in 1 MiB blocks."""
-    root = SftpLayout(base).root
     seconds, size = 0.0, 0
     for path in paths:
         convert = CrlfRecords()
-        with (root / path.lstrip("/")).open("rb") as file:
+        with Path(path).open("rb") as file:
             while block := file.read(1024 * 1024):
                 if block.endswith(b"\r"):
                     block += file.read(1)
@@ -256,24 +289,29 @@ async def fill(dsn: str, invoices: int) -> tuple[UUID, dict[str, int]]:
 
 
 async def bench(invoices: int, work: Path) -> None:
+    postgres = EmbeddedPostgres(work / "pg")
+    postgres.start()
+    sftp_base = (work / "sftp").resolve()  # absolute: sshd's remote paths are this machine's
+    try:
+        async with sftp_server(sftp_base) as (server, settings):
+            print(f"SFTP server: {server}", flush=True)
+            results = await measure(postgres, SftpLayout(sftp_base), settings, invoices)
+    finally:
+        postgres.stop()
+    report(server, *results)
+
+
+async def measure(
+    postgres: EmbeddedPostgres, layout: SftpLayout, settings: SftpSettings, invoices: int
+) -> tuple[dict[str, Any], ...]:
     from temporalio.testing import WorkflowEnvironment
 
     from petcare.devstack.binaries import temporal_cli
 
-    postgres = EmbeddedPostgres(work / "pg")
-    postgres.start()
-    sftp_base, port = work / "sftp", free_port()
-    SftpLayout(sftp_base).prepare("127.0.0.1", port, remote_dirs=("/exports",))
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "serve-sftp", str(sftp_base), str(port),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
     temporal = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()), dev_server_log_level="error"
     )
     try:
-        assert server.stdout is not None
-        await server.stdout.readline()
         admin = await asyncpg.connect(postgres.url())
         await admin.execute("DROP DATABASE IF EXISTS bench_exports")
         await admin.execute("CREATE DATABASE bench_exports")
@@ -282,24 +320,24 @@ async def bench(invoices: int, work: Path) -> None:
         export_id, _counts = await fill(dsn, invoices)
 
         address = temporal.client.service_client.config.target_host
-        export = await run_step("export", dsn, str(sftp_base), str(port), str(export_id), address)
+        export = await run_step("export", dsn, settings.model_dump_json(), str(export_id), address)
         copy = await run_step("copy", dsn, str(export_id))
-        put = await run_step("put", str(sftp_base), str(port), *export["paths"])
-        crlf = await run_step("crlf", str(sftp_base), *export["paths"])
+        files = [str(local_path(layout, settings, path)) for path in export["paths"]]
+        put = await run_step("put", settings.model_dump_json(), *files)
+        crlf = await run_step("crlf", *files)
     finally:
         await temporal.shutdown()
-        assert server.stdin is not None
-        server.stdin.close()
-        await server.wait()
-        postgres.stop()
-    report(export, copy, put, crlf)
+    return export, copy, put, crlf
 
 
-def report(export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any], crlf: dict[str, Any]) -> None:
+def report(
+    server: str, export: dict[str, Any], copy: dict[str, Any], put: dict[str, Any], crlf: dict[str, Any]
+) -> None:
     rows, size = export["rows"], export["bytes"]
     # One CR added per record (the header lines too) is the only difference from COPY's output.
     assert copy["bytes"] + rows + len(DATA_KINDS) == size, "the export must be the COPY's bytes with CRLF"
     print(f"{rows} rows, {size / 1e6:.1f} MB of CSV in three files (written in parallel)")
+    print(f"  SFTP server: {server}")
     for name, step in (("export (COPY → SFTP)", export), ("raw COPY TO STDOUT", copy), ("raw SFTP put", put)):
         print(
             f"  {name:22} {step['seconds']:6.2f} s  {rows / step['seconds']:>10,.0f} rows/s  "
@@ -324,13 +362,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "step":
         name, args = sys.argv[2], sys.argv[3:]
         if name == "export":
-            result = asyncio.run(step_export(args[0], Path(args[1]), int(args[2]), UUID(args[3]), args[4]))
+            settings = SftpSettings.model_validate_json(args[1])
+            result = asyncio.run(step_export(args[0], settings, UUID(args[2]), args[3]))
         elif name == "copy":
             result = asyncio.run(step_copy(args[0], UUID(args[1])))
         elif name == "put":
-            result = asyncio.run(step_put(Path(args[0]), int(args[1]), args[2:]))
+            result = asyncio.run(step_put(SftpSettings.model_validate_json(args[0]), args[1:]))
         else:
-            result = step_crlf(Path(args[0]), args[1:])
+            result = step_crlf(args)
         print(json.dumps({**result, "rss_mb": peak_rss_mb()}))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
