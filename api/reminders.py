@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Literal
-from uuid import UUID
 
 from aiohttp import web
 from pydantic import Field
@@ -25,7 +24,8 @@ from petcare.models.reminders import (
     DRY_RUN_TIMEOUT,
     DRY_RUN_WORKFLOW_TYPE,
     MANUAL_WORKFLOW_ID,
-    Channel,
+    PlannedCounts,
+    PreviewMessage,
     ReminderDryRunInput,
     ReminderPreview,
     ReminderRunInput,
@@ -40,21 +40,12 @@ class TriggerRequest(CamelRequest):
     preview_limit: int | None = Field(default=None, ge=0, le=100)
 
 
-class DryRunCounts(CamelModel):
-    due: int
-    email: int
-    sms: int
-    skipped_no_address: int
+class DryRunCounts(CamelModel, PlannedCounts):
+    """The worker's planned counts, in the API's camelCase."""
 
 
-class DryRunMessage(CamelModel):
-    appointment_id: UUID
-    channel: Channel
-    recipient: str
-    locale: str
-    starts_at_local: str
-    subject: str | None
-    text: str
+class DryRunMessage(CamelModel, PreviewMessage):
+    """A rendered message of the worker's preview, in the API's camelCase."""
 
 
 class DryRunResponse(CamelModel):
@@ -137,11 +128,8 @@ async def dry_run(client: Client, task_queue: str, preview_limit: int | None) ->
         raise ApiError(
             503, "dry_run_failed", f"the dry run did not complete (is a worker running?): {error.cause}"
         ) from None
-    counts = preview.counts
     return DryRunResponse(
         as_of=preview.as_of,
-        counts=DryRunCounts(
-            due=counts.due, email=counts.email, sms=counts.sms, skipped_no_address=counts.skipped_no_address
-        ),
+        counts=DryRunCounts.model_validate(preview.counts.model_dump()),
         messages=[DryRunMessage.model_validate(message.model_dump()) for message in preview.messages],
     )
