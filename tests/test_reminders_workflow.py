@@ -6,13 +6,14 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
 from aiohttp import ClientSession
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -71,11 +72,10 @@ class StandInActivities:
         return ReminderCounts(sent_email=len(request.appointment_ids) - 1, skipped_no_address=1)
 
 
-async def test_pages_continue_as_new_and_counts_add_up(
-    time_skipping_env: WorkflowEnvironment, task_queue: str
-) -> None:
-    client = time_skipping_env.client
-    stand_in = StandInActivities()
+async def run_with_stand_ins(
+    client: Client, task_queue: str, stand_in: StandInActivities, *, pages_per_run: int
+) -> tuple[WorkflowHandle[Any, ReminderRunResult], ReminderRunResult]:
+    """One reminder run (and its continuations) on a worker whose activities are the stand-ins."""
     async with Worker(
         client,
         task_queue=task_queue,
@@ -84,12 +84,20 @@ async def test_pages_continue_as_new_and_counts_add_up(
     ):
         handle = await client.start_workflow(
             AppointmentReminderWorkflow.run,
-            ReminderRunInput(pages_per_run=2),
+            ReminderRunInput(pages_per_run=pages_per_run),
             id=f"reminders-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        result = await handle.result()
-        last_run = await client.get_workflow_handle(handle.id).fetch_history()
+        return handle, await handle.result()
+
+
+async def test_pages_continue_as_new_and_counts_add_up(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    stand_in = StandInActivities()
+    handle, result = await run_with_stand_ins(client, task_queue, stand_in, pages_per_run=2)
+    last_run = await client.get_workflow_handle(handle.id).fetch_history()
 
     assert stand_in.sent == stand_in.ids  # every appointment once, in order
     assert len(stand_in.as_of_seen) == 1  # one window for the whole chain of runs
@@ -193,21 +201,9 @@ async def test_consent_withdrawn_after_the_fetch_in_a_run(
 async def test_replay_of_a_recorded_history_is_deterministic(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    client = time_skipping_env.client
-    stand_in = StandInActivities()
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AppointmentReminderWorkflow],
-        activities=[stand_in.fetch_due_page, stand_in.send_page],
-    ):
-        handle = await client.start_workflow(
-            AppointmentReminderWorkflow.run,
-            ReminderRunInput(pages_per_run=50),
-            id=f"reminders-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        await handle.result()
+    handle, _ = await run_with_stand_ins(
+        time_skipping_env.client, task_queue, StandInActivities(), pages_per_run=50
+    )
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[AppointmentReminderWorkflow], data_converter=pydantic_data_converter)
     replayed = await replayer.replay_workflow(WorkflowHistory.from_json(handle.id, history.to_json()))
