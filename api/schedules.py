@@ -58,12 +58,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     tags=("schedules",),
 )
 async def pause(request: web.Request) -> web.Response:
-    body = await read_model(request, NoteRequest, optional=True)
-    handle = await _existing(request)
-    async with temporal_call():
-        await handle.pause(note=body.note or "paused through the API", rpc_timeout=CALL_TIMEOUT)
-        view = await schedule_view(request.app[TEMPORAL], handle.id)
-    return json_model(view)
+    return await _set_paused(request, paused=True)
 
 
 @routes.post("/api/v1/schedules/{scheduleId}/unpause")
@@ -75,10 +70,16 @@ async def pause(request: web.Request) -> web.Response:
     tags=("schedules",),
 )
 async def unpause(request: web.Request) -> web.Response:
+    return await _set_paused(request, paused=False)
+
+
+async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
     body = await read_model(request, NoteRequest, optional=True)
     handle = await _existing(request)
+    change = handle.pause if paused else handle.unpause
+    note = body.note or f"{'paused' if paused else 'unpaused'} through the API"
     async with temporal_call():
-        await handle.unpause(note=body.note or "unpaused through the API", rpc_timeout=CALL_TIMEOUT)
+        await change(note=note, rpc_timeout=CALL_TIMEOUT)
         view = await schedule_view(request.app[TEMPORAL], handle.id)
     return json_model(view)
 
