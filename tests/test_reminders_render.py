@@ -79,8 +79,9 @@ def test_spanish_and_unknown_locales() -> None:
     assert german.subject == "Reminder: Rex's appointment at Paws & Co on Wednesday, June 3"
 
 
-def test_unknown_store_zone_renders_in_utc() -> None:
-    rendered = render_reminder(context(datetime(2026, 6, 3, 16, 0, tzinfo=UTC), "Mars/Olympus_Mons"))
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "posix/Europe/Paris", "localtime"])
+def test_unknown_store_zone_renders_in_utc(zone: str) -> None:
+    rendered = render_reminder(context(datetime(2026, 6, 3, 16, 0, tzinfo=UTC), zone))
     assert rendered.starts_at_local == "Wednesday, June 3 at 4:00 PM (UTC)"
 
 

@@ -6,10 +6,11 @@ import html
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from activities.reminders.sms_text import MAX_SEGMENTS, fit_segments, sms_segments
 from activities.reminders.templates import LOCALES, LocaleTexts, resolve_locale
+from petcare.timezones import InvalidTimeZone, parse_zone
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class RenderedReminder:
 
 def store_zone(name: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return parse_zone(name)
+    except InvalidTimeZone:
         # A store row with a bad zone must not stop everyone's reminders; UTC is labelled as such.
         log.warning("unknown store time zone %r: rendering in UTC", name)
         return ZoneInfo("UTC")
