@@ -11,11 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
 from petcare.config import load_settings
+from petcare.task_queue_pollers import task_queue_pollers
 from petcare.temporal_client import connect_temporal
 
 API_HEALTH_PATH = "/api/v1/workers/health"
@@ -54,20 +51,14 @@ async def check_worker(task_queue: str, hostname: str) -> str | None:
     client = await connect_temporal()
     cutoff = datetime.now(UTC) - POLLER_FRESHNESS
     seen: list[str] = []
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        answer = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
-            ),
-            timeout=TIMEOUT,
-        )
-        for poller in answer.pollers:
-            seen.append(poller.identity)
-            # The SDK's default identity is "<pid>@<hostname>"; the container's hostname is its own.
-            fresh = poller.last_access_time.ToDatetime(tzinfo=UTC) >= cutoff
-            if poller.identity.endswith(f"@{hostname}") and fresh:
-                return None
-    return f"no worker on {hostname} polls task queue {task_queue} (pollers: {', '.join(seen) or 'none'})"
+    for poller in await task_queue_pollers(client, task_queue, timeout=TIMEOUT):
+        seen.append(poller.identity)
+        # The SDK's default identity is "<pid>@<hostname>"; the container's hostname is its own.
+        fresh = poller.last_access_time.ToDatetime(tzinfo=UTC) >= cutoff
+        if poller.identity.endswith(f"@{hostname}") and fresh:
+            return None
+    pollers = ", ".join(sorted(set(seen))) or "none"
+    return f"no worker on {hostname} polls task queue {task_queue} (pollers: {pollers})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+
+from petcare.task_queue_pollers import task_queue_pollers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -64,23 +64,24 @@ def worker_identity(process: asyncio.subprocess.Process) -> str:
 
 
 async def wait_until_polling(
-    client: Client, task_queue: str, processes: Iterable[asyncio.subprocess.Process], timeout: float = 30.0
+    client: Client, task_queue: str, processes: Iterable[asyncio.subprocess.Process], timeout: float = 60.0
 ) -> None:
     """Until every process polls the task queue for activities, so work spreads over all of them."""
+    processes = list(processes)
     wanted = {worker_identity(process) for process in processes}
-    request = DescribeTaskQueueRequest(
-        namespace=client.namespace,
-        task_queue=TaskQueue(name=task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    )
     deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        answer = await client.workflow_service.describe_task_queue(request)
-        if wanted <= {poller.identity for poller in answer.pollers}:
-            return
+    while not wanted <= await _activity_pollers(client, task_queue):
+        exited = [process.pid for process in processes if process.returncode is not None]
+        if exited:
+            raise AssertionError(f"worker processes {exited} exited before polling {task_queue}")
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"workers {sorted(wanted)} not polling {task_queue} after {timeout} s")
         await asyncio.sleep(0.1)
+
+
+async def _activity_pollers(client: Client, task_queue: str) -> set[str]:
+    pollers = await task_queue_pollers(client, task_queue, [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY])
+    return {poller.identity for poller in pollers}
 
 
 async def stop_worker_processes(*processes: asyncio.subprocess.Process | None, timeout: float = 40.0) -> None:

@@ -1,0 +1,44 @@
+"""Who polls a task queue, across all its partitions (what DescribeTaskQueue on the name alone misses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+# The server splits a task queue into partitions (4 by default). A worker's long poll waits on one
+# partition and is listed only in that partition's description, so asking the root alone can miss
+# a worker that is polling. Partition n > 0 is addressed as `/_sys/<name>/<n>`; a partition past
+# the configured count is simply empty, so asking more than there are costs only a round trip.
+PARTITIONS_ASKED = 8
+
+BOTH_KINDS = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+
+
+def partition_names(task_queue: str, partitions: int = PARTITIONS_ASKED) -> list[str]:
+    return [task_queue, *(f"/_sys/{task_queue}/{number}" for number in range(1, partitions))]
+
+
+async def task_queue_pollers(
+    client: Client,
+    task_queue: str,
+    kinds: Iterable[TaskQueueType.ValueType] = BOTH_KINDS,
+    timeout: timedelta | None = None,
+    partitions: int = PARTITIONS_ASKED,
+) -> list[PollerInfo]:
+    """Every poller of `task_queue` of the given kinds, one entry per partition it was seen on."""
+    pollers: list[PollerInfo] = []
+    for kind in kinds:
+        for name in partition_names(task_queue, partitions):
+            request = DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=name, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=kind,
+            )
+            answer = await client.workflow_service.describe_task_queue(request, timeout=timeout)
+            pollers.extend(answer.pollers)
+    return pollers
