@@ -62,23 +62,29 @@ async def copy_to_upload(
 ) -> Streamed:
     """Stream the COPY into `upload`; `convert` rewrites each block in order (bytes counted after it)."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=limits.queue_blocks)
-    pending = bytearray()
+    # asyncpg hands over a fresh buffer per read; they are joined once per block (one copy, where
+    # growing a bytearray and copying it out took two copies and re-grew a freed buffer each block).
+    pending: list[bytes] = []
+    pending_bytes = 0
     digest = hashlib.sha256()
     sent = 0
     loop = asyncio.get_running_loop()
 
     async def collect(chunk: bytes) -> None:
-        pending.extend(chunk)
-        if len(pending) >= limits.block_bytes:
-            await queue.put(bytes(pending))
+        nonlocal pending_bytes
+        pending.append(chunk)
+        pending_bytes += len(chunk)
+        if pending_bytes >= limits.block_bytes:
+            await queue.put(b"".join(pending))
             pending.clear()
+            pending_bytes = 0
 
     async def produce() -> str:
         status: str = await connection.copy_from_query(
             query, *args, output=collect, timeout=limits.timeout_seconds, **copy_options
         )
         if pending:
-            await queue.put(bytes(pending))
+            await queue.put(b"".join(pending))
         await queue.put(None)
         return status
 
