@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from temporalio.client import Client, ScheduleIntervalSpec, ScheduleSpec
@@ -20,15 +21,23 @@ from tests.support.api import AUTH, poll
 SCHEDULES = "/api/v1/schedules"
 
 
+@pytest.fixture
+def schedule_minute() -> int:
+    """The test schedule's minute past the hour, half an hour from now: it never fires mid-test."""
+    return (datetime.now(UTC).minute + 30) % 60
+
+
 @pytest_asyncio.fixture
-async def schedule_id(dev_client: Client, task_queue: str) -> AsyncIterator[str]:
+async def schedule_id(dev_client: Client, task_queue: str, schedule_minute: int) -> AsyncIterator[str]:
     """A schedule of this test's own (nobody polls its queue), through the real registry code."""
     declaration = ScheduleDeclaration(
         schedule_id=f"ops-test-{uuid.uuid4().hex[:8]}",
         job=STOCK_RECONCILIATION,
         argument=StockReconciliationInput(),
         spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=5))]
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=schedule_minute))
+            ]
         ),
         note="ops test schedule",
     )
@@ -50,10 +59,12 @@ async def listed(client: TestClient[Any, Any], schedule_id: str) -> dict[str, An
     return found
 
 
-async def test_list_pause_unpause_and_trigger(api_client: TestClient[Any, Any], schedule_id: str) -> None:
+async def test_list_pause_unpause_and_trigger(
+    api_client: TestClient[Any, Any], schedule_id: str, schedule_minute: int
+) -> None:
     entry = await listed(api_client, schedule_id)
     assert entry["workflowType"] == STOCK_RECONCILIATION.workflow_type
-    assert entry["spec"] == "every 1h at +5m"
+    assert entry["spec"] == f"every 1h at +{schedule_minute}m"
     assert entry["overlap"] == "skip"
     assert entry["paused"] is False
     assert entry["note"] == "ops test schedule"
@@ -61,7 +72,7 @@ async def test_list_pause_unpause_and_trigger(api_client: TestClient[Any, Any], 
     next_runs = [datetime.fromisoformat(value) for value in entry["nextRuns"]]
     assert len(next_runs) == 5
     assert all(later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(next_runs))
-    assert all(run.minute == 5 for run in next_runs)
+    assert all(run.minute == schedule_minute for run in next_runs)
 
     response = await api_client.post(
         f"{SCHEDULES}/{schedule_id}/pause", json={"note": "supplier audit"}, headers=AUTH
@@ -93,10 +104,12 @@ async def test_list_pause_unpause_and_trigger(api_client: TestClient[Any, Any], 
 
 
 async def test_backfill_starts_one_run_per_missed_time(
-    api_client: TestClient[Any, Any], dev_client: Client, schedule_id: str
+    api_client: TestClient[Any, Any], dev_client: Client, schedule_id: str, schedule_minute: int
 ) -> None:
-    end = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
-    start = end - timedelta(hours=3)  # covers three :05 ticks
+    # Three hours ending in the past, both ends half an hour from the schedule's ticks: three ticks.
+    last_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    end = last_hour + timedelta(minutes=(schedule_minute + 30) % 60)
+    start = end - timedelta(hours=3)
     response = await api_client.post(
         f"{SCHEDULES}/{schedule_id}/backfill",
         json={"start": start.isoformat(), "end": end.isoformat(), "overlap": "allow_all"},

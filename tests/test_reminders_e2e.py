@@ -213,8 +213,9 @@ async def test_worker_killed_mid_run_then_replaced_loses_nothing(
     try:
         handle = await dev_server.client.start_workflow(
             AppointmentReminderWorkflow.run,
-            # A vanished worker's page is retried elsewhere 4 s after its last heartbeat.
-            ReminderRunInput(pages_per_run=3, heartbeat_timeout_seconds=4),
+            # A vanished worker's page is retried elsewhere 10 s after its last heartbeat
+            # (4 s left too little slack on a busy machine: a stalled heartbeat retried a live page).
+            ReminderRunInput(pages_per_run=3, heartbeat_timeout_seconds=10),
             id=f"reminders-kill-{uuid.uuid4()}",
             task_queue=task_queue,
         )

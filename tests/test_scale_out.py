@@ -246,10 +246,11 @@ async def test_two_workers_lose_nothing_to_a_sigkill_or_a_rolling_restart(
     workers = [await start_worker_process(env, log_file) for _ in range(2)]
     try:
         await wait_until_polling(client, task_queue, workers)
-        # A vanished worker's reminder page is retried elsewhere 4 s after its last heartbeat.
+        # A vanished worker's reminder page is retried elsewhere 10 s after its last heartbeat
+        # (4 s left too little slack on a busy machine: a stalled heartbeat retried a live page).
         first_run = await client.start_workflow(
             AppointmentReminderWorkflow.run,
-            ReminderRunInput(pages_per_run=1, heartbeat_timeout_seconds=4),
+            ReminderRunInput(pages_per_run=1, heartbeat_timeout_seconds=10),
             id=f"scale-out-first-{uuid.uuid4()}",
             task_queue=task_queue,
         )
@@ -283,7 +284,7 @@ async def test_two_workers_lose_nothing_to_a_sigkill_or_a_rolling_restart(
         second_due = await add_due(pool, SECOND_RUN, "second.test")
         second_run = await client.start_workflow(
             AppointmentReminderWorkflow.run,
-            ReminderRunInput(pages_per_run=1, heartbeat_timeout_seconds=4),
+            ReminderRunInput(pages_per_run=1, heartbeat_timeout_seconds=10),
             id=f"scale-out-second-{uuid.uuid4()}",
             task_queue=task_queue,
         )
