@@ -67,7 +67,8 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
 
 
 async def test_a_stale_answer_is_served_while_one_refresh_runs_then_callers_wait() -> None:
-    cache: TtlCache[int] = TtlCache(ttl=0.05, stale=0.3)
+    # A stale allowance far above the sleeps, so a stalled event loop cannot run past it early.
+    cache: TtlCache[int] = TtlCache(ttl=0.05, stale=1.0)
     calls = 0
     release = asyncio.Event()
 
@@ -83,7 +84,7 @@ async def test_a_stale_answer_is_served_while_one_refresh_runs_then_callers_wait
     # Callers during the refresh get the old answer at once; only one refresh starts.
     assert await asyncio.gather(*(cache.get(compute) for _ in range(10))) == [1] * 10
     assert calls == 2
-    await asyncio.sleep(0.3)  # past the stale allowance: a caller now waits for the fresh answer
+    await asyncio.sleep(1.0)  # past the stale allowance: a caller now waits for the fresh answer
     waiting = asyncio.create_task(cache.get(compute))
     await asyncio.sleep(0.01)
     assert not waiting.done()

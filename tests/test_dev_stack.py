@@ -232,9 +232,9 @@ async def test_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
         "stubborn", ["sh", "-c", "trap '' TERM; echo ready; sleep 60"], log_file=tmp_path / "c.log"
     )
     await child.start()
-    for _ in range(100):  # the trap must be set before SIGTERM comes
-        if "ready" in (tmp_path / "c.log").read_text():
-            break
+    deadline = time.monotonic() + 30
+    while "ready" not in (tmp_path / "c.log").read_text():  # the trap must be set before SIGTERM comes
+        assert time.monotonic() < deadline, "the child never said ready"
         await asyncio.sleep(0.05)
     started = time.monotonic()
     assert await child.stop(timeout=1.0) == -signal.SIGKILL

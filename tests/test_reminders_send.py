@@ -161,13 +161,13 @@ async def test_gateway_errors_and_timeouts_are_transient_and_sent_ones_are_not_r
     async with (
         TwilioGatewayServer(fail_status=503) as twilio,
         reminder_activities(
-            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_timeout_seconds=0.5
+            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_timeout_seconds=1.5
         ) as acts,
     ):
         env = ActivityEnvironment()
         with pytest.raises(ApplicationError, match="503"):
             await env.run(acts.send_page, SendPage(appointment_ids=emails + texts))
-        twilio.fail_status, twilio.delay_seconds = None, 2.0
+        twilio.fail_status, twilio.delay_seconds = None, 4.0
         with pytest.raises(ApplicationError, match="Timeout"):
             await env.run(acts.send_page, SendPage(appointment_ids=emails + texts))
         twilio.delay_seconds = 0
