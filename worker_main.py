@@ -65,7 +65,8 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
     )
     activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
     activities += ExportActivities.from_settings(resources.pool, settings).methods()
-    activities += [OpsAlertActivities(resources.pool, resources.mailer, settings).alert_failed_run]
+    alerts = OpsAlertActivities(resources.pool, resources.mailer, settings)
+    activities += [alerts.alert_failed_run, alerts.alert_timed_out_runs]
     return activities
 
 

@@ -1,13 +1,30 @@
-"""Sends the failure alert of a job run to PETCARE_OPS_EMAIL, once per run whatever the retries."""
+"""Sends the failure alert of a job run to PETCARE_OPS_EMAIL, once per run whatever the retries.
+
+Two ways in: the workflow interceptor reports a run that fails (its code still runs), and the
+sweep finds runs that hit their execution timeout (no workflow code runs then) in visibility.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 from temporalio import activity
+from temporalio.client import WorkflowExecution
 from temporalio.exceptions import ApplicationError
 
-from petcare.alerts import ALERT_ACTIVITY, AlertOutcome, FailedRun, alert_email
+from petcare.alerts import (
+    ALERT_ACTIVITY,
+    TIMED_OUT_SWEEP_ACTIVITY,
+    AlertOutcome,
+    FailedRun,
+    SweepOutcome,
+    TimedOutSweep,
+    alert_email,
+    timed_out_runs_query,
+)
 from petcare.config import Settings
+from petcare.jobs import JOB_ATTRIBUTE, job_key_for_type
 from petcare.mail import Mailer, MailRejected, MailUnavailable
 
 # The claim row exists before the send; only a run with `sent_at` set is skipped on retry.
@@ -28,6 +45,25 @@ class OpsAlertActivities:
 
     @activity.defn(name=ALERT_ACTIVITY)
     async def alert_failed_run(self, run: FailedRun) -> AlertOutcome:
+        return await self._alert(run)
+
+    @activity.defn(name=TIMED_OUT_SWEEP_ACTIVITY)
+    async def alert_timed_out_runs(self, sweep: TimedOutSweep) -> SweepOutcome:
+        """One alert per top-level job run of the task queue that timed out within the lookback."""
+        if not self._settings.ops_email:
+            return SweepOutcome(timed_out=0, sent=0)
+        since = datetime.now(UTC) - timedelta(seconds=sweep.lookback_seconds)
+        client = activity.client()
+        timed_out = sent = 0
+        async for execution in client.list_workflows(timed_out_runs_query(sweep, since)):
+            if execution.parent_id is not None:
+                continue  # a child's timeout fails its parent, which reports it
+            timed_out += 1
+            outcome = await self._alert(_timed_out_run(execution, client.namespace))
+            sent += outcome.sent
+        return SweepOutcome(timed_out=timed_out, sent=sent)
+
+    async def _alert(self, run: FailedRun) -> AlertOutcome:
         recipient = self._settings.ops_email
         log_extra = {"workflow_id": run.workflow_id, "failed_run_id": run.run_id, "job": run.job}
         if not recipient:
@@ -54,3 +90,17 @@ class OpsAlertActivities:
         await self._pool.execute(_MARK_SENT, run.run_id)
         activity.logger.info("failure alert sent", extra=log_extra)
         return AlertOutcome(sent=True, reason="sent")
+
+
+def _timed_out_run(execution: WorkflowExecution, namespace: str) -> FailedRun:
+    closed_at = execution.close_time or datetime.now(UTC)
+    return FailedRun(
+        job=execution.typed_search_attributes.get(JOB_ATTRIBUTE) or job_key_for_type(execution.workflow_type),
+        workflow_type=execution.workflow_type,
+        workflow_id=execution.id,
+        run_id=execution.run_id,
+        namespace=namespace,
+        error_type="TimedOut",
+        error_message=f"the run started at {execution.start_time.isoformat()} hit its execution timeout",
+        failed_at=closed_at,
+    )

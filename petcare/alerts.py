@@ -9,9 +9,15 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-# The activity's registered name: the workflow interceptor calls it by name, importing no I/O code.
+from petcare.jobs import JOBS
+
+# The activities' registered names: workflows call them by name, importing no I/O code.
 ALERT_ACTIVITY = "ops.alert_failed_run"
+TIMED_OUT_SWEEP_ACTIVITY = "ops.alert_timed_out_runs"
 MESSAGE_DOMAIN = "petcare-workers"
+# The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
+# previews (the reminder dry run answers an API call that already reports its error) never alert.
+ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), "StoreStockReconciliationWorkflow"})
 
 
 class FailedRun(BaseModel):
@@ -30,6 +36,39 @@ class FailedRun(BaseModel):
 class AlertOutcome(BaseModel):
     sent: bool
     reason: str  # "sent", "already sent", "no PETCARE_OPS_EMAIL"
+
+
+class TimedOutSweep(BaseModel):
+    """Which runs the sweep looks at: the task queue's runs that timed out in the last `lookback`.
+
+    The lookback is far longer than the sweep's interval, so a late or skipped sweep misses
+    nothing; a run already alerted is skipped (`ops_alerts`), so the overlap sends nothing twice.
+    """
+
+    task_queue: str
+    workflow_types: list[str]
+    lookback_seconds: float = 3600.0
+
+
+class SweepOutcome(BaseModel):
+    timed_out: int  # top-level runs of the job types found timed out in the lookback
+    sent: int  # alerts sent by this sweep (the others were sent before)
+
+
+def _quoted(value: str) -> str:
+    # Visibility queries have no parameters: refuse what could end the literal instead of escaping.
+    if '"' in value or "\\" in value:
+        raise ValueError(f"cannot name {value!r} in a visibility query")
+    return f'"{value}"'
+
+
+def timed_out_runs_query(sweep: TimedOutSweep, since: datetime) -> str:
+    """The visibility query of the sweep's runs: timed out, closed since `since`, of its types."""
+    types = ", ".join(_quoted(name) for name in sweep.workflow_types)
+    return (
+        f'ExecutionStatus="TimedOut" AND TaskQueue={_quoted(sweep.task_queue)} '
+        f"AND WorkflowType IN ({types}) AND CloseTime > {_quoted(since.isoformat())}"
+    )
 
 
 def web_ui_link(web_ui_url: str, run: FailedRun) -> str:

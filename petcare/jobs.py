@@ -29,6 +29,13 @@ APPOINTMENT_REMINDER = Job("appointment-reminder", "AppointmentReminderWorker", 
 FINANCIAL_EXPORT = Job("financial-export", "FinancialExportWorker", "FinancialExportWorkflow")
 STOCK_RECONCILIATION = Job("stock-reconciliation", "StockReconciliationWorker", "StockReconciliationWorkflow")
 JOBS = (APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION)
+# Not a job of the business (health does not list it): it alerts on the jobs' timed-out runs.
+OPS_ALERT_SWEEP = Job("ops-alert-sweep", "OpsAlertSweep", "OpsAlertSweepWorkflow")
+
+
+def job_key_for_type(workflow_type: str) -> str:
+    """The job key of one of the jobs' workflow types; any other type names itself."""
+    return next((job.key for job in JOBS if job.workflow_type == workflow_type), workflow_type)
 
 
 def job_by_key(key: str) -> Job | None:

@@ -17,6 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from petcare.alerts import AlertOutcome as OpsAlertOutcome
+from petcare.alerts import SweepOutcome
 from petcare.config import Settings
 from petcare.models.exports import ExportedFile
 from petcare.models.reminders import ReminderCounts
@@ -88,6 +89,8 @@ def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
         return [("petcare_stock_alerts_opened", result.new_alerts, {})]
     if isinstance(result, OpsAlertOutcome):
         return [("petcare_ops_alerts_sent", int(result.sent), {})]
+    if isinstance(result, SweepOutcome):
+        return [("petcare_ops_alerts_sent", result.sent, {})]
     return []
 
 

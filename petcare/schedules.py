@@ -27,8 +27,9 @@ from temporalio.client import (
 from temporalio.client import ScheduleOverlapPolicy as Overlap
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import Settings
-from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, STOCK_RECONCILIATION, Job
+from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, OPS_ALERT_SWEEP, STOCK_RECONCILIATION, Job
 from petcare.models.reminders import ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
 from petcare.summaries import schedule_summary
@@ -116,6 +117,22 @@ def declared_schedules(settings: Settings) -> list[ScheduleDeclaration]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
             note="Appointment reminders: one reminder per appointment due in the next 24 h",
             catchup_window=timedelta(hours=6),
+        )
+    )
+    declarations.append(
+        ScheduleDeclaration(
+            schedule_id=OPS_ALERT_SWEEP.key,
+            job=OPS_ALERT_SWEEP,
+            # An hour's lookback every 10 minutes: a late or skipped sweep misses no timed-out run.
+            argument=TimedOutSweep(
+                task_queue=settings.task_queue,
+                workflow_types=sorted(ALERTED_WORKFLOW_TYPES),
+                lookback_seconds=timedelta(hours=1).total_seconds(),
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=10))]),
+            note="Failure alerts for job runs that hit their execution timeout (one email per run)",
+            catchup_window=timedelta(minutes=10),
+            execution_timeout=timedelta(minutes=15),
         )
     )
     return declarations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workflows.alert_sweep import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
@@ -11,3 +12,4 @@ WORKFLOWS: list[type] = []
 WORKFLOWS += [StockReconciliationWorkflow, StoreStockReconciliationWorkflow]
 WORKFLOWS += [AppointmentReminderWorkflow, AppointmentReminderDryRunWorkflow]
 WORKFLOWS += [FinancialExportWorkflow]
+WORKFLOWS += [OpsAlertSweepWorkflow]

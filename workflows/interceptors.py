@@ -1,7 +1,7 @@
 """Worker interceptor: a job run that fails after its retries sends one alert to operators.
 
-Only failures reach it: a run that is terminated or hits its execution timeout runs no more
-workflow code, so it sends no alert (it shows in health's `lastFailure` and in the runs routes).
+Only failures reach it: a run that hits its execution timeout runs no more workflow code; the
+alert sweep (`workflows/alert_sweep.py`) finds those in visibility. Terminated runs never alert.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from temporalio.worker import (
 with workflow.unsafe.imports_passed_through():
     import pydantic
 
-    from petcare.alerts import ALERT_ACTIVITY, FailedRun
+    from petcare.alerts import ALERT_ACTIVITY, ALERTED_WORKFLOW_TYPES, FailedRun
     from petcare.failures import describe_failure, root_cause
-    from petcare.jobs import JOB_ATTRIBUTE, JOBS
+    from petcare.jobs import JOB_ATTRIBUTE, job_key_for_type
 
 # Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
 # the run's own failure must not wait on the mail server for hours.
@@ -36,10 +36,6 @@ ALERT_RETRY = RetryPolicy(
     non_retryable_error_types=["MailRejected"],
 )
 ALERT_TIMEOUT = timedelta(seconds=30)
-_JOB_BY_TYPE = {job.workflow_type: job.key for job in JOBS}
-# The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
-# previews (the reminder dry run answers an API call that already reports its error) never alert.
-ALERTED_WORKFLOW_TYPES = frozenset({*_JOB_BY_TYPE, "StoreStockReconciliationWorkflow"})
 
 
 class OpsAlertInterceptor(Interceptor):
@@ -74,8 +70,7 @@ async def _send_alert(error: BaseException) -> None:
     info = workflow.info()
     error_type, error_message = describe_failure(error)
     run = FailedRun(
-        job=info.typed_search_attributes.get(JOB_ATTRIBUTE)
-        or _JOB_BY_TYPE.get(info.workflow_type, info.workflow_type),
+        job=info.typed_search_attributes.get(JOB_ATTRIBUTE) or job_key_for_type(info.workflow_type),
         workflow_type=info.workflow_type,
         workflow_id=info.workflow_id,
         run_id=info.run_id,

@@ -23,6 +23,7 @@ from aiohttp import ClientSession
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
+from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import ExportSettings, Settings, SmsSettings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.devstack.ssh_keys import write_known_hosts
@@ -37,7 +38,9 @@ from tests.support.reminder_data import add_store as add_salon
 from tests.support.sftp import SftpFixture
 from tests.support.stock import add_product
 from tests.support.stock import add_store as add_stock_store
+from tests.support.visibility import until_visible
 from worker_main import WorkerResources, build_worker
+from workflows.alert_sweep import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow
@@ -211,3 +214,27 @@ async def test_record_stock_runs(
     await save(dev_client, "StockReconciliationWorkflow", "unknown store", "failed", unknown_id)
     child = f"{parent_id}/store-{alerting}"
     await save(dev_client, "StoreStockReconciliationWorkflow", "low stock alert", "completed", child)
+
+
+async def test_record_alert_sweep(dev_client: Client, job_settings: Settings, pool: asyncpg.Pool) -> None:
+    idle_queue = f"{job_settings.task_queue}-nobody"
+    timed_out = await dev_client.start_workflow(
+        StockReconciliationWorkflow.run,
+        StockReconciliationInput(),
+        id=f"history-timed-out-{uuid.uuid4().hex[:8]}",
+        task_queue=idle_queue,
+        execution_timeout=timedelta(seconds=1),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await timed_out.result()
+    await until_visible(dev_client, f'TaskQueue="{idle_queue}" AND ExecutionStatus="TimedOut"', 1)
+    sweep_id = f"history-sweep-{uuid.uuid4().hex[:8]}"
+    async with real_worker(dev_client, job_settings, pool):
+        outcome = await dev_client.execute_workflow(
+            OpsAlertSweepWorkflow.run,
+            TimedOutSweep(task_queue=idle_queue, workflow_types=sorted(ALERTED_WORKFLOW_TYPES)),
+            id=sweep_id,
+            task_queue=job_settings.task_queue,
+        )
+    assert (outcome.timed_out, outcome.sent) == (1, 1)
+    await save(dev_client, "OpsAlertSweepWorkflow", "one timed-out run", "completed", sweep_id)

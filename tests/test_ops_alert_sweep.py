@@ -1,0 +1,104 @@
+"""Runs that hit their execution timeout: no workflow code reports them, so the sweep finds them
+in visibility on the dev server and sends one alert per run (real worker, PostgreSQL and SMTP)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from temporalio.client import Client, WorkflowFailureError
+
+from petcare.alerts import ALERTED_WORKFLOW_TYPES, SweepOutcome, TimedOutSweep, timed_out_runs_query
+from petcare.config import Settings
+from petcare.devstack.smtp_sink import SmtpSink
+from petcare.jobs import OPS_ALERT_SWEEP, STOCK_RECONCILIATION
+from petcare.mail import Mailer
+from petcare.metrics import _counts
+from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
+from petcare.models.stock import StockReconciliationInput
+from petcare.schedules import declared_schedules
+from tests.support.visibility import until_visible
+from worker_main import WorkerResources, build_worker
+from workflows.alert_sweep import OpsAlertSweepWorkflow
+
+OPS = "ops@petcare.test"
+
+
+async def timed_out_run(client: Client, workflow_type: str, task_queue: str, argument: object) -> str:
+    """A run nobody works on (no worker polls `task_queue`) that times out after a second."""
+    handle = await client.start_workflow(
+        workflow_type,
+        argument,
+        id=f"sweep-test-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        execution_timeout=timedelta(seconds=1),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert handle.result_run_id is not None
+    return handle.result_run_id
+
+
+async def test_one_alert_per_timed_out_job_run_however_often_the_sweep_runs(
+    dev_client: Client, task_queue: str, settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    alerting = settings.model_copy(
+        update={"ops_email": OPS, "smtp": settings.smtp.model_copy(update={"port": smtp_sink.port})}
+    )
+    idle_queue = f"{task_queue}-nobody"
+    job_run = await timed_out_run(
+        dev_client, STOCK_RECONCILIATION.workflow_type, idle_queue, StockReconciliationInput()
+    )
+    await timed_out_run(dev_client, DRY_RUN_WORKFLOW_TYPE, idle_queue, None)  # a preview: no alert
+    sweep = TimedOutSweep(task_queue=idle_queue, workflow_types=sorted(ALERTED_WORKFLOW_TYPES))
+    await until_visible(dev_client, f'TaskQueue="{idle_queue}" AND ExecutionStatus="TimedOut"', 2)
+
+    async with (
+        Mailer(alerting.smtp) as mailer,
+        ClientSession() as http,
+        build_worker(dev_client, WorkerResources(alerting, pool, mailer, http), task_queue=task_queue),
+    ):
+        outcomes: list[SweepOutcome] = [
+            await dev_client.execute_workflow(
+                OpsAlertSweepWorkflow.run, sweep, id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            )
+            for _ in range(2)
+        ]
+
+    assert [(outcome.timed_out, outcome.sent) for outcome in outcomes] == [(1, 1), (1, 0)]
+    [mail] = smtp_sink.received
+    assert mail.recipients == [OPS]
+    assert mail.message["Subject"] == "[petcare] stock-reconciliation run failed: TimedOut"
+    assert mail.message["Message-ID"] == f"<failed-run.{job_run}@petcare-workers>"
+    body = mail.message.get_content()
+    assert f"Run id:       {job_run}" in body
+    assert "hit its execution timeout" in body
+    assert await pool.fetchval("SELECT count(*) FROM ops_alerts WHERE sent_at IS NOT NULL") == 1
+
+
+def test_the_sweep_is_scheduled_for_the_workers_task_queue(settings: Settings) -> None:
+    [declaration] = [d for d in declared_schedules(settings) if d.job == OPS_ALERT_SWEEP]
+    assert isinstance(declaration.argument, TimedOutSweep)
+    assert declaration.argument.task_queue == settings.task_queue
+    assert set(declaration.argument.workflow_types) == ALERTED_WORKFLOW_TYPES
+    # A lookback longer than the interval: a late or skipped sweep misses no run.
+    interval = declaration.spec.intervals[0].every
+    assert timedelta(seconds=declaration.argument.lookback_seconds) >= 3 * interval
+
+
+def test_a_name_that_could_end_a_query_literal_is_refused() -> None:
+    since = datetime(2026, 11, 29, tzinfo=UTC)
+    query = timed_out_runs_query(TimedOutSweep(task_queue="petcare", workflow_types=["A", "B"]), since)
+    assert query == (
+        'ExecutionStatus="TimedOut" AND TaskQueue="petcare" AND WorkflowType IN ("A", "B") '
+        'AND CloseTime > "2026-11-29T00:00:00+00:00"'
+    )
+    with pytest.raises(ValueError, match="visibility query"):
+        timed_out_runs_query(TimedOutSweep(task_queue='x" OR WorkflowType!="', workflow_types=["A"]), since)
+
+
+def test_the_sweeps_alerts_count_in_the_alerts_sent_metric() -> None:
+    assert _counts(SweepOutcome(timed_out=3, sent=2)) == [("petcare_ops_alerts_sent", 2, {})]
