@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import traceback
 from collections.abc import Sequence
 
 from petcare.config import Settings, SettingsError, load_settings
 from petcare.logs import configure_logging
+from petcare.process_exit import exit_without_teardown
+
+# Commands whose process holds a Temporal client: they end without the interpreter's teardown,
+# which can abort after the SDK's native threads (petcare/process_exit.py). `dev` is not one of
+# them: its embedded PostgreSQL is stopped by an atexit hook.
+TEMPORAL_CLIENT_COMMANDS = frozenset({"worker", "api", "schedules"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,12 +91,24 @@ def run(command: argparse.Namespace, settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     command = _parser().parse_args(argv)
+    code = _run_reporting_errors(command)
+    if command.command in TEMPORAL_CLIENT_COMMANDS:
+        exit_without_teardown(code)
+    sys.exit(code)
+
+
+def _run_reporting_errors(command: argparse.Namespace) -> int:
+    """The command's exit code; an unexpected error is printed with its traceback (code 1)."""
     try:
         settings = load_settings()
         configure_logging(settings.log_level, json_lines=settings.log_json)
         run(command, settings)
     except SettingsError as error:
         print(f"petcare: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0

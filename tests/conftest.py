@@ -20,6 +20,7 @@ from petcare.devstack.binaries import temporal_cli, temporal_test_server
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.migrate import apply_migrations
+from petcare.process_exit import exit_without_teardown
 from tests.support.postgres import TestPostgres, start_test_postgres
 
 
@@ -125,6 +126,22 @@ async def smtp_sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
 def pytest_configure(config: pytest.Config) -> None:
     # The test suite never reads a developer's .env or Temporal profile by accident.
     os.environ.setdefault("TEMPORAL_CONFIG_FILE", os.devnull)
+
+
+_SESSION_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Every fixture is torn down (servers stopped) and the report written: the process ends here,
+    # with the session's status, rather than risk the interpreter teardown that can abort after
+    # the Temporal clients' native threads (petcare/process_exit.py) and fail a green run.
+    if _SESSION_EXIT_STATUS:
+        exit_without_teardown(_SESSION_EXIT_STATUS[-1])
 
 
 # --- API (tests/support/api.py) ---
