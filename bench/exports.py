@@ -55,6 +55,7 @@ from petcare.devstack.sftp_server import SftpServer
 from petcare.devstack.ssh_keys import SftpLayout
 from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
+from petcare.process_exit import exit_without_teardown
 
 ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
 FILL = [
@@ -430,7 +431,7 @@ def main() -> None:
         else:
             result = step_crlf(args)
         print(json.dumps({**result, "rss_mb": peak_rss_mb()}))
-        return
+        exit_without_teardown(0)  # the export step held a Temporal client (petcare/process_exit.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="export, COPY and put each run this often")
