@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime
 
@@ -214,7 +215,7 @@ async def test_misconfigured_twilio_releases_the_texts_and_the_emails_still_go(
     assert await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NULL") == 2
 
 
-async def test_sms_rate_limit_spaces_the_gateway_calls(
+async def test_sms_rate_limit_spaces_the_gateway_calls_across_workers(
     pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     count, rate = 8, 5.0
@@ -225,16 +226,24 @@ async def test_sms_rate_limit_spaces_the_gateway_calls(
         )
         for n in range(count)
     ]
+    # Two workers' activity objects (each with its own in-process bounds), one page each, at once:
+    # the provider's limit is the account's, so together they still send `rate` per second.
     async with (
         TwilioGatewayServer() as twilio,
         reminder_activities(
             pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_rate_per_second=rate
-        ) as acts,
+        ) as first_worker,
+        reminder_activities(
+            pool, settings, smtp_port=smtp_sink.port, twilio=twilio, sms_rate_per_second=rate
+        ) as second_worker,
     ):
-        counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=texts))
-    assert counts.sent_sms == count
+        halves = await asyncio.gather(
+            ActivityEnvironment().run(first_worker.send_page, SendPage(appointment_ids=texts[::2])),
+            ActivityEnvironment().run(second_worker.send_page, SendPage(appointment_ids=texts[1::2])),
+        )
+    assert sum(half.sent_sms for half in halves) == count
     arrivals = sorted(m.received_at for m in twilio.messages)
-    # Four senders at once, yet the gateway sees one call per 1/rate s, never a burst. Arrival times
+    # Eight senders at once, yet the gateway sees one call per 1/rate s, never a burst. Arrival times
     # carry each call's own latency: the first also opens the HTTP connection (seen up to 0.15 s
     # late), which shortens one gap; every other gap is close to 1/rate.
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]

@@ -15,7 +15,7 @@ from activities.reminders.planning import Owner
 from activities.reminders.preview import render_preview
 from activities.reminders.records import DeliveryRecords
 from activities.reminders.sending import PageSender
-from activities.reminders.sms import SmsGateway
+from activities.reminders.sms import SMS_RATE_LIMIT, SharedRateLimiter, SmsGateway
 from petcare.config import Settings
 from petcare.mail import Mailer
 from petcare.models.reminders import (
@@ -46,7 +46,7 @@ class ReminderActivities:
             sender=settings.smtp.from_address,
             smtp_concurrency=self._settings.smtp_concurrency,
             sms_concurrency=self._settings.sms_concurrency,
-            sms_rate_per_second=self._settings.sms_rate_per_second,
+            sms_rate=SharedRateLimiter(pool, SMS_RATE_LIMIT, self._settings.sms_rate_per_second),
         )
 
     def _window(self, as_of: datetime) -> tuple[datetime, datetime]:

@@ -12,7 +12,7 @@ from activities.reminders.planning import Confirmation, ToSend
 from activities.reminders.records import DeliveryRecords
 from activities.reminders.render import RenderedReminder, render_reminder
 from activities.reminders.sms import (
-    RateLimiter,
+    SharedRateLimiter,
     SmsConfigurationError,
     SmsGateway,
     SmsRejected,
@@ -60,7 +60,7 @@ class Delivery:
         sender: str,
         smtp_concurrency: int,
         sms_concurrency: int,
-        sms_rate_per_second: float,
+        sms_rate: SharedRateLimiter,
     ) -> None:
         self._mailer = mailer
         self._sms = sms
@@ -71,7 +71,7 @@ class Delivery:
         # confirmed but not yet sent (and could go out twice after a takeover) stays this small.
         self._email_slots = asyncio.Semaphore(smtp_concurrency)
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
-        self._sms_rate = RateLimiter(sms_rate_per_second)
+        self._sms_rate = sms_rate  # unlike the bounds above, shared by every worker process
 
     async def deliver(self, claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> Outcome:
         """Raises ClaimLost, or one of UNAVAILABLE / MISCONFIGURED (nothing recorded then)."""
