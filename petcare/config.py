@@ -16,6 +16,12 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     token: SecretStr | None = None
+    # Still accepted during a rotation, until every caller has the new token (docs/production.md).
+    previous_token: SecretStr | None = None
+
+    def accepted_tokens(self) -> list[str]:
+        tokens = (secret.get_secret_value() for secret in (self.token, self.previous_token) if secret)
+        return [token for token in tokens if token.strip()]
 
 
 class SmtpSettings(BaseModel):

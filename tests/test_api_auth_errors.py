@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
 
@@ -96,6 +97,28 @@ async def test_no_configured_token_lets_nobody_in(
     client = await aiohttp_client(create_app(with_token(settings, None), temporal=dev_client, pool=pool))
     await assert_error(await client.get(RUNS, headers=AUTH), 401, "unauthorized")
     await assert_error(await client.get(RUNS, headers={"Authorization": "Bearer "}), 401, "unauthorized")
+
+
+async def test_during_a_rotation_the_new_and_the_previous_token_pass(
+    aiohttp_client: AiohttpClient, settings: Settings, dev_client: Client, pool: asyncpg.Pool
+) -> None:
+    rotating = with_token(settings, "new-token-5d1e")
+    rotating = rotating.model_copy(
+        update={"api": rotating.api.model_copy(update={"previous_token": SecretStr(API_TOKEN)})}
+    )
+    client = await aiohttp_client(create_app(rotating, temporal=dev_client, pool=pool))
+    for token in ("new-token-5d1e", API_TOKEN):
+        await assert_error(
+            await client.get(RUNS, headers={"Authorization": f"Bearer {token}"}), 404, "not_found"
+        )
+    for wrong in ("old-token-0000", "new-token-5d1", ""):
+        response = await client.get(RUNS, headers={"Authorization": f"Bearer {wrong}"})
+        await assert_error(response, 401, "unauthorized")
+
+
+def test_a_blank_previous_token_accepts_nothing(settings: Settings) -> None:
+    api = with_token(settings, "current").api.model_copy(update={"previous_token": SecretStr("  ")})
+    assert api.accepted_tokens() == ["current"]
 
 
 async def test_unknown_route_is_404_json(client: TestClient[Any, Any]) -> None:
