@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -10,11 +11,12 @@ from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-# The server splits a task queue into partitions (4 by default). A worker's long poll waits on one
-# partition and is listed only in that partition's description, so asking the root alone can miss
-# a worker that is polling. Partition n > 0 is addressed as `/_sys/<name>/<n>`; a partition past
-# the configured count is simply empty, so asking more than there are costs only a round trip.
-PARTITIONS_ASKED = 8
+# The server splits a task queue into partitions (4 by default: matching.numTaskqueueReadPartitions).
+# A worker's long poll waits on one partition and is listed only in that partition's description,
+# so asking the root alone can miss a worker that is polling. Partition n > 0 is addressed as
+# `/_sys/<name>/<n>`. Asking a partition the server does not have makes it load one, so only the
+# default count is asked; a server configured with more would need this raised.
+PARTITIONS_ASKED = 4
 
 BOTH_KINDS = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
 
@@ -31,14 +33,17 @@ async def task_queue_pollers(
     partitions: int = PARTITIONS_ASKED,
 ) -> list[PollerInfo]:
     """Every poller of `task_queue` of the given kinds, one entry per partition it was seen on."""
-    pollers: list[PollerInfo] = []
-    for kind in kinds:
-        for name in partition_names(task_queue, partitions):
-            request = DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=name, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-                task_queue_type=kind,
-            )
-            answer = await client.workflow_service.describe_task_queue(request, timeout=timeout)
-            pollers.extend(answer.pollers)
-    return pollers
+    requests = [
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=name, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=kind,
+        )
+        for kind in kinds
+        for name in partition_names(task_queue, partitions)
+    ]
+    # At once: a container health check has seconds, not one round trip per partition in a row.
+    answers = await asyncio.gather(
+        *(client.workflow_service.describe_task_queue(request, timeout=timeout) for request in requests)
+    )
+    return [poller for answer in answers for poller in answer.pollers]

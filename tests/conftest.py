@@ -139,7 +139,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Every fixture is torn down (servers stopped) and the report written: the process ends here,
     # with the session's status, rather than risk the interpreter teardown that can abort after
-    # the Temporal clients' native threads (petcare/process_exit.py) and fail a green run.
+    # the Temporal clients' native threads (petcare/process_exit.py) and fail a green run. Skipped
+    # with it: pytest's own later cleanups (config.add_cleanup), nothing this suite relies on.
     if _SESSION_EXIT_STATUS:
         exit_without_teardown(_SESSION_EXIT_STATUS[-1])
 

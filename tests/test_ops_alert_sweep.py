@@ -3,6 +3,7 @@ in visibility on the dev server and sends one alert per run (real worker, Postgr
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,9 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import ActivityEnvironment
 
+from activities.alerts import OpsAlertActivities
 from petcare.alerts import ALERTED_WORKFLOW_TYPES, SweepOutcome, TimedOutSweep, timed_out_runs_query
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
@@ -43,8 +46,14 @@ async def timed_out_run(client: Client, workflow_type: str, task_queue: str, arg
 
 
 async def test_one_alert_per_timed_out_job_run_however_often_the_sweep_runs(
-    dev_client: Client, task_queue: str, settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
+    dev_client: Client,
+    task_queue: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    assert settings.ops_email is None
     alerting = settings.model_copy(
         update={"ops_email": OPS, "smtp": settings.smtp.model_copy(update={"port": smtp_sink.port})}
     )
@@ -69,6 +78,14 @@ async def test_one_alert_per_timed_out_job_run_however_often_the_sweep_runs(
         ]
 
     assert [(outcome.timed_out, outcome.sent) for outcome in outcomes] == [(1, 1), (1, 0)]
+
+    # Without PETCARE_OPS_EMAIL the sweep still finds the run and says so in the log, sending nothing.
+    caplog.set_level(logging.WARNING)
+    async with Mailer(alerting.smtp) as mailer:
+        silent = OpsAlertActivities(pool, mailer, settings)
+        unsent = await ActivityEnvironment(client=dev_client).run(silent.alert_timed_out_runs, sweep)
+    assert (unsent.timed_out, unsent.sent) == (1, 0)
+    assert any("no PETCARE_OPS_EMAIL" in record.getMessage() for record in caplog.records)
     [mail] = smtp_sink.received
     assert mail.recipients == [OPS]
     assert mail.message["Subject"] == "[petcare] stock-reconciliation run failed: TimedOut"

@@ -23,8 +23,9 @@ SCHEDULES = "/api/v1/schedules"
 
 @pytest.fixture
 def schedule_minute() -> int:
-    """The test schedule's minute past the hour, half an hour from now: it never fires mid-test."""
-    return (datetime.now(UTC).minute + 30) % 60
+    """The test schedule's minute past the hour, about half an hour from now: it never fires
+    mid-test. Never 0, which the schedule's description leaves out ("every 1h")."""
+    return (datetime.now(UTC).minute + 30) % 59 + 1
 
 
 @pytest_asyncio.fixture

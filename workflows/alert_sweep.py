@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
 # Retried as a single alert is (ALERT_RETRY); past that the next sweep, whose lookback overlaps
 # this one's, catches what this one left.
 SWEEP_TIMEOUT = timedelta(minutes=2)
+SWEEP_HEARTBEAT = timedelta(seconds=30)  # one heartbeat per run alerted
 
 
 @workflow.defn(name="OpsAlertSweepWorkflow")
@@ -24,6 +25,7 @@ class OpsAlertSweepWorkflow:
             TIMED_OUT_SWEEP_ACTIVITY,
             sweep,
             start_to_close_timeout=SWEEP_TIMEOUT,
+            heartbeat_timeout=SWEEP_HEARTBEAT,
             retry_policy=ALERT_RETRY,
             result_type=SweepOutcome,
         )
