@@ -5,6 +5,7 @@ back), a local destination and the Temporal dev server."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -126,3 +127,23 @@ async def test_a_cancelled_run_records_the_export_as_failed(
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     assert await export_status(pool, export_id) == ("failed", CANCELLED_MESSAGE)
     assert files_under(root) == []  # the uploads removed their temporary files
+
+
+async def test_a_run_evicted_after_every_task_mid_upload_completes(
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    # Without a workflow cache the worker drops the run after each of its tasks, mid-upload too,
+    # and rebuilds it from its history for the next: the uploads' wait must replay, and tearing
+    # the evicted copies down must raise nothing (pytest reports unraisable errors as failures).
+    async with pool.acquire() as connection:
+        await seed(connection)
+        export_id = await request_export(connection)
+    destination = LocalDestination(tmp_path / "exports")
+    async with export_worker(dev_client, task_queue, pool, destination, max_cached_workflows=0):
+        async with tables_locked(database_url, "invoices", "transactions"):
+            handle = await start(dev_client, task_queue, export_id)
+            await poll(lambda: uploads_started(handle, 2))
+            gc.collect()
+        result = await asyncio.wait_for(handle.result(), 60)
+    gc.collect()
+    assert result.status == "completed"

@@ -127,7 +127,10 @@ class FinancialExportWorkflow:
             if failures:
                 raise failures[0]
             return [upload.result() for upload in uploads]
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
+            # Not BaseException: when the worker evicts the run from its cache it closes this
+            # coroutine (GeneratorExit), which must then await nothing ("coroutine ignored
+            # GeneratorExit", once seen in CI as an unraisable error).
             await _stop(uploads)
             raise
 

@@ -253,6 +253,7 @@ async def export_worker(
     pool: asyncpg.Pool,
     destination: Destination,
     limits: StreamLimits | None = None,
+    max_cached_workflows: int = 1000,
 ) -> AsyncIterator[None]:
     """The real export workflow and activities on `task_queue`. Heartbeats reach the server at
     least every second (the SDK's default throttle is 0.8 x the heartbeat timeout), so a
@@ -264,6 +265,7 @@ async def export_worker(
         workflows=[FinancialExportWorkflow],
         activities=activities.methods(),
         max_heartbeat_throttle_interval=timedelta(seconds=1),
+        max_cached_workflows=max_cached_workflows,
     ):
         yield
 
