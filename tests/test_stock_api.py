@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
@@ -30,17 +29,10 @@ TRIGGER = "/api/v1/workers/stock-reconciliation/trigger"
 REPORTS = "/api/v1/stock-reconciliations"
 
 
-@pytest_asyncio.fixture
-async def client(
-    aiohttp_client: AiohttpClient,
-    api_settings: Settings,
-    dev_client: Client,
-    pool: asyncpg.Pool,
-    task_queue: str,
-) -> TestClient[Any, Any]:
+@pytest.fixture
+def client(queued_api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
     # Workflows go to this test's own task queue, where only this test's worker polls.
-    settings = api_settings.model_copy(update={"task_queue": task_queue})
-    return await aiohttp_client(create_app(settings, temporal=dev_client, pool=pool))
+    return queued_api_client
 
 
 @asynccontextmanager
