@@ -67,7 +67,7 @@ async def _workers(client: Client) -> tuple[ServiceStatus, list[WorkerHealth]]:
 
 async def _database(pool: asyncpg.Pool) -> ServiceStatus:
     try:
-        async with asyncio.timeout(temporal_calls.CALL_TIMEOUT.total_seconds()):
+        async with asyncio.timeout(database_calls.CALL_TIMEOUT_SECONDS):
             await pool.fetchval("SELECT 1")
         return OK
     except Exception as error:

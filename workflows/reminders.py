@@ -33,7 +33,6 @@ SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["ReminderConfigurationError"],
 )
 SEND_GIVE_UP = timedelta(hours=6)
 

@@ -68,12 +68,9 @@ class DueAppointments:
             self._pool.acquire() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
-            due, email, sms, no_address = await connection.fetchrow(_PLANNED, earliest, latest) or (
-                0,
-                0,
-                0,
-                0,
-            )
+            planned = await connection.fetchrow(_PLANNED, earliest, latest)
+            assert planned is not None  # an aggregate without GROUP BY answers exactly one row
+            due, email, sms, no_address = planned
             rows = await connection.fetch(_DETAILED, earliest, latest, limit)
         counts = PlannedCounts(due=due, email=email, sms=sms, skipped_no_address=no_address)
         return counts, rows

@@ -107,6 +107,5 @@ async def diff_alerts(connection: Connection, run: RunForAlerts) -> None:
 async def counts(connection: Connection, reconciliation_id: UUID) -> tuple[int, int]:
     """(alerts opened, alerts recovered) by this reconciliation."""
     row = await connection.fetchrow(COUNTS, reconciliation_id)
-    if row is None:  # an aggregate always answers one row; none would mean no alerts at all
-        return 0, 0
+    assert row is not None  # an aggregate without GROUP BY answers exactly one row
     return row["opened"], row["recovered"]
