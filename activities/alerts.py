@@ -24,7 +24,7 @@ from petcare.alerts import (
     timed_out_runs_query,
 )
 from petcare.config import Settings
-from petcare.jobs import JOB_ATTRIBUTE, job_key_for_type
+from petcare.jobs import job_key_of
 from petcare.mail import Mailer, MailRejected, MailUnavailable
 
 # The claim row exists before the send; only a run with `sent_at` set is skipped on retry.
@@ -99,7 +99,7 @@ class OpsAlertActivities:
 def _timed_out_run(execution: WorkflowExecution, namespace: str) -> FailedRun:
     closed_at = execution.close_time or datetime.now(UTC)
     return FailedRun(
-        job=execution.typed_search_attributes.get(JOB_ATTRIBUTE) or job_key_for_type(execution.workflow_type),
+        job=job_key_of(execution.typed_search_attributes, execution.workflow_type),
         workflow_type=execution.workflow_type,
         workflow_id=execution.id,
         run_id=execution.run_id,

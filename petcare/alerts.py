@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from petcare.jobs import JOBS
+from petcare.jobs import JOBS, STORE_STOCK_RECONCILIATION_TYPE
 
 # The activities' registered names: workflows call them by name, importing no I/O code.
 ALERT_ACTIVITY = "ops.alert_failed_run"
@@ -17,7 +17,7 @@ TIMED_OUT_SWEEP_ACTIVITY = "ops.alert_timed_out_runs"
 MESSAGE_DOMAIN = "petcare-workers"
 # The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
 # previews (the reminder dry run answers an API call that already reports its error) never alert.
-ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), "StoreStockReconciliationWorkflow"})
+ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), STORE_STOCK_RECONCILIATION_TYPE})
 
 
 class FailedRun(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, TypedSearchAttributes
 
 # Custom search attributes: operators filter runs in the Web UI with them (Job="financial-export").
 JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("Job")
@@ -29,12 +29,17 @@ APPOINTMENT_REMINDER = Job("appointment-reminder", "AppointmentReminderWorker", 
 FINANCIAL_EXPORT = Job("financial-export", "FinancialExportWorker", "FinancialExportWorkflow")
 STOCK_RECONCILIATION = Job("stock-reconciliation", "StockReconciliationWorker", "StockReconciliationWorkflow")
 JOBS = (APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION)
+# A store's part of the stock job, a workflow of its own (started by the job, or alone).
+STORE_STOCK_RECONCILIATION_TYPE = "StoreStockReconciliationWorkflow"
 # Not a job of the business (health does not list it): it alerts on the jobs' timed-out runs.
 OPS_ALERT_SWEEP = Job("ops-alert-sweep", "OpsAlertSweep", "OpsAlertSweepWorkflow")
 
 
-def job_key_for_type(workflow_type: str) -> str:
-    """The job key of one of the jobs' workflow types; any other type names itself."""
+def job_key_of(search_attributes: TypedSearchAttributes, workflow_type: str) -> str:
+    """A run's job: its Job search attribute, else the job of its workflow type, else the type."""
+    recorded = search_attributes.get(JOB_ATTRIBUTE)
+    if recorded:
+        return recorded
     return next((job.key for job in JOBS if job.workflow_type == workflow_type), workflow_type)
 
 

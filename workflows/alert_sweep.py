@@ -10,6 +10,7 @@ from workflows.interceptors import ALERT_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from petcare.alerts import TIMED_OUT_SWEEP_ACTIVITY, SweepOutcome, TimedOutSweep
+    from petcare.jobs import OPS_ALERT_SWEEP
 
 # Retried as a single alert is (ALERT_RETRY); past that the next sweep, whose lookback overlaps
 # this one's, catches what this one left.
@@ -17,7 +18,7 @@ SWEEP_TIMEOUT = timedelta(minutes=2)
 SWEEP_HEARTBEAT = timedelta(seconds=30)  # one heartbeat per run alerted
 
 
-@workflow.defn(name="OpsAlertSweepWorkflow")
+@workflow.defn(name=OPS_ALERT_SWEEP.workflow_type)
 class OpsAlertSweepWorkflow:
     @workflow.run
     async def run(self, sweep: TimedOutSweep) -> SweepOutcome:

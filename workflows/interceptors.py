@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
     from petcare.alerts import ALERT_ACTIVITY, ALERTED_WORKFLOW_TYPES, FailedRun
     from petcare.failures import describe_failure, root_cause
-    from petcare.jobs import JOB_ATTRIBUTE, job_key_for_type
+    from petcare.jobs import job_key_of
 
 # Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
 # the run's own failure must not wait on the mail server for hours.
@@ -70,7 +70,7 @@ async def _send_alert(error: BaseException) -> None:
     info = workflow.info()
     error_type, error_message = describe_failure(error)
     run = FailedRun(
-        job=info.typed_search_attributes.get(JOB_ATTRIBUTE) or job_key_for_type(info.workflow_type),
+        job=job_key_of(info.typed_search_attributes, info.workflow_type),
         workflow_type=info.workflow_type,
         workflow_id=info.workflow_id,
         run_id=info.run_id,

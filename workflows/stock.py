@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
-    from petcare.jobs import STOCK_RECONCILIATION
+    from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
         ALERT_DEADLINE,
         AlertRequest,
@@ -123,7 +123,7 @@ class StockReconciliationWorkflow:
                 )
 
 
-@workflow.defn(name="StoreStockReconciliationWorkflow")
+@workflow.defn(name=STORE_STOCK_RECONCILIATION_TYPE)
 class StoreStockReconciliationWorkflow:
     @workflow.run
     async def run(self, request: StoreReconciliationInput) -> StoreOutcome:
