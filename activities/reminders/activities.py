@@ -15,7 +15,7 @@ from activities.reminders.planning import Owner
 from activities.reminders.preview import render_preview
 from activities.reminders.records import DeliveryRecords
 from activities.reminders.sending import PageSender
-from activities.reminders.sms import SMS_RATE_LIMIT, SharedRateLimiter, SmsGateway
+from activities.reminders.sms import SMS_RATE_LIMIT, SmsGateway
 from petcare.config import Settings
 from petcare.mail import Mailer
 from petcare.models.reminders import (
@@ -28,6 +28,7 @@ from petcare.models.reminders import (
     ReminderPreview,
     SendPage,
 )
+from petcare.rate_limits import SharedRateLimiter
 
 
 class ReminderActivities:

@@ -12,13 +12,13 @@ from activities.reminders.planning import Confirmation, ToSend
 from activities.reminders.records import DeliveryRecords
 from activities.reminders.render import RenderedReminder, render_reminder
 from activities.reminders.sms import (
-    SharedRateLimiter,
     SmsConfigurationError,
     SmsGateway,
     SmsRejected,
     SmsUnavailable,
 )
 from petcare.mail import Mailer, MailMisconfigured, MailRejected, MailUnavailable
+from petcare.rate_limits import SharedRateLimiter
 
 log = logging.getLogger(__name__)
 

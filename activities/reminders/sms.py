@@ -1,13 +1,11 @@
-"""SMS gateways (Twilio's Messages API, or a log line) and the rate limit all workers share."""
+"""SMS gateways: Twilio's Messages API, or a log line."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Protocol
 
 import aiohttp
-import asyncpg
 
 from petcare.config import SmsSettings
 
@@ -123,28 +121,3 @@ def build_gateway(http: aiohttp.ClientSession, settings: SmsSettings) -> SmsGate
 
 
 SMS_RATE_LIMIT = "sms"  # the rate_limit_slots row of the SMS provider's limit
-
-# The slot is taken on the database's clock, the one clock every worker shares.
-_RESERVE_SLOT = """
-INSERT INTO rate_limit_slots AS slots (name, next_slot_at)
-VALUES ($1, clock_timestamp() + make_interval(secs => $2))
-ON CONFLICT (name) DO UPDATE
-SET next_slot_at = greatest(slots.next_slot_at, clock_timestamp()) + make_interval(secs => $2)
-RETURNING extract(epoch FROM slots.next_slot_at - clock_timestamp())::float8 - $2
-"""
-
-
-class SharedRateLimiter:
-    """At most `rate` acquisitions per second, spaced evenly, across every worker process: the
-    provider limits the account, so N workers must not send N times the rate. Each acquisition
-    reserves the next slot in PostgreSQL (one short statement) and sleeps until it comes."""
-
-    def __init__(self, pool: asyncpg.Pool, name: str, rate: float) -> None:
-        self._pool = pool
-        self._name = name
-        self._interval = 1.0 / rate
-
-    async def acquire(self) -> None:
-        wait: float = await self._pool.fetchval(_RESERVE_SLOT, self._name, self._interval)
-        if wait > 0:
-            await asyncio.sleep(wait)
