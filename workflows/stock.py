@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
+    from petcare.failures import describe_failure
     from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
         ALERT_DEADLINE,
@@ -51,13 +52,6 @@ RECONCILE_ATTEMPT = timedelta(minutes=10)
 RECONCILE_DEADLINE = timedelta(minutes=30)
 ALERT_ATTEMPT = timedelta(minutes=2)
 STORE_TIMEOUT = RECONCILE_DEADLINE + ALERT_DEADLINE + timedelta(minutes=5)
-
-
-def _failure_text(error: BaseException) -> str:
-    """The innermost cause's message: what actually went wrong, not the wrapper's."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(error) or type(error).__name__
 
 
 @workflow.defn(name=STOCK_RECONCILIATION.workflow_type)
@@ -119,7 +113,7 @@ class StockReconciliationWorkflow:
                     store_id=target.store_id,
                     business_date=target.business_date,
                     status="failed",
-                    error=_failure_text(error),
+                    error=describe_failure(error)[1],
                 )
 
 
@@ -151,5 +145,5 @@ class StoreStockReconciliationWorkflow:
             )
         except ActivityError as error:
             # The report stands; its alerts stay unsent and the store's next run lists them again.
-            return outcome.model_copy(update={"status": "alert_failed", "error": _failure_text(error)})
+            return outcome.model_copy(update={"status": "alert_failed", "error": describe_failure(error)[1]})
         return outcome.model_copy(update={"alert": alert})
