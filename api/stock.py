@@ -6,11 +6,11 @@ from datetime import date, datetime
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import Field
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
-from api.bodies import describe_validation_error, json_model, read_model
+from api.bodies import json_model, path_uuid, read_model, read_query
 from api.database_calls import database_call
 from api.errors import ApiError
 from api.keys import POOL, SETTINGS, TEMPORAL
@@ -116,10 +116,7 @@ async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) 
     tags=("stock-reconciliations",),
 )
 async def get_reconciliation(request: web.Request) -> web.Response:
-    try:
-        run_id = UUID(request.match_info["runId"])
-    except ValueError:
-        raise ApiError(400, "malformed_id", "runId must be a UUID") from None
+    run_id = path_uuid(request, "runId")
     async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.report(connection, run_id)
     if found is None:
@@ -136,10 +133,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     tags=("stock-reconciliations",),
 )
 async def list_reconciliations(request: web.Request) -> web.Response:
-    try:
-        query = ReportQuery.model_validate(dict(request.query))
-    except ValidationError as error:
-        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+    query = read_query(request, ReportQuery)
     async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.recent_reports(
             connection, query.store_id, latest_only=query.latest, limit=query.limit
