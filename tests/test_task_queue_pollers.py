@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import activity
+from temporalio.api.taskqueue.v1 import PollerInfo
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from petcare.task_queue_pollers import task_queue_pollers
+from tests.support.api import poll
 
 
 @activity.defn(name="pollers_test_noop")
@@ -23,15 +23,14 @@ async def test_a_workers_pollers_are_seen_beyond_the_root_partition(
     async with Worker(
         dev_client, task_queue=task_queue, activities=[_noop], max_concurrent_activity_task_polls=polls
     ):
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
+
+        async def seen_beyond_the_root() -> list[PollerInfo] | None:
             everywhere = await task_queue_pollers(dev_client, task_queue)
             root_only = await task_queue_pollers(dev_client, task_queue, partitions=1)
             # The worker's several long polls land on several partitions: only asking them all sees that.
-            if len(everywhere) > len(root_only):
-                break
-            assert asyncio.get_running_loop().time() < deadline, f"pollers only on the root: {everywhere}"
-            await asyncio.sleep(0.2)
+            return everywhere if len(everywhere) > len(root_only) else None
+
+        everywhere = await poll(seen_beyond_the_root, timeout=30)
     identities = {poller.identity for poller in everywhere}
     assert identities == {dev_client.identity}
 
