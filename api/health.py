@@ -19,6 +19,7 @@ from api.job_states import unknown_health, worker_health
 from api.keys import HEALTH_CACHE, POOL, TEMPORAL
 from api.models import HealthResponse, ServiceStatus, WorkerHealth
 from api.openapi import documented
+from petcare.db import is_unreachable
 from petcare.jobs import JOBS
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ async def _database(pool: asyncpg.Pool) -> ServiceStatus:
             await pool.fetchval("SELECT 1")
         return OK
     except Exception as error:
-        return _status("PostgreSQL", error, database_calls.is_unreachable(error))
+        return _status("PostgreSQL", error, is_unreachable(error))
 
 
 def _status(service: str, error: Exception, unreachable: bool) -> ServiceStatus:

@@ -21,3 +21,28 @@ def create_pool(settings: Settings, *, dsn: str | None = None) -> asyncpg.Pool:
         max_size=settings.database.pool_max_size,
         command_timeout=settings.database.command_timeout_seconds,
     )
+
+
+# Class 08 (connection exceptions) and 57 (operator intervention: shutdown, starting up), and the
+# server's connection limit: the database cannot serve now, whatever the request.
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable host
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True for errors that mean "cannot talk to PostgreSQL" rather than "PostgreSQL said no"."""
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    # asyncpg's InterfaceError also covers misuse (a bug): only a closed connection or pool counts.
+    return isinstance(error, asyncpg.InterfaceError) and ("closed" in str(error) or "closing" in str(error))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Faults that pass within seconds: unreachable (a dropped connection, a failover) or a
+    serialization conflict. Worth a short wait and another try."""
+    return is_unreachable(error) or isinstance(error, asyncpg.exceptions.TransactionRollbackError)

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from petcare.db import is_transient
+
 log = logging.getLogger(__name__)
 
 # A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
@@ -26,15 +28,6 @@ _MARK_FAILED = """
     UPDATE reminder_deliveries SET state = 'failed', reason = $2, updated_at = now()
     WHERE appointment_id = $1 AND state = 'claimed'"""
 
-# Faults that pass within seconds: a dropped connection, a failover, a serialization conflict.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.TransactionRollbackError,
-    asyncpg.exceptions.OperatorInterventionError,
-    OSError,
-    TimeoutError,
-)
 # Pauses between local retries of the "sent" record: about 4 s in all.
 RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
@@ -51,8 +44,8 @@ class DeliveryRecords:
             try:
                 await self._pool.execute(_MARK_SENT, appointment_id, provider_id)
                 return
-            except TRANSIENT_DB_ERRORS as error:
-                if delay is None:
+            except Exception as error:
+                if delay is None or not is_transient(error):
                     raise
                 log.warning(
                     "recording the sent reminder of %s failed (%s), again in %.2f s",
