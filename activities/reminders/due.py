@@ -28,8 +28,11 @@ _NEXT_PAGE = f"""SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE}
     ORDER BY a.starts_at, a.id LIMIT $3"""
 
 # The channel choose_route() picks (preferred if its address is there, else the other), in SQL.
-_EMAIL = r"NULLIF(regexp_replace(c.email, '^\s+|\s+$', '', 'g'), '')"
-_PHONE = r"NULLIF(regexp_replace(c.phone, '^\s+|\s+$', '', 'g'), '')"
+# An address is trimmed of what Python's str.strip() removes (every character with isspace()),
+# so an address of only, say, no-break spaces counts as missing here as it does when sending.
+_STRIPPED = "".join(char for char in map(chr, range(0x3001)) if char.isspace())  # none above U+3000
+_EMAIL = f"NULLIF(btrim(c.email, '{_STRIPPED}'), '')"
+_PHONE = f"NULLIF(btrim(c.phone, '{_STRIPPED}'), '')"
 _CHANNEL = f"""CASE
     WHEN c.preferred_channel = 'sms' AND {_PHONE} IS NOT NULL THEN 'sms'
     WHEN {_EMAIL} IS NOT NULL THEN 'email'

@@ -12,12 +12,12 @@ from petcare.models.reminders import PreviewMessage
 
 
 def render_preview(rows: Sequence[asyncpg.Record]) -> list[PreviewMessage]:
-    """Rows come with an address (the SQL only returns those); any other is left out."""
+    """Rows come with an address: the SQL returns only those, by the same rule as choose_route
+    (tests/test_reminders_routing.py holds the two together)."""
     messages: list[PreviewMessage] = []
     for row in rows:
         route = route_of(row)
-        if route is None:
-            continue
+        assert route is not None
         rendered = render_reminder(context_of(row))
         email = route.channel == "email"
         messages.append(

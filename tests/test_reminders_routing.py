@@ -1,0 +1,28 @@
+"""The channel rule exists twice on purpose: in Python (choose_route, for each claim) and in SQL
+(the dry run's set-based counts). This holds them to the same answer on real PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+
+import asyncpg
+
+from activities.reminders.due import _CHANNEL
+from activities.reminders.planning import choose_route
+
+ADDRESSES = [None, "", " ", "\t\n", "\u00a0", "a@example.com", "  a@example.com\n", "\u00a0a@example.com"]
+PHONES = [None, "", "  ", "\u2003", "+15550100", " +15550100 "]
+
+
+async def test_the_sql_channel_rule_agrees_with_choose_route(pool: asyncpg.Pool) -> None:
+    cases = list(itertools.product(["email", "sms"], ADDRESSES, PHONES))
+    query = f"""SELECT {_CHANNEL}
+        FROM (VALUES ($1::text, $2::text, $3::text)) AS c(preferred_channel, email, phone)"""
+    disagreements = []
+    for preferred, email, phone in cases:
+        in_sql = await pool.fetchval(query, preferred, email, phone)
+        route = choose_route(preferred, email, phone)
+        in_python = None if route is None else route.channel
+        if in_sql != in_python:
+            disagreements.append((preferred, email, phone, in_sql, in_python))
+    assert disagreements == []
