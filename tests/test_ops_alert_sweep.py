@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from aiohttp import ClientSession
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import ActivityEnvironment
 
@@ -24,7 +23,7 @@ from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import declared_schedules
 from tests.support.visibility import until_visible
-from worker_main import WorkerResources, build_worker
+from tests.support.workers import real_worker
 from workflows.alert_sweep import OpsAlertSweepWorkflow
 
 OPS = "ops@petcare.test"
@@ -65,11 +64,7 @@ async def test_one_alert_per_timed_out_job_run_however_often_the_sweep_runs(
     sweep = TimedOutSweep(task_queue=idle_queue, workflow_types=sorted(ALERTED_WORKFLOW_TYPES))
     await until_visible(dev_client, f'TaskQueue="{idle_queue}" AND ExecutionStatus="TimedOut"', 2)
 
-    async with (
-        Mailer(alerting.smtp) as mailer,
-        ClientSession() as http,
-        build_worker(dev_client, WorkerResources(alerting, pool, mailer, http), task_queue=task_queue),
-    ):
+    async with real_worker(dev_client, alerting, pool, task_queue):
         outcomes: list[SweepOutcome] = [
             await dev_client.execute_workflow(
                 OpsAlertSweepWorkflow.run, sweep, id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue

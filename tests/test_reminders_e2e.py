@@ -6,15 +6,12 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -30,12 +27,11 @@ from tests.support.reminder_data import (
     add_appointment,
     add_many_appointments,
     add_store,
-    reminder_mailer,
     reminder_settings,
     wait_until,
 )
 from tests.support.worker_process import start_worker_process, stop_worker_processes, worker_env
-from worker_main import WorkerResources, build_worker
+from tests.support.workers import real_worker
 from workflows.reminders import AppointmentReminderWorkflow
 
 TRIGGER = "/api/v1/workers/appointment-reminder/trigger"
@@ -45,14 +41,6 @@ TRIGGER = "/api/v1/workers/appointment-reminder/trigger"
 def api_settings(settings: Settings, task_queue: str) -> Settings:
     """The API of these tests starts its runs on the test's own task queue."""
     return with_token(settings.model_copy(update={"task_queue": task_queue}))
-
-
-@asynccontextmanager
-async def in_process_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    async with reminder_mailer(settings) as mailer, ClientSession() as http:
-        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
-        async with build_worker(client, resources, task_queue=settings.task_queue):
-            yield
 
 
 async def test_two_concurrent_triggers_make_one_run(
@@ -108,7 +96,7 @@ async def test_dry_run_shows_what_would_be_sent_and_sends_nothing(
     )
     await add_appointment(pool, store_id=store, starts_at=starts, email=None, phone=None)
     settings = reminder_settings(api_settings, smtp_port=smtp_sink.port)
-    async with in_process_worker(dev_client, settings, pool):
+    async with real_worker(dev_client, settings, pool):
         answer = await api_client.post(TRIGGER, json={"dryRun": True, "previewLimit": 1}, headers=AUTH)
         body = await answer.json()
     assert answer.status == 200, body
@@ -144,7 +132,7 @@ async def test_smtp_down_for_a_while_mid_run_loses_nothing(
         settings.model_copy(update={"task_queue": task_queue}), smtp_port=sink.port, batch_size=20
     )
     try:
-        async with in_process_worker(dev_client, adjusted, pool):
+        async with real_worker(dev_client, adjusted, pool):
             handle = await dev_client.start_workflow(
                 AppointmentReminderWorkflow.run,
                 ReminderRunInput(),
@@ -270,7 +258,7 @@ async def test_a_triggered_run_reports_its_counts_through_the_runs_route(
     await add_appointment(pool, store_id=store, starts_at=starts, email="one@example.com")
     await add_appointment(pool, store_id=store, starts_at=starts, email=None, phone=None)
     settings = reminder_settings(api_settings, smtp_port=smtp_sink.port)
-    async with in_process_worker(dev_client, settings, pool):
+    async with real_worker(dev_client, settings, pool):
         accepted = await api_client.post(TRIGGER, headers=AUTH)
         assert accepted.status == 202
         workflow_id = (await accepted.json())["workflowId"]

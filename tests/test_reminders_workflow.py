@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
-from aiohttp import ClientSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -39,10 +36,9 @@ from tests.support.reminder_data import (
     add_appointment,
     add_store,
     reminder_activities,
-    reminder_mailer,
     reminder_settings,
 )
-from worker_main import WorkerResources, build_worker
+from tests.support.workers import real_worker
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 
 PAGE = 3
@@ -151,7 +147,7 @@ async def test_real_activities_send_once_and_a_second_run_sends_nothing(
     for n in range(5):
         await add_appointment(pool, store_id=store, starts_at=starts, email=f"run{n}@example.com")
     adjusted = reminder_settings(settings, smtp_port=smtp_sink.port, batch_size=2)
-    async with worker(dev_client, adjusted, pool, task_queue):
+    async with real_worker(dev_client, adjusted, pool, task_queue):
         first = await run_reminders(dev_client, task_queue)
         second = await run_reminders(dev_client, task_queue)
 
@@ -272,7 +268,7 @@ async def test_a_misconfigured_sms_provider_lets_every_email_of_the_run_go_then_
     fixed = reminder_settings(settings, smtp_port=smtp_sink.port, batch_size=2)
     # PETCARE_SMS__PROVIDER=twilio with no account, token or number.
     broken = fixed.model_copy(update={"sms": fixed.sms.model_copy(update={"provider": "twilio"})})
-    async with worker(dev_client, broken, pool, task_queue):
+    async with real_worker(dev_client, broken, pool, task_queue):
         with pytest.raises(WorkflowFailureError) as failed:
             await run_reminders(dev_client, task_queue)
     cause = failed.value.cause
@@ -284,16 +280,6 @@ async def test_a_misconfigured_sms_provider_lets_every_email_of_the_run_go_then_
     states = await pool.fetch("SELECT state FROM reminder_deliveries WHERE appointment_id = ANY($1)", texts)
     assert [row["state"] for row in states] == ["skipped", "skipped"]
 
-    async with worker(dev_client, fixed, pool, task_queue):  # settings fixed: the next run texts them
+    async with real_worker(dev_client, fixed, pool, task_queue):  # settings fixed: the next run texts them
         second = await run_reminders(dev_client, task_queue)
     assert (second.counts.due, second.counts.sent_sms, second.counts.sent_email) == (2, 2, 0)
-
-
-@asynccontextmanager
-async def worker(
-    client: Client, settings: Settings, pool: asyncpg.Pool, task_queue: str
-) -> AsyncIterator[None]:
-    async with reminder_mailer(settings) as mailer, ClientSession() as http:
-        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
-        async with build_worker(client, resources, task_queue=task_queue):
-            yield

@@ -11,15 +11,12 @@ a failing replay pass: see docs/versioning.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import asyncssh
 import pytest
-from aiohttp import ClientSession
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
@@ -27,7 +24,6 @@ from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import ExportSettings, Settings, SmsSettings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.devstack.ssh_keys import write_known_hosts
-from petcare.mail import Mailer
 from petcare.models.exports import FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderDryRunInput, ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
@@ -39,7 +35,7 @@ from tests.support.sftp import SftpFixture
 from tests.support.stock import add_product
 from tests.support.stock import add_store as add_stock_store
 from tests.support.visibility import until_visible
-from worker_main import WorkerResources, build_worker
+from tests.support.workers import real_worker
 from workflows.alert_sweep import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
@@ -58,15 +54,6 @@ def job_settings(settings: Settings, task_queue: str, smtp_sink: SmtpSink) -> Se
             "ops_email": "ops@petcare.test",
         }
     )
-
-
-@asynccontextmanager
-async def real_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    """The production worker (all workflows, real activities, interceptors) on the test's queue."""
-    async with Mailer(settings.smtp) as mailer, ClientSession() as http:
-        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
-        async with build_worker(client, resources, task_queue=settings.task_queue):
-            yield
 
 
 async def save(
