@@ -194,7 +194,7 @@ async def test_consent_withdrawn_after_the_fetch_in_a_run(
     assert await pool.fetchval("SELECT reminder_sent_at IS NOT NULL FROM appointments WHERE id = $1", keeps)
 
 
-async def test_replay_of_a_recorded_history_is_deterministic(
+async def test_a_fresh_history_replays_after_a_json_round_trip(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     handle, _ = await run_with_stand_ins(
