@@ -13,6 +13,7 @@ import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ from temporalio.worker import Worker
 from api.middleware import PUBLIC_ROUTES
 from petcare.config import ENV_PREFIX, Settings, env_name
 from petcare.jobs import EXPORT_ATTRIBUTE, JOB_ATTRIBUTE, STORE_ATTRIBUTE
+from petcare.models.reminders import ReminderRunInput
 from worker_main import GRACEFUL_SHUTDOWN
+from workflows.alert_sweep import SWEEP_HEARTBEAT
+from workflows.exports import UPLOAD_HEARTBEAT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -352,6 +356,14 @@ def test_worker_deployment_scales_and_terminates_gracefully() -> None:
     assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > GRACEFUL_SHUTDOWN.total_seconds(), "SIGKILL would cut the worker's graceful shutdown"
+    heartbeats = [
+        UPLOAD_HEARTBEAT,
+        SWEEP_HEARTBEAT,
+        timedelta(seconds=ReminderRunInput().heartbeat_timeout_seconds),
+    ]
+    assert grace > max(heartbeats).total_seconds(), (
+        "a draining pod would die while its activities count as alive"
+    )
     (container,) = worker["spec"]["template"]["spec"]["containers"]
     metrics_port = int(_manifest("ConfigMap", "petcare-config")["data"][METRICS_ADDRESS].rsplit(":", 1)[1])
     assert {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"} in container["ports"]
