@@ -18,6 +18,9 @@ class ApiSettings(BaseModel):
     token: SecretStr | None = None
     # Still accepted during a rotation, until every caller has the new token (docs/production.md).
     previous_token: SecretStr | None = None
+    # A backfill starting more runs than this is refused (422): one mistyped range must not queue
+    # weeks of hourly jobs. At most 500: the server lists no more than 1000 matching times.
+    backfill_max_runs: int = Field(default=48, ge=1, le=500)
 
     @field_validator("token", "previous_token")
     @classmethod
