@@ -9,7 +9,7 @@ from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.workflowservice.v1 import ListScheduleMatchingTimesRequest
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.bodies import json_model, read_model
 from api.errors import ApiError
@@ -26,7 +26,7 @@ from api.schedule_models import (
     TriggerRequest,
 )
 from api.schedule_views import schedule_view
-from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from api.temporal_calls import CALL_TIMEOUT, is_missing, temporal_call
 from petcare.config import ENV_PREFIX
 
 routes = web.RouteTableDef()
@@ -171,7 +171,7 @@ async def _existing(request: web.Request) -> ScheduleHandle:
         try:
             await handle.describe(rpc_timeout=CALL_TIMEOUT)
         except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
+            if is_missing(error):
                 raise ApiError(404, "not_found", f"no schedule with id {schedule_id!r}") from None
             raise
     return handle
