@@ -11,7 +11,9 @@ An `RPCError` of a refusal kind (`is_configuration_refusal`) is the same fault m
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -193,7 +195,25 @@ async def ensure_search_attributes(
         raise SearchAttributesMissing(namespace, missing, error.message) from error
     added = [key.name for key in missing]
     log.info("registered the search attributes %s in namespace %s", ", ".join(added), namespace)
+    await _until_usable(client, added)
     return added
+
+
+async def _until_usable(client: Client, names: Sequence[str], timeout: float = 90.0) -> None:
+    """Until the frontend accepts the new names. The dev server uses them at once; a cluster's
+    other frontends learn them on their cache refresh (up to a minute), and a schedule applied
+    before then would be refused. A count query is the cheapest call that checks the names."""
+    query = " AND ".join(f'{name} = "petcare-registration-check"' for name in names)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.count_workflows(query, rpc_timeout=OPERATOR_CALL_TIMEOUT)
+            return
+        except RPCError as error:
+            if error.status != RPCStatusCode.INVALID_ARGUMENT or time.monotonic() > deadline:
+                raise
+        log.info("waiting for Temporal to use the new search attributes")
+        await asyncio.sleep(1.0)
 
 
 def _type_name(value: int) -> str:
