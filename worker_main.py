@@ -28,7 +28,7 @@ from petcare.db import create_pool
 from petcare.mail import Mailer
 from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
 from petcare.schedules import apply_schedules, declared_schedules
-from petcare.temporal_client import connect_temporal
+from petcare.temporal_client import connect_temporal, ensure_search_attributes
 from workflows import WORKFLOWS
 from workflows.interceptors import OpsAlertInterceptor
 
@@ -108,6 +108,9 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
     async with AsyncExitStack() as stack:
         # The runtime serves Prometheus metrics (SDK and business counters) for the process's life.
         client = await connect_temporal(runtime=worker_runtime(settings))
+        # Before anything starts a workflow tagged with them: a fresh namespace works (or the
+        # process ends here, saying which attributes to create and how).
+        await ensure_search_attributes(client)
         pool = await stack.enter_async_context(create_pool(settings))
         # One bound on SMTP sessions for every job in this process: the setting means what it says.
         mailer = await stack.enter_async_context(

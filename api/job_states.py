@@ -6,11 +6,11 @@ import asyncio
 from datetime import datetime
 
 from temporalio.client import Client, WorkflowExecution
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.models import LastFailure, LastRun, WorkerHealth
 from api.run_views import closed_failure, status_name
-from api.temporal_calls import CALL_TIMEOUT
+from api.temporal_calls import CALL_TIMEOUT, is_missing
 from petcare.jobs import Job
 
 # Enough recent runs to find the latest start even when visibility lists running runs first.
@@ -98,7 +98,7 @@ async def _schedule(client: Client, job: Job) -> tuple[datetime | None, bool | N
     try:
         description = await client.get_schedule_handle(job.key).describe(rpc_timeout=CALL_TIMEOUT)
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
+        if is_missing(error):
             return None, None
         raise
     upcoming = description.info.next_action_times

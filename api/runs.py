@@ -8,7 +8,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import Field
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.bodies import json_model, read_query
 from api.errors import ApiError
@@ -16,7 +16,7 @@ from api.keys import TEMPORAL
 from api.models import CamelModel, CamelRequest, RunResponse, RunStatus
 from api.openapi import documented
 from api.run_views import describe_run, status_name
-from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from api.temporal_calls import CALL_TIMEOUT, is_missing, temporal_call
 from petcare.jobs import JOB_ATTRIBUTE, JOBS
 
 routes = web.RouteTableDef()
@@ -103,7 +103,7 @@ async def get_run(request: web.Request) -> web.Response:
         async with temporal_call():
             run = await describe_run(request.app[TEMPORAL], workflow_id)
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
+        if is_missing(error):
             raise ApiError(404, "not_found", f"no workflow with id {workflow_id!r}") from None
         raise
     return json_model(run)

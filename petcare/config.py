@@ -18,10 +18,23 @@ class ApiSettings(BaseModel):
     token: SecretStr | None = None
     # Still accepted during a rotation, until every caller has the new token (docs/production.md).
     previous_token: SecretStr | None = None
+    # A backfill starting more runs than this is refused (422): one mistyped range must not queue
+    # weeks of hourly jobs. At most 500: the server lists no more than 1000 matching times.
+    backfill_max_runs: int = Field(default=48, ge=1, le=500)
+
+    @field_validator("token", "previous_token")
+    @classmethod
+    def _stripped(cls, value: SecretStr | None) -> SecretStr | None:
+        # Presented tokens are stripped (api/middleware.py), so a configured one must be too: a
+        # secret file or `echo` leaves a trailing newline that would otherwise never match. A
+        # blank token is no token (the API refuses to start without one: fail closed).
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        return SecretStr(stripped) if stripped else None
 
     def accepted_tokens(self) -> list[str]:
-        tokens = (secret.get_secret_value() for secret in (self.token, self.previous_token) if secret)
-        return [token for token in tokens if token.strip()]
+        return [secret.get_secret_value() for secret in (self.token, self.previous_token) if secret]
 
 
 class SmtpSettings(BaseModel):

@@ -18,7 +18,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from petcare.alerts import AlertOutcome as OpsAlertOutcome
 from petcare.alerts import SweepOutcome
-from petcare.config import Settings
+from petcare.config import ENV_PREFIX, Settings, SettingsError
 from petcare.models.exports import ExportedFile
 from petcare.models.reminders import ReminderCounts
 from petcare.models.stock import AlertOutcome as StockAlertOutcome
@@ -50,7 +50,13 @@ def worker_runtime(settings: Settings) -> Runtime | None:
         return None
     # Counters as `<name>_total` and durations in seconds: what Prometheus users expect.
     prometheus = PrometheusConfig(bind_address=address, counters_total_suffix=True, durations_as_seconds=True)
-    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
+        raise SettingsError(
+            f"cannot serve the worker's metrics on {address} ({error}): set "
+            f"{ENV_PREFIX}METRICS__WORKER_BIND_ADDRESS to a free host:port, or empty to turn them off"
+        ) from None
 
 
 def record_result(meter: MetricMeter, result: Any) -> None:

@@ -1,15 +1,21 @@
-"""The commands that hold a Temporal client end without interpreter teardown (petcare/process_exit.py)."""
+"""How `petcare` commands end: without interpreter teardown when they hold a Temporal client
+(petcare/process_exit.py), and with one line, no traceback, when a server or a setting is wrong."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from petcare import cli
 from petcare.config import Settings
+from tests.support.api import closed_port
+from tests.support.postgres import TestPostgres
+from tests.support.worker_process import command_env, one_line, run_petcare
 
 
 class Exited(Exception):
@@ -59,3 +65,49 @@ def test_leaving_without_teardown_keeps_the_output_and_the_code() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (3, "printed")
     assert "logged" in done.stderr
+
+
+def test_temporal_unreachable_is_one_line(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    done = run_petcare(["schedules", "list"], command_env({"TEMPORAL_ADDRESS": address}), tmp_path)
+    assert done.returncode == 1
+    assert one_line(done.stderr).startswith(f"petcare: cannot connect to Temporal at {address}")
+
+
+def test_postgresql_unreachable_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://petcare:s3cret-pw@127.0.0.1:{closed_port()}/petcare"
+    env = command_env({"PETCARE_DATABASE_URL": url})
+    done = run_petcare(["migrate"], env, tmp_path)
+    assert done.returncode == 1
+    assert one_line(done.stderr).startswith("petcare: PostgreSQL is unreachable (PETCARE_DATABASE_URL):")
+    assert "s3cret-pw" not in done.stderr
+
+    # At DEBUG the traceback comes first, then the same line.
+    debug = run_petcare(["migrate"], env | {"PETCARE_LOG_LEVEL": "DEBUG"}, tmp_path)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == done.stderr.strip()
+    assert "s3cret-pw" not in debug.stderr
+
+
+def test_a_database_the_server_refuses_is_one_line(postgres: TestPostgres, tmp_path: Path) -> None:
+    env = command_env({"PETCARE_DATABASE_URL": postgres.url_for("petcare_no_such_database")})
+    for command in (["migrate"], ["demo-data"]):
+        done = run_petcare(command, env, tmp_path)
+        assert done.returncode == 1, command
+        line = one_line(done.stderr)
+        assert line.startswith("petcare: PostgreSQL refused the connection (PETCARE_DATABASE_URL):"), command
+        assert 'database "petcare_no_such_database" does not exist' in line
+
+
+def test_a_taken_worker_metrics_port_names_the_variable(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = command_env({"PETCARE_METRICS__WORKER_BIND_ADDRESS": address})
+        done = run_petcare(["worker"], env, tmp_path)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert f"cannot serve the worker's metrics on {address}" in line
+    assert "PETCARE_METRICS__WORKER_BIND_ADDRESS" in line

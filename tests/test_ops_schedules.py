@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client, ScheduleIntervalSpec, ScheduleSpec
 
+from api.app import create_app
+from petcare.config import Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import ScheduleDeclaration, apply_schedules
@@ -127,6 +131,67 @@ async def test_backfill_starts_one_run_per_missed_time(
         return count if count >= 3 else None
 
     assert await poll(three_runs) == 3
+
+
+async def test_a_backfill_over_the_run_limit_is_refused_before_it_starts_anything(
+    aiohttp_client: AiohttpClient,
+    api_settings: Settings,
+    dev_client: Client,
+    pool: asyncpg.Pool,
+    schedule_id: str,
+    schedule_minute: int,
+) -> None:
+    api = api_settings.api.model_copy(update={"backfill_max_runs": 2})
+    client = await aiohttp_client(
+        create_app(api_settings.model_copy(update={"api": api}), temporal=dev_client, pool=pool)
+    )
+    backfill = f"{SCHEDULES}/{schedule_id}/backfill"
+    last_tick = datetime.now(UTC).replace(minute=schedule_minute, second=0, microsecond=0)
+    if last_tick > datetime.now(UTC):
+        last_tick -= timedelta(hours=1)
+    last_tick -= timedelta(hours=1)  # well in the past
+
+    # Both ends on a tick: [t-2h, t] holds three runs, one more than the limit.
+    three = {"start": (last_tick - timedelta(hours=2)).isoformat(), "end": last_tick.isoformat()}
+    response = await client.post(backfill, json=three | {"overlap": "allow_all"}, headers=AUTH)
+    assert response.status == 422, await response.text()
+    body = await response.json()
+    assert body["error"]["code"] == "validation_error"
+    message = body["error"]["message"]
+    assert "would start 3 runs" in message
+    assert "limit of 2" in message
+    assert "PETCARE_API__BACKFILL_MAX_RUNS" in message
+
+    # Exactly the limit passes: [t-1h, t] holds two runs.
+    two = {"start": (last_tick - timedelta(hours=1)).isoformat(), "end": last_tick.isoformat()}
+    response = await client.post(backfill, json=two | {"overlap": "allow_all"}, headers=AUTH)
+    assert response.status == 202, await response.text()
+
+    async def started() -> list[str] | None:
+        ids = [run.id async for run in dev_client.list_workflows(f'TemporalScheduledById="{schedule_id}"')]
+        return sorted(ids) if len(ids) >= 2 else None
+
+    # Only the accepted backfill's two runs: the refused one started nothing (its runs, started
+    # before these, would be listed by now).
+    expected = [
+        f"{schedule_id}-{tick:%Y-%m-%dT%H:%M:%SZ}" for tick in (last_tick - timedelta(hours=1), last_tick)
+    ]
+    assert await poll(started) == expected
+
+
+async def test_the_default_limit_refuses_three_days_of_an_hourly_schedule(
+    api_client: TestClient[Any, Any], schedule_id: str
+) -> None:
+    end = datetime.now(UTC) - timedelta(hours=1)
+    response = await api_client.post(
+        f"{SCHEDULES}/{schedule_id}/backfill",
+        json={"start": (end - timedelta(days=3)).isoformat(), "end": end.isoformat()},
+        headers=AUTH,
+    )
+    assert response.status == 422, await response.text()
+    message = (await response.json())["error"]["message"]
+    assert "would start 72 runs" in message
+    assert "limit of 48" in message
 
 
 async def test_bad_requests(api_client: TestClient[Any, Any], schedule_id: str) -> None:

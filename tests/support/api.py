@@ -13,12 +13,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
 
 from api.app import create_app
-from petcare.config import Settings
+from petcare.config import ApiSettings, Settings
 from petcare.devstack.postgres import EmbeddedPostgres
 from petcare.migrate import apply_migrations
 
@@ -26,8 +25,9 @@ API_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-def with_token(settings: Settings, token: str | None = API_TOKEN) -> Settings:
-    api = settings.api.model_copy(update={"token": SecretStr(token) if token is not None else None})
+def with_token(settings: Settings, token: str | None = API_TOKEN, *, previous: str | None = None) -> Settings:
+    """The settings with these tokens, validated as if read from the environment (so stripped)."""
+    api = ApiSettings.model_validate(settings.api.model_dump() | {"token": token, "previous_token": previous})
     return settings.model_copy(update={"api": api})
 
 

@@ -1,4 +1,4 @@
-"""Real worker processes for end-to-end tests: `worker_main.py --no-schedules` on the test's servers."""
+"""Real petcare processes for end-to-end tests: `worker_main.py` on the test's servers, CLI commands."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from temporalio.api.enums.v1 import TaskQueueType
@@ -17,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from petcare.task_queue_pollers import task_queue_pollers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+
+Completed = subprocess.CompletedProcess[str]
 
 
 def worker_env(
@@ -28,7 +31,7 @@ def worker_env(
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of a worker process: this test's servers only, nothing from the developer's."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PETCARE_", "TEMPORAL_"))}
+    env = command_env()
     env |= {
         "PETCARE_DATABASE_URL": database_url,
         "PETCARE_TASK_QUEUE": task_queue,
@@ -39,18 +42,49 @@ def worker_env(
         "PETCARE_METRICS__WORKER_BIND_ADDRESS": "",
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": dev_server.client.namespace,
-        "TEMPORAL_CONFIG_FILE": os.devnull,
     }
     return env | dict(extra or {})
 
 
-async def start_worker_process(env: Mapping[str, str], log_file: Path) -> asyncio.subprocess.Process:
-    """A worker process (no schedules applied) whose output is appended to `log_file`."""
+def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a petcare process without any PETCARE_/TEMPORAL_ setting of the
+    developer's (no Temporal profile either), importing this checkout's code."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PETCARE_", "TEMPORAL_"))}
+    env["TEMPORAL_CONFIG_FILE"] = os.devnull
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env | dict(extra or {})
+
+
+def run_petcare(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120.0) -> Completed:
+    """`petcare ARGV` to its end, in `cwd` (no .env there), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "petcare", *argv],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_line(stderr: str) -> str:
+    """The single line a failing command printed on stderr (asserting it printed only that)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("petcare: "), stderr
+    return lines[0]
+
+
+async def start_worker_process(
+    env: Mapping[str, str], log_file: Path, *, apply_schedules: bool = False
+) -> asyncio.subprocess.Process:
+    """A worker process (no schedules applied unless asked) whose output is appended to `log_file`."""
     with log_file.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "worker_main.py",
-            "--no-schedules",
+            *([] if apply_schedules else ["--no-schedules"]),
             cwd=ROOT,
             env=dict(env),
             stdout=log,
