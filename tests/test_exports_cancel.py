@@ -20,8 +20,11 @@ from petcare.models.exports import FinancialExportInput, export_workflow_id
 from tests.support.api import poll
 from tests.support.exports import (
     DATA_TABLES,
+    POISON,
+    POISON_MESSAGE,
     export_status,
     export_worker,
+    poison_text_cells,
     request_export,
     seed,
     tables_locked,
@@ -59,17 +62,15 @@ async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded
 ) -> None:
     async with pool.acquire() as connection:
         seeded = await seed(connection)
-        # Bad data in credit notes only: a store whose zone PostgreSQL does not know, with a credit
-        # note on another store's invoice (so the invoice and transaction queries never meet it).
-        mars = await connection.fetchval(
-            "INSERT INTO stores (name, timezone) VALUES ('Mars', 'Mars/Olympus_Mons') RETURNING id"
-        )
+        # A PostgreSQL error in credit notes only: the invoice and transaction queries never meet
+        # the poisoned cell. (A store's bad zone would not do: the zone check fails all three files.)
+        await poison_text_cells(connection)
         await connection.execute(
             """INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency,
                                          reason)
-               SELECT 'CN-MARS', id, $1, '2025-10-15T12:00:00Z', 100, 'USD', 'refund'
+               SELECT 'CN-POISON', id, store_id, '2025-10-15T12:00:00Z', 100, 'USD', $1
                FROM invoices WHERE store_id = $2 LIMIT 1""",
-            mars,
+            POISON,
             seeded.new_york,
         )
         export_id = await request_export(connection)
@@ -84,7 +85,7 @@ async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded
         await asyncio.sleep(1.5)
         assert files_under(root) == []  # neither final nor temporary files
 
-    assert "Mars/Olympus_Mons" in str(failure.value.cause)
+    assert POISON_MESSAGE in str(failure.value.cause)
     status, error = await export_status(pool, export_id)
     assert status == "failed"
     assert error is not None

@@ -240,6 +240,30 @@ async def expected_rows(
     return expected
 
 
+POISON = "POISON"
+POISON_MESSAGE = "poisoned text cell (fault injected)"
+# The migration's cell function, plus a real PostgreSQL error (class 22, a DataError) on POISON.
+_POISONED_TEXT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION petcare_export_text(value text, spreadsheet_safe boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF value = '{POISON}' THEN
+        RAISE EXCEPTION '{POISON_MESSAGE}' USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN CASE WHEN spreadsheet_safe AND ascii(value) IN (61, 43, 45, 64, 9, 13)
+                THEN chr(39) || value ELSE value END;
+END
+$$
+"""
+
+
+async def poison_text_cells(connection: Connection) -> None:
+    """Make every export query that meets a text cell `POISON` fail inside PostgreSQL; the cell
+    function all row queries call is replaced in this test's own database only."""
+    await connection.execute(_POISONED_TEXT_FUNCTION)
+
+
 async def table_rows(pool: asyncpg.Pool, table: str) -> int:
     async with pool.acquire() as connection:
         count: int = await connection.fetchval(f"SELECT count(*) FROM {table}")  # test-chosen name
