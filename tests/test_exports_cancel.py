@@ -8,7 +8,6 @@ import asyncio
 import gc
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pytest
@@ -16,7 +15,6 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import CancelledError
 
 from activities.exports.destinations import LocalDestination
-from petcare.models.exports import FinancialExportInput, export_workflow_id
 from tests.support.api import poll
 from tests.support.exports import (
     DATA_TABLES,
@@ -27,18 +25,10 @@ from tests.support.exports import (
     poison_text_cells,
     request_export,
     seed,
+    start_export,
     tables_locked,
 )
-from workflows.exports import CANCELLED_MESSAGE, FinancialExportWorkflow
-
-
-async def start(client: Client, task_queue: str, export_id: UUID) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        FinancialExportWorkflow.run,
-        FinancialExportInput(export_id=export_id),
-        id=export_workflow_id(export_id),
-        task_queue=task_queue,
-    )
+from workflows.exports import CANCELLED_MESSAGE
 
 
 def files_under(root: Path) -> list[str]:
@@ -78,7 +68,7 @@ async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded
     async with export_worker(dev_client, task_queue, pool, LocalDestination(root)):
         # Invoices and transactions wait on the locks with their temporary files open.
         async with tables_locked(database_url, "invoices", "transactions"):
-            handle = await start(dev_client, task_queue, export_id)
+            handle = await start_export(dev_client, task_queue, export_id)
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
         # Released: an upload that had not been stopped would now write and rename its file.
@@ -117,7 +107,7 @@ async def test_a_cancelled_run_records_the_export_as_failed(
         export_worker(dev_client, task_queue, pool, LocalDestination(root)),
         tables_locked(database_url, *DATA_TABLES),
     ):
-        handle = await start(dev_client, task_queue, export_id)
+        handle = await start_export(dev_client, task_queue, export_id)
         await poll(lambda: uploads_started(handle, 3))
         assert (await export_status(pool, export_id))[0] == "processing"
         await handle.cancel()
@@ -142,7 +132,7 @@ async def test_a_run_evicted_after_every_task_mid_upload_completes(
     destination = LocalDestination(tmp_path / "exports")
     async with export_worker(dev_client, task_queue, pool, destination, max_cached_workflows=0):
         async with tables_locked(database_url, "invoices", "transactions"):
-            handle = await start(dev_client, task_queue, export_id)
+            handle = await start_export(dev_client, task_queue, export_id)
             await poll(lambda: uploads_started(handle, 2))
             gc.collect()
         result = await asyncio.wait_for(handle.result(), 60)

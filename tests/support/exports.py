@@ -14,13 +14,14 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
 from activities.exports.destinations import Destination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
+from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
 from workflows.exports import FinancialExportWorkflow
 
 NEW_YORK = "America/New_York"
@@ -292,6 +293,29 @@ async def export_worker(
         max_cached_workflows=max_cached_workflows,
     ):
         yield
+
+
+async def start_export(
+    client: Client, task_queue: str, export_id: UUID, *, force: bool = False
+) -> WorkflowHandle[FinancialExportWorkflow, FinancialExportResult]:
+    """Start the export's workflow under its one workflow id, as the API does."""
+    return await client.start_workflow(
+        FinancialExportWorkflow.run,
+        FinancialExportInput(export_id=export_id, force=force),
+        id=export_workflow_id(export_id),
+        task_queue=task_queue,
+    )
+
+
+async def started_attempts(
+    handle: WorkflowHandle[FinancialExportWorkflow, FinancialExportResult],
+) -> list[int]:
+    """The attempt of each activity as its history records it (the last attempt only)."""
+    return [
+        event.activity_task_started_event_attributes.attempt
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_started_event_attributes")
+    ]
 
 
 @asynccontextmanager
