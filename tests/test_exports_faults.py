@@ -23,11 +23,15 @@ from uuid import UUID
 import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.exports import ExportActivities
 from activities.exports.destinations import Destination, LocalDestination
 from activities.exports.sftp import SftpDestination
+from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
-from petcare.models.exports import MANIFEST_NAME
+from petcare.models.exports import MANIFEST_NAME, BeginRequest, FileRequest
 from tests.support.api import poll
 from tests.support.exports import (
     POISON,
@@ -89,6 +93,10 @@ def on_disk(folder: Path) -> dict[str, tuple[int, str]]:
         except FileNotFoundError:
             continue  # removed while listed (the manifest, retracted)
     return found
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return [path.name for path in folder.iterdir() if path.name.startswith(".")]
 
 
 def manifest_mismatch(folder: Path) -> str | None:
@@ -252,7 +260,7 @@ async def test_a_forced_re_export_failing_half_way_never_leaves_a_manifest_besid
             assert after_failure["transactions.csv"] == first["transactions.csv"]
             assert after_failure["invoices.csv"] != first["invoices.csv"]
             assert after_failure["credit_notes.csv"] != first["credit_notes.csv"]
-            assert [path.name for path in folder.iterdir() if path.name.startswith(".")] == []
+            assert await asyncio.to_thread(hidden_files, folder) == []  # no temporary file left
             await assert_row_matches_destination(pool, target, export_id)
 
             # The fault is gone: processing the failed export again completes it.
@@ -304,10 +312,9 @@ async def test_a_store_zone_postgresql_accepts_but_the_project_does_not_fails_th
             assert status == "failed"
             assert error == (
                 f"cannot export: store 'Arbat' ({posix}): store time zone 'UTC+3' is not an IANA time "
-                "zone (its local calendar days are unknown: fix stores.timezone, then process the export "
-                "again)"
+                "zone (local calendar days unknown: fix stores.timezone, then process the export again)"
             )
-            assert not target.folder(export_id).exists()  # not one file written
+            assert not await asyncio.to_thread(target.folder(export_id).exists)  # not one file written
             assert set(await started_attempts(handle)) == {1}  # not retried: the zone stays wrong
 
         # An export of another store does not convert with that zone: it completes.
@@ -317,6 +324,31 @@ async def test_a_store_zone_postgresql_accepts_but_the_project_does_not_fails_th
         # Fixed, the failed export runs again; 01:00 on 1 October in Moscow is October's.
         await pool.execute("UPDATE stores SET timezone = 'Europe/Moscow' WHERE id = $1", posix)
         await (await start_export(dev_client, task_queue, every_store)).result()
-    invoices = (target.folder(every_store) / "invoices.csv").read_text()
+    invoices = await asyncio.to_thread((target.folder(every_store) / "invoices.csv").read_text)
     assert "ARBAT-FIRST" in invoices
     assert ",2025-10-01," in next(line for line in invoices.splitlines() if "ARBAT-FIRST" in line)
+
+
+async def test_an_export_names_at_most_five_stores_with_bad_zones(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    zones = ["UTC+3", "GMT-5", "EST5", "Europe/paris", "Mars/Olympus_Mons", "UTC+1", "<+0330>-3:30"]
+    async with pool.acquire() as connection:
+        await seed(connection)
+        for index, zone in enumerate(zones):
+            await connection.execute(
+                "INSERT INTO stores (name, timezone) VALUES ($1, $2)", f"Bad {index}", zone
+            )
+        export_id = await request_export(connection)
+    activities = ExportActivities(pool, LocalDestination(tmp_path), StreamLimits())
+    begin = BeginRequest(export_id=export_id, force=False, workflow_id="test")
+    plan = await ActivityEnvironment().run(activities.begin, begin)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(activities.write_file, FileRequest(plan=plan, kind="invoices"))
+    assert (raised.value.type, raised.value.non_retryable) == ("ExportDataError", True)
+    named = [
+        f"store 'Bad {index}'" for index in range(len(zones)) if f"'Bad {index}'" in raised.value.message
+    ]
+    assert named == [f"store 'Bad {index}'" for index in range(5)]  # in name order
+    assert "and 2 more stores" in raised.value.message
+    assert "'UTC+3' is not an IANA time zone" in raised.value.message
+    assert await asyncio.to_thread(hidden_files, tmp_path) == []
+    assert await asyncio.to_thread(on_disk, tmp_path) == {}  # nothing written at all

@@ -61,8 +61,8 @@ async def _check_store_zones(connection: Connection, store_id: UUID | None) -> N
         more = len(bad) - NAMED_BAD_STORES
         named = "; ".join(bad[:NAMED_BAD_STORES]) + (f"; and {more} more stores" if more > 0 else "")
         raise ApplicationError(
-            f"cannot export: {named} (its local calendar days are unknown: fix stores.timezone, then "
-            "process the export again)",
+            f"cannot export: {named} (local calendar days unknown: fix stores.timezone, then process "
+            "the export again)",
             type="ExportDataError",
             non_retryable=True,
         )
@@ -169,7 +169,8 @@ class ExportActivities:
                         progress=sent,
                     )
             except asyncpg.DataError as error:
-                # Bad data (e.g. a store's unknown time zone) stays bad on a retry.
+                # Bad data stays bad on a retry (e.g. a zone the project knows that this
+                # PostgreSQL's own zone database lacks).
                 raise ApplicationError(
                     f"cannot export {request.kind}: {error}", type="ExportDataError", non_retryable=True
                 ) from None
