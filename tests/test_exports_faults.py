@@ -241,7 +241,10 @@ async def test_a_forced_re_export_failing_half_way_never_leaves_a_manifest_besid
 
                 async def others_replaced() -> bool:
                     now = await asyncio.to_thread(on_disk, folder)
-                    return all(now[name] != first[name] for name in ("invoices.csv", "credit_notes.csv"))
+                    return all(
+                        now.get(name, first[name]) != first[name]
+                        for name in ("invoices.csv", "credit_notes.csv")
+                    )
 
                 await poll(others_replaced, timeout=60, every=0.05)
                 if fault == "writes-refused":
