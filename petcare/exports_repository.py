@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from petcare.db import Connection
-from petcare.models.exports import ExportedFile, ExportFormat, ExportStatus
+from petcare.models.exports import DATA_KINDS, ExportedFile, ExportFormat, ExportStatus
 
 # Kept short enough for an operator's screen and the row; the full failure is in Temporal.
 MAX_ERROR_LENGTH = 2000
@@ -64,6 +64,33 @@ SET status = 'completed', completed_at = now(), error = NULL, files = $2::jsonb
 WHERE id = $1
 """
 
+# While a run writes, `files` follows the destination file by file, so a run that fails half-way
+# leaves the row listing what is really there. Before a file (or the manifest) is replaced it is
+# forgotten, and recorded again once in place: the row may list less than the destination holds,
+# never a file that is not there as listed. Entries keep the manifest's order whatever the
+# order the parallel uploads finish in.
+FORGET_FILES = """
+UPDATE financial_exports
+SET files = COALESCE(
+    (SELECT jsonb_agg(e.entry ORDER BY e.position)
+     FROM jsonb_array_elements(files) WITH ORDINALITY AS e(entry, position)
+     WHERE NOT (e.entry->>'name' = ANY($2::text[]))),
+    '[]'::jsonb)
+WHERE id = $1 AND status = 'processing'
+RETURNING id
+"""
+
+RECORD_FILE = """
+UPDATE financial_exports
+SET files = (
+    SELECT jsonb_agg(kept.entry ORDER BY array_position($3::text[], kept.entry->>'kind'))
+    FROM (SELECT e.entry FROM jsonb_array_elements(files) AS e(entry)
+          WHERE e.entry->>'name' <> $2::jsonb->>'name'
+          UNION ALL SELECT $2::jsonb) AS kept(entry)
+)
+WHERE id = $1
+"""
+
 # Never over a completed export: a run cancelled while it recorded its completion must not
 # call complete files failed (a later forced run sets `processing` first).
 FAIL = """
@@ -94,8 +121,12 @@ def _files(value: Any) -> list[ExportedFile]:
     return [ExportedFile.model_validate(item) for item in items or []]
 
 
+def _entry(file: ExportedFile) -> dict[str, Any]:
+    return file.model_dump(mode="json", by_alias=True)
+
+
 def files_json(files: list[ExportedFile]) -> str:
-    return json.dumps([file.model_dump(mode="json", by_alias=True) for file in files])
+    return json.dumps([_entry(file) for file in files])
 
 
 async def insert_request(
@@ -138,6 +169,17 @@ async def claim(connection: Connection, export_id: UUID, *, workflow_id: str, fo
 
 async def complete(connection: Connection, export_id: UUID, files: list[ExportedFile]) -> None:
     await connection.execute(COMPLETE, export_id, files_json(files))
+
+
+async def forget_files(connection: Connection, export_id: UUID, names: list[str]) -> bool:
+    """Drop these files from the row's list (they are about to be replaced or removed); False, and
+    nothing dropped, unless the export is `processing`: its run has recorded how it ended."""
+    return await connection.fetchval(FORGET_FILES, export_id, names) is not None
+
+
+async def record_file(connection: Connection, export_id: UUID, file: ExportedFile) -> None:
+    """Add (or replace) one file in the row's list once it is in place at the destination."""
+    await connection.execute(RECORD_FILE, export_id, json.dumps(_entry(file)), [*DATA_KINDS, "manifest"])
 
 
 async def fail(connection: Connection, export_id: UUID, error: str) -> None:

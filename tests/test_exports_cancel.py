@@ -8,7 +8,6 @@ import asyncio
 import gc
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pytest
@@ -16,26 +15,20 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import CancelledError
 
 from activities.exports.destinations import LocalDestination
-from petcare.models.exports import FinancialExportInput, export_workflow_id
 from tests.support.api import poll
 from tests.support.exports import (
     DATA_TABLES,
+    POISON,
+    POISON_MESSAGE,
     export_status,
     export_worker,
+    poison_text_cells,
     request_export,
     seed,
+    start_export,
     tables_locked,
 )
-from workflows.exports import CANCELLED_MESSAGE, FinancialExportWorkflow
-
-
-async def start(client: Client, task_queue: str, export_id: UUID) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        FinancialExportWorkflow.run,
-        FinancialExportInput(export_id=export_id),
-        id=export_workflow_id(export_id),
-        task_queue=task_queue,
-    )
+from workflows.exports import CANCELLED_MESSAGE
 
 
 def files_under(root: Path) -> list[str]:
@@ -59,17 +52,15 @@ async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded
 ) -> None:
     async with pool.acquire() as connection:
         seeded = await seed(connection)
-        # Bad data in credit notes only: a store whose zone PostgreSQL does not know, with a credit
-        # note on another store's invoice (so the invoice and transaction queries never meet it).
-        mars = await connection.fetchval(
-            "INSERT INTO stores (name, timezone) VALUES ('Mars', 'Mars/Olympus_Mons') RETURNING id"
-        )
+        # A PostgreSQL error in credit notes only: the invoice and transaction queries never meet
+        # the poisoned cell. (A store's bad zone would not do: the zone check fails all three files.)
+        await poison_text_cells(connection)
         await connection.execute(
             """INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency,
                                          reason)
-               SELECT 'CN-MARS', id, $1, '2025-10-15T12:00:00Z', 100, 'USD', 'refund'
+               SELECT 'CN-POISON', id, store_id, '2025-10-15T12:00:00Z', 100, 'USD', $1
                FROM invoices WHERE store_id = $2 LIMIT 1""",
-            mars,
+            POISON,
             seeded.new_york,
         )
         export_id = await request_export(connection)
@@ -77,14 +68,14 @@ async def test_a_failed_file_cancels_its_siblings_before_the_failure_is_recorded
     async with export_worker(dev_client, task_queue, pool, LocalDestination(root)):
         # Invoices and transactions wait on the locks with their temporary files open.
         async with tables_locked(database_url, "invoices", "transactions"):
-            handle = await start(dev_client, task_queue, export_id)
+            handle = await start_export(dev_client, task_queue, export_id)
             with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
         # Released: an upload that had not been stopped would now write and rename its file.
         await asyncio.sleep(1.5)
         assert files_under(root) == []  # neither final nor temporary files
 
-    assert "Mars/Olympus_Mons" in str(failure.value.cause)
+    assert POISON_MESSAGE in str(failure.value.cause)
     status, error = await export_status(pool, export_id)
     assert status == "failed"
     assert error is not None
@@ -116,7 +107,7 @@ async def test_a_cancelled_run_records_the_export_as_failed(
         export_worker(dev_client, task_queue, pool, LocalDestination(root)),
         tables_locked(database_url, *DATA_TABLES),
     ):
-        handle = await start(dev_client, task_queue, export_id)
+        handle = await start_export(dev_client, task_queue, export_id)
         await poll(lambda: uploads_started(handle, 3))
         assert (await export_status(pool, export_id))[0] == "processing"
         await handle.cancel()
@@ -141,7 +132,7 @@ async def test_a_run_evicted_after_every_task_mid_upload_completes(
     destination = LocalDestination(tmp_path / "exports")
     async with export_worker(dev_client, task_queue, pool, destination, max_cached_workflows=0):
         async with tables_locked(database_url, "invoices", "transactions"):
-            handle = await start(dev_client, task_queue, export_id)
+            handle = await start_export(dev_client, task_queue, export_id)
             await poll(lambda: uploads_started(handle, 2))
             gc.collect()
         result = await asyncio.wait_for(handle.result(), 60)

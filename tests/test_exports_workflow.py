@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import asyncssh
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -25,8 +25,7 @@ from activities.exports.sftp import SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.config import SftpSettings
 from petcare.devstack.ssh_keys import write_known_hosts
-from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
-from tests.support.exports import export_worker, request_export, seed
+from tests.support.exports import export_worker, request_export, seed, start_export, started_attempts
 from tests.support.sftp import SftpFixture
 from workflows.exports import FinancialExportWorkflow
 
@@ -37,28 +36,6 @@ def export_worker_for(
     client: Client, task_queue: str, pool: asyncpg.Pool, sftp: SftpSettings
 ) -> AbstractAsyncContextManager[None]:
     return export_worker(client, task_queue, pool, SftpDestination(sftp), LIMITS)
-
-
-async def start(
-    client: Client, task_queue: str, export_id: UUID, *, force: bool = False
-) -> WorkflowHandle[FinancialExportWorkflow, FinancialExportResult]:
-    return await client.start_workflow(
-        FinancialExportWorkflow.run,
-        FinancialExportInput(export_id=export_id, force=force),
-        id=export_workflow_id(export_id),
-        task_queue=task_queue,
-    )
-
-
-async def started_attempts(
-    handle: WorkflowHandle[FinancialExportWorkflow, FinancialExportResult],
-) -> list[int]:
-    """The attempt of each activity as its history records it (the last attempt only)."""
-    return [
-        event.activity_task_started_event_attributes.attempt
-        async for event in handle.fetch_history_events()
-        if event.HasField("activity_task_started_event_attributes")
-    ]
 
 
 async def export_row(pool: asyncpg.Pool, export_id: UUID) -> asyncpg.Record:
@@ -84,7 +61,7 @@ async def test_export_to_sftp_with_manifest(
         await seed(connection)
         export_id = await request_export(connection)
     async with export_worker_for(dev_client, task_queue, pool, sftp_server.settings()):
-        handle = await start(dev_client, task_queue, export_id)
+        handle = await start_export(dev_client, task_queue, export_id)
         result = await handle.result()
     # Determinism: the recorded history replays against the workflow code.
     replayer = Replayer(workflows=[FinancialExportWorkflow], data_converter=pydantic_data_converter)
@@ -134,7 +111,7 @@ async def test_unknown_host_key_fails_once_with_a_clear_message(
         export_id = await request_export(connection)
     untrusted = untrusted_known_hosts(sftp_server, tmp_path / "untrusted_known_hosts")
     async with export_worker_for(dev_client, task_queue, pool, untrusted):
-        handle = await start(dev_client, task_queue, export_id)
+        handle = await start_export(dev_client, task_queue, export_id)
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
     assert "does not trust" in str(failure.value.cause)
@@ -190,7 +167,7 @@ async def test_connection_cut_mid_upload_is_retried_and_never_leaves_a_partial_f
         export_worker_for(dev_client, task_queue, pool, sftp_server.settings()),
         watching(export_dir(sftp_server, export_id), names) as sizes,
     ):
-        handle = await start(dev_client, task_queue, export_id)
+        handle = await start_export(dev_client, task_queue, export_id)
         result = await handle.result()
         await asyncio.sleep(0.05)  # the watcher sees the final files too
 
@@ -218,16 +195,16 @@ async def test_failed_export_runs_again_and_completed_is_not_reuploaded_unless_f
     untrusted = untrusted_known_hosts(sftp_server, tmp_path / "untrusted_known_hosts")
     async with export_worker_for(dev_client, task_queue, pool, untrusted):
         with pytest.raises(WorkflowFailureError):
-            await (await start(dev_client, task_queue, export_id)).result()
+            await (await start_export(dev_client, task_queue, export_id)).result()
     assert (await export_row(pool, export_id))["status"] == "failed"
 
     async with export_worker_for(dev_client, task_queue, pool, sftp_server.settings()):
-        first = await (await start(dev_client, task_queue, export_id)).result()
+        first = await (await start_export(dev_client, task_queue, export_id)).result()
         manifest = export_dir(sftp_server, export_id) / "manifest.json"
         uploaded_at = manifest.stat().st_mtime_ns
-        again = await (await start(dev_client, task_queue, export_id)).result()
+        again = await (await start_export(dev_client, task_queue, export_id)).result()
         assert manifest.stat().st_mtime_ns == uploaded_at
-        forced = await (await start(dev_client, task_queue, export_id, force=True)).result()
+        forced = await (await start_export(dev_client, task_queue, export_id, force=True)).result()
         assert manifest.stat().st_mtime_ns != uploaded_at
 
     assert (first.skipped, again.skipped, forced.skipped) == (False, True, False)

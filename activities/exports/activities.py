@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from temporalio import activity
@@ -12,14 +13,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.exports.configured import destination_for, stream_limits
 from activities.exports.crlf import CrlfRecords
-from activities.exports.destinations import Destination, Writer
+from activities.exports.destinations import BeforeReplace, Destination, DestinationSession, Writer
 from activities.exports.manifest import manifest_bytes
-from activities.exports.queries import COPY_OPTIONS, export_query
+from activities.exports.queries import COPY_OPTIONS, STORE_ZONES, export_query
 from activities.exports.streaming import StreamLimits, StreamStalled, copy_to_upload
 from activities.heartbeat import heartbeating
 from petcare import exports_repository
 from petcare.config import Settings
+from petcare.db import Connection
 from petcare.models.exports import (
+    MANIFEST_NAME,
     BeginRequest,
     CompleteRequest,
     ExportedFile,
@@ -30,12 +33,65 @@ from petcare.models.exports import (
     export_directory,
     file_name,
 )
+from petcare.timezones import InvalidTimeZone, parse_zone
+
+# At most this many bad stores are named in one message (the row keeps 2000 characters).
+NAMED_BAD_STORES = 5
 
 
 def _writer() -> Writer:
     # Unique to this run and attempt: see activities/exports/destinations.py.
     info = activity.info()
     return Writer(run_id=info.workflow_run_id or info.activity_id, attempt=info.attempt)
+
+
+async def _check_store_zones(connection: Connection, store_id: UUID | None) -> None:
+    """Fail the export, naming each store and zone, if a store's zone is not one the project accepts.
+
+    PostgreSQL would take e.g. `UTC+3` (POSIX: three hours behind UTC) and silently shift that
+    store's calendar days; its rows cannot be put in the right period, so nothing is written.
+    """
+    bad: list[str] = []
+    for store in await connection.fetch(STORE_ZONES, store_id):
+        try:
+            parse_zone(store["timezone"])
+        except InvalidTimeZone as error:
+            bad.append(f"store {store['name']!r} ({store['id']}): {error}")
+    if bad:
+        more = len(bad) - NAMED_BAD_STORES
+        named = "; ".join(bad[:NAMED_BAD_STORES]) + (f"; and {more} more stores" if more > 0 else "")
+        raise ApplicationError(
+            f"cannot export: {named} (local calendar days unknown: fix stores.timezone, then process "
+            "the export again)",
+            type="ExportDataError",
+            non_retryable=True,
+        )
+
+
+def _before_replace(
+    connection: Connection, session: DestinationSession, plan: ExportPlan, name: str
+) -> BeforeReplace:
+    """What must happen before `name` replaces its final name (see exports_repository.FORGET_FILES).
+
+    A data file first retracts the manifest, from the row and then from the destination: a re-run
+    that fails half-way leaves no manifest beside files it does not describe, and the new manifest
+    only appears, last, once every file is new.
+    """
+
+    async def retract() -> None:
+        names = [name] if name == MANIFEST_NAME else [MANIFEST_NAME, name]
+        if not await exports_repository.forget_files(connection, plan.export_id, names):
+            # A late attempt (its run already ended, or another attempt did the work): replacing
+            # a file now would leave a completed export without its manifest.
+            raise ApplicationError(
+                f"financial export {plan.export_id} is no longer processing; not replacing {name}",
+                type="ExportNotProcessing",
+                non_retryable=True,
+            )
+        if name != MANIFEST_NAME:
+            await session.remove(plan.directory, MANIFEST_NAME)
+
+    return retract
 
 
 def _plan(row: exports_repository.ExportRow, *, skip: bool) -> ExportPlan:
@@ -97,38 +153,43 @@ class ExportActivities:
             progress[0] = total
 
         beats = heartbeating(lambda: progress[0], every=self._limits.heartbeat_seconds)
-        async with beats, self._destination.session() as session:
-            async with self._pool.acquire() as connection:
-                try:
-                    async with session.upload(plan.directory, name, _writer()) as upload:
-                        streamed = await copy_to_upload(
-                            connection,
-                            export_query(request.kind, plan.format),
-                            args,
-                            COPY_OPTIONS[plan.format],
-                            upload,
-                            limits=self._limits,
-                            convert=CrlfRecords() if plan.format == "csv" else None,
-                            progress=sent,
-                        )
-                except asyncpg.DataError as error:
-                    # Bad data (e.g. a store's unknown time zone) stays bad on a retry.
-                    raise ApplicationError(
-                        f"cannot export {request.kind}: {error}", type="ExportDataError", non_retryable=True
-                    ) from None
-                except StreamStalled as error:
-                    # Retryable: a fresh connection on both sides usually moves again.
-                    raise ApplicationError(f"{name}: {error}", type="ExportStalled") from None
-            path = session.final_path(plan.directory, name)
-        activity.logger.info("exported %s: %d rows, %d bytes", path, streamed.rows, streamed.bytes)
-        return ExportedFile(
-            name=name,
-            kind=request.kind,
-            rows=streamed.rows,
-            bytes=streamed.bytes,
-            sha256=streamed.sha256,
-            remote_path=path,
+        async with beats, self._destination.session() as session, self._pool.acquire() as connection:
+            await _check_store_zones(connection, plan.store_id)
+            replacing = _before_replace(connection, session, plan, name)
+            try:
+                async with session.upload(plan.directory, name, _writer(), replacing) as upload:
+                    streamed = await copy_to_upload(
+                        connection,
+                        export_query(request.kind, plan.format),
+                        args,
+                        COPY_OPTIONS[plan.format],
+                        upload,
+                        limits=self._limits,
+                        convert=CrlfRecords() if plan.format == "csv" else None,
+                        progress=sent,
+                    )
+            except asyncpg.DataError as error:
+                # Bad data stays bad on a retry (e.g. a zone the project knows that this
+                # PostgreSQL's own zone database lacks).
+                raise ApplicationError(
+                    f"cannot export {request.kind}: {error}", type="ExportDataError", non_retryable=True
+                ) from None
+            except StreamStalled as error:
+                # Retryable: a fresh connection on both sides usually moves again.
+                raise ApplicationError(f"{name}: {error}", type="ExportStalled") from None
+            exported = ExportedFile(
+                name=name,
+                kind=request.kind,
+                rows=streamed.rows,
+                bytes=streamed.bytes,
+                sha256=streamed.sha256,
+                remote_path=session.final_path(plan.directory, name),
+            )
+            await exports_repository.record_file(connection, plan.export_id, exported)
+        activity.logger.info(
+            "exported %s: %d rows, %d bytes", exported.remote_path, exported.rows, exported.bytes
         )
+        return exported
 
     @activity.defn(name="financial_export.write_manifest")
     async def write_manifest(self, request: ManifestRequest) -> ExportedFile:
@@ -136,18 +197,20 @@ class ExportActivities:
         plan = request.plan
         data = manifest_bytes(request)
         name = file_name("manifest", plan.format)
-        async with self._destination.session() as session:
-            async with session.upload(plan.directory, name, _writer()) as upload:
+        async with self._destination.session() as session, self._pool.acquire() as connection:
+            replacing = _before_replace(connection, session, plan, name)
+            async with session.upload(plan.directory, name, _writer(), replacing) as upload:
                 await upload.write(data)
-            path = session.final_path(plan.directory, name)
-        return ExportedFile(
-            name=name,
-            kind="manifest",
-            rows=0,  # it lists files, it has no data rows
-            bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            remote_path=path,
-        )
+            manifest = ExportedFile(
+                name=name,
+                kind="manifest",
+                rows=0,  # it lists files, it has no data rows
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                remote_path=session.final_path(plan.directory, name),
+            )
+            await exports_repository.record_file(connection, plan.export_id, manifest)
+        return manifest
 
     @activity.defn(name="financial_export.complete")
     async def complete(self, request: CompleteRequest) -> None:

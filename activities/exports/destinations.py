@@ -6,6 +6,8 @@ name carries the workflow run and the activity attempt: no other run or attempt 
 same temporary file (a late writer cannot corrupt a retry's file, nor a cancelled run a re-run's).
 An upload that fails or is cancelled removes its temporary file; a successful one also removes
 the leftovers of its run's earlier attempts (a crashed worker's cannot be told from a live one's).
+Its caller's `before_replace` runs once the data is complete, just before the rename: the export
+retracts its manifest there, so no manifest ever stands beside a file it does not describe.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +42,21 @@ class Upload(Protocol):
     async def write(self, data: bytes) -> None: ...
 
 
+BeforeReplace = Callable[[], Awaitable[None]]
+
+
 class DestinationSession(Protocol):
     def final_path(self, directory: str, name: str) -> str: ...
 
-    def upload(self, directory: str, name: str, writer: Writer) -> AbstractAsyncContextManager[Upload]:
-        """An upload that becomes `directory/name` when the block exits without an error."""
+    def upload(
+        self, directory: str, name: str, writer: Writer, before_replace: BeforeReplace | None = None
+    ) -> AbstractAsyncContextManager[Upload]:
+        """An upload that becomes `directory/name` when the block exits without an error;
+        `before_replace` runs after the last byte is stored and before the rename."""
+        ...
+
+    async def remove(self, directory: str, name: str) -> None:
+        """Remove `directory/name`; nothing to do if it is not there."""
         ...
 
 
@@ -69,7 +81,9 @@ class LocalSession:
         return str(self._root / directory / name)
 
     @asynccontextmanager
-    async def upload(self, directory: str, name: str, writer: Writer) -> AsyncIterator[Upload]:
+    async def upload(
+        self, directory: str, name: str, writer: Writer, before_replace: BeforeReplace | None = None
+    ) -> AsyncIterator[Upload]:
         folder = self._root / directory
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         temp = folder / writer.temp_name(name)
@@ -80,6 +94,8 @@ class LocalSession:
                 await asyncio.to_thread(_flush_to_disk, file)
             finally:
                 file.close()
+            if before_replace is not None:
+                await before_replace()
             await asyncio.to_thread(os.replace, temp, folder / name)
         except BaseException:
             # Also on cancellation: synchronous, so a second cancellation cannot skip it.
@@ -90,12 +106,29 @@ class LocalSession:
             with contextlib.suppress(OSError):
                 (folder / earlier).unlink()
 
+    async def remove(self, directory: str, name: str) -> None:
+        await asyncio.to_thread(_remove_durably, self._root / directory / name)
+
 
 def _flush_to_disk(file: BinaryIO) -> None:
     # The rename must not reach the disk before the data: otherwise a crash could leave a
     # complete-looking name over an empty file.
     file.flush()
     os.fsync(file.fileno())
+
+
+def _remove_durably(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    # The removal must reach the disk before a later rename in this directory: after a crash the
+    # old manifest must not come back beside files it does not describe.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class LocalDestination:

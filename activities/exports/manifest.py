@@ -1,6 +1,8 @@
 """The manifest: a JSON document listing each data file's rows, bytes and sha256, uploaded last.
 
-Its presence says the export is complete; a consumer checks each file against it. Shape:
+Its presence says the export is complete; a consumer checks each file against it. A re-export
+removes it before replacing the first data file (activities.py, `_before_replace`), so it never
+stands beside files it does not describe. Shape:
   {"exportId", "storeId" (null: all stores), "periodStart", "periodEnd" (inclusive local days),
    "format", "generatedAt", "timezoneRule": "store-local calendar days",
    "files": [{"name", "kind", "rows", "bytes", "sha256"}]}

@@ -86,6 +86,15 @@ WHERE ($3::uuid IS NULL OR c.store_id = $3::uuid)
 ORDER BY c.issued_at, c.number
 """
 
+# The zones the row queries convert with: every store's, or the one store's of a single-store
+# export ($1). PostgreSQL accepts names the project does not (POSIX `UTC+3` is three hours *behind*
+# UTC), so the activity checks each with the project's own parser before the first row query.
+STORE_ZONES = """
+SELECT id, name, timezone FROM stores
+WHERE $1::uuid IS NULL OR id = $1::uuid
+ORDER BY name, id
+"""
+
 ROW_QUERIES: dict[FileKind, str] = {
     "invoices": INVOICE_ROWS,
     "transactions": TRANSACTION_ROWS,

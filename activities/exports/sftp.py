@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import asyncssh
 from temporalio.exceptions import ApplicationError
 
-from activities.exports.destinations import DestinationSession, Upload, Writer
+from activities.exports.destinations import BeforeReplace, DestinationSession, Upload, Writer
 from petcare.config import SftpSettings
 
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -58,27 +58,38 @@ class SftpSession:
         return posixpath.join(self._remote_dir, directory, name)
 
     @asynccontextmanager
-    async def upload(self, directory: str, name: str, writer: Writer) -> AsyncIterator[Upload]:
+    async def upload(
+        self, directory: str, name: str, writer: Writer, before_replace: BeforeReplace | None = None
+    ) -> AsyncIterator[Upload]:
         folder = posixpath.join(self._remote_dir, directory)
         temp = posixpath.join(folder, writer.temp_name(name))
         try:
-            await self._sftp.makedirs(folder, exist_ok=True)
-            async with self._sftp.open(temp, "wb") as file:
-                yield _SftpUpload(file)
-            await self._replace(temp, posixpath.join(folder, name))
+            try:
+                await self._sftp.makedirs(folder, exist_ok=True)
+                async with self._sftp.open(temp, "wb") as file:
+                    yield _SftpUpload(file)
+                if before_replace is not None:
+                    await before_replace()
+                await self._replace(temp, posixpath.join(folder, name))
+            except BaseException:
+                # Also on cancellation and refused writes. Best effort: after a lost connection the
+                # temporary file stays (hidden, never final, and named after its run: nobody else
+                # writes it).
+                with contextlib.suppress(Exception):
+                    await self._sftp.remove(temp)
+                raise
         except asyncssh.SFTPPermissionDenied as error:
             raise _permanent(
                 f"SFTP server {self._where} denied writing {folder}: {error.reason}", "SftpPermissionDenied"
             ) from None
-        except BaseException:
-            # Also on cancellation. Best effort: after a lost connection the temporary file stays
-            # (hidden, never final, and named after its run: nobody else writes it).
-            with contextlib.suppress(Exception):
-                await self._sftp.remove(temp)
-            raise
         for earlier in writer.earlier_temp_names(name):
             with contextlib.suppress(asyncssh.SFTPError):
                 await self._sftp.remove(posixpath.join(folder, earlier))
+
+    async def remove(self, directory: str, name: str) -> None:
+        # Called from an upload's `before_replace`, which classifies a refusal like the upload's own.
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            await self._sftp.remove(posixpath.join(self._remote_dir, directory, name))
 
     async def _replace(self, temp: str, final: str) -> None:
         try:

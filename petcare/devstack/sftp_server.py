@@ -61,6 +61,7 @@ class SftpServer:
         self.password = password
         self.bytes_received = 0
         self._cut_after: int | None = None
+        self._writes_refused = False
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
 
@@ -100,7 +101,14 @@ class SftpServer:
         """
         self._cut_after = self.bytes_received + limit
 
+    def refuse_writes(self, refuse: bool = True) -> None:
+        """While set, every write is answered "permission denied" (as a full or read-only share
+        would); the connection stays up. Until `refuse_writes(False)`."""
+        self._writes_refused = refuse
+
     def _write(self, sftp: _JailedSftp, file_obj: object, offset: int, data: bytes) -> int:
+        if self._writes_refused:
+            raise asyncssh.SFTPPermissionDenied("writes refused (fault injected)")
         if self._cut_after is not None and self.bytes_received + len(data) >= self._cut_after:
             data = data[: self._cut_after - self.bytes_received]
             self._cut_after = None

@@ -14,13 +14,14 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
 from activities.exports.destinations import Destination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
+from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
 from workflows.exports import FinancialExportWorkflow
 
 NEW_YORK = "America/New_York"
@@ -240,6 +241,30 @@ async def expected_rows(
     return expected
 
 
+POISON = "POISON"
+POISON_MESSAGE = "poisoned text cell (fault injected)"
+# The migration's cell function, plus a real PostgreSQL error (class 22, a DataError) on POISON.
+_POISONED_TEXT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION petcare_export_text(value text, spreadsheet_safe boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF value = '{POISON}' THEN
+        RAISE EXCEPTION '{POISON_MESSAGE}' USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN CASE WHEN spreadsheet_safe AND ascii(value) IN (61, 43, 45, 64, 9, 13)
+                THEN chr(39) || value ELSE value END;
+END
+$$
+"""
+
+
+async def poison_text_cells(connection: Connection) -> None:
+    """Make every export query that meets a text cell `POISON` fail inside PostgreSQL; the cell
+    function all row queries call is replaced in this test's own database only."""
+    await connection.execute(_POISONED_TEXT_FUNCTION)
+
+
 async def table_rows(pool: asyncpg.Pool, table: str) -> int:
     async with pool.acquire() as connection:
         count: int = await connection.fetchval(f"SELECT count(*) FROM {table}")  # test-chosen name
@@ -268,6 +293,29 @@ async def export_worker(
         max_cached_workflows=max_cached_workflows,
     ):
         yield
+
+
+async def start_export(
+    client: Client, task_queue: str, export_id: UUID, *, force: bool = False
+) -> WorkflowHandle[FinancialExportWorkflow, FinancialExportResult]:
+    """Start the export's workflow under its one workflow id, as the API does."""
+    return await client.start_workflow(
+        FinancialExportWorkflow.run,
+        FinancialExportInput(export_id=export_id, force=force),
+        id=export_workflow_id(export_id),
+        task_queue=task_queue,
+    )
+
+
+async def started_attempts(
+    handle: WorkflowHandle[FinancialExportWorkflow, FinancialExportResult],
+) -> list[int]:
+    """The attempt of each activity as its history records it (the last attempt only)."""
+    return [
+        event.activity_task_started_event_attributes.attempt
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_started_event_attributes")
+    ]
 
 
 @asynccontextmanager
