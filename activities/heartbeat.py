@@ -13,6 +13,13 @@ from temporalio import activity
 HEARTBEAT_EVERY = 5.0  # seconds
 
 
+def heartbeat_interval() -> float:
+    """How often the running activity heartbeats: well inside its heartbeat timeout (a third of
+    it), so one slow provider call never looks like a dead worker and starts a second attempt."""
+    timeout = activity.info().heartbeat_timeout
+    return min(HEARTBEAT_EVERY, max(timeout.total_seconds() / 3, 0.5)) if timeout else HEARTBEAT_EVERY
+
+
 @contextlib.asynccontextmanager
 async def heartbeating(
     details: Callable[[], Any] | None = None, *, every: float = HEARTBEAT_EVERY

@@ -1,14 +1,27 @@
-"""Sending email over SMTP with a few reused connections, and telling permanent from transient faults."""
+"""Sending email over SMTP with a few reused connections, and telling permanent from transient faults.
+
+Exception
+├── MailRejected        this message is refused for good (5xx to its recipient or content)
+│   └── UnsendableMessage   it cannot even be built from its data (several addresses, bad header)
+├── MailMisconfigured   the server refuses us (login, sender, 5xx on EHLO): every message alike
+└── MailUnavailable     the server cannot take it now (down, 421, 4xx, timeout): retry later
+    └── MailDeferred    4xx to this one recipient on RCPT TO (mailbox full, greylisting): only
+                        this message waits; the session and the other messages are fine
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime
+from email.errors import MessageDefect, MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime, parseaddr
 from types import TracebackType
+from typing import Protocol
 
 import aiosmtplib
 
@@ -28,6 +41,29 @@ class MailMisconfigured(Exception):
 
 class MailUnavailable(Exception):
     """The server could not take the message now (down, 4xx, timeout): retry later."""
+
+
+class MailDeferred(MailUnavailable):
+    """The server refused this message's recipient for now (450/451/452 on RCPT TO): the session is
+    fine and other recipients are not concerned. A MailUnavailable, so whoever sends a single
+    message retries it; the reminders defer only that one delivery to a later run."""
+
+
+class UnsendableMessage(MailRejected):
+    """The message cannot be built from its data (a one-address field holding several, a header
+    the email package refuses): that message fails, never the others nor the whole job."""
+
+
+# Line breaks (CR, LF, VT, FF, NEL, U+2028, U+2029) and every other C0/C1 control: in a header they
+# would end it (header injection) or make the email package refuse the message.
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+_FOLD = re.compile(f"[ ]*[{_CONTROLS}][{_CONTROLS} ]*")
+
+
+def header_text(value: str) -> str:
+    """A header value built from data, made safe: each run of control characters (and the spaces
+    around it) folds into one space, so "Rex\\r\\nBcc: x" is the harmless text "Rex Bcc: x"."""
+    return _FOLD.sub(" ", value)
 
 
 class Mailer:
@@ -52,18 +88,32 @@ class Mailer:
             await _quit_quietly(client)
 
     async def send(self, message: EmailMessage) -> None:
-        """Deliver one message or raise MailRejected / MailMisconfigured / MailUnavailable."""
+        """Deliver one message or raise MailRejected / MailMisconfigured / MailUnavailable (or
+        their subclasses UnsendableMessage / MailDeferred)."""
         async with self._slots:
             client = await self._checkout()
+            # Back to the idle list only after an answer that leaves the session clean (aiosmtplib
+            # sends RSET after a refusal); anything else, a cancellation included, closes it, so
+            # a cancelled send never leaves a half-used session behind or open.
+            reusable = False
             try:
                 await client.send_message(message)
+                reusable = True
             except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
-                await self._checkin(client)
+                reusable = True
                 raise _classify(error) from None
+            except (ValueError, MessageError, aiosmtplib.SMTPNotSupported) as error:
+                # Raised while flattening or addressing the message (a non-ASCII address without
+                # SMTPUTF8), before any mail transaction: this message's fault alone.
+                reusable = True
+                raise UnsendableMessage(f"cannot send this message: {error}") from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-                await _quit_quietly(client)  # the session is in an unknown state: never reuse it
                 raise self._unavailable(error) from None
-            await self._checkin(client)
+            finally:
+                if reusable:
+                    self._checkin(client)
+                else:
+                    client.close()
 
     @property
     def _address(self) -> str:
@@ -89,6 +139,9 @@ class Mailer:
         )
         try:
             await client.connect()
+        except asyncio.CancelledError:
+            client.close()  # a half-open session must not outlive the cancelled send
+            raise
         except aiosmtplib.SMTPAuthenticationError:
             # Wrong credentials will not fix themselves; the message never names the password.
             raise MailMisconfigured(f"SMTP server {self._address} refused the login") from None
@@ -102,7 +155,7 @@ class Mailer:
             raise self._unavailable(error) from None
         return client
 
-    async def _checkin(self, client: aiosmtplib.SMTP) -> None:
+    def _checkin(self, client: aiosmtplib.SMTP) -> None:
         if client.is_connected:
             self._idle.append(client)
 
@@ -132,34 +185,71 @@ def compose(
     `stable_message_id`, and `Auto-Submitted` so auto-responders stay quiet (RFC 3834).
 
     Headers that describe the content (Content-Language) go on after this: set_content drops them.
+
+    Every header value is folded with `header_text` (names in a subject come from customer and
+    store rows). Raises UnsendableMessage when the recipient is not exactly one address or the
+    email package refuses the message: a fault of this message only.
     """
     message = EmailMessage(policy=policy)
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = subject
-    message["Date"] = format_datetime((sent_at or datetime.now(UTC)).astimezone(UTC))
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    if html is not None:
-        message.add_alternative(html, subtype="html")
+    try:
+        message["From"] = header_text(sender)
+        message["To"] = header_text(recipient)
+        _require_one_address(recipient, message["To"])
+        message["Subject"] = header_text(subject)
+        message["Date"] = format_datetime((sent_at or datetime.now(UTC)).astimezone(UTC))
+        message["Message-ID"] = header_text(message_id)
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text)
+        if html is not None:
+            message.add_alternative(html, subtype="html")
+    except (ValueError, TypeError, MessageError) as error:
+        raise UnsendableMessage(f"cannot build the message: {error}") from None
     return message
+
+
+class _ParsedAddressHeader(Protocol):
+    """What the email package's header registry makes of an address header."""
+
+    @property
+    def addresses(self) -> tuple[Address, ...]: ...
+    @property
+    def defects(self) -> tuple[MessageDefect, ...]: ...
+
+
+def _require_one_address(recipient: str, header: _ParsedAddressHeader) -> None:
+    """SMTP clients send to every address of the To header: "a@x, b@y" would reach both people."""
+    addresses = header.addresses
+    if len(addresses) != 1:
+        raise UnsendableMessage(
+            f"recipient {recipient!r} holds {len(addresses)} addresses where exactly one is expected"
+        )
+    if header.defects or not addresses[0].domain:
+        raise UnsendableMessage(f"invalid email address {recipient!r}")
+
+
+# 421 "service not available" closes the session whatever command it answers: the server's fault.
+_SERVER_CLOSING = 421
 
 
 def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
     """5xx to the recipient or the content: this message is refused. 5xx elsewhere (the sender,
-    EHLO, AUTH): the server refuses us. 4xx anywhere: try again later."""
+    EHLO, AUTH): the server refuses us. 4xx to the recipient (450/451/452: mailbox full,
+    greylisting): this message is deferred. 421, or 4xx elsewhere: the server, try again later."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in error.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
         permanent: type[Exception] = MailRejected
+        transient: type[MailUnavailable] = MailDeferred
     else:
         codes = [error.code]
         detail = f"{error.code} {error.message}"
         permanent = MailRejected if isinstance(error, aiosmtplib.SMTPDataError) else MailMisconfigured
+        transient = MailUnavailable
     if all(500 <= code < 600 for code in codes):
         return permanent(f"refused: {detail}")
-    return MailUnavailable(f"deferred: {detail}")
+    if _SERVER_CLOSING in codes or not all(400 <= code < 600 for code in codes):
+        return MailUnavailable(f"deferred: {detail}")
+    return transient(f"deferred: {detail}")
 
 
 async def _quit_quietly(client: aiosmtplib.SMTP) -> None:

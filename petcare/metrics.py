@@ -20,7 +20,7 @@ from petcare.alerts import AlertOutcome as OpsAlertOutcome
 from petcare.alerts import SweepOutcome
 from petcare.config import ENV_PREFIX, Settings, SettingsError
 from petcare.models.exports import ExportedFile
-from petcare.models.reminders import ReminderCounts
+from petcare.models.reminders import DuePage, ReminderCounts
 from petcare.models.stock import AlertOutcome as StockAlertOutcome
 from petcare.models.stock import ReconciliationSummary
 
@@ -28,7 +28,11 @@ from petcare.models.stock import ReconciliationSummary
 COUNTERS: dict[str, tuple[str, str]] = {
     "petcare_reminders_sent": ("Reminders delivered, by channel (email, sms)", "reminders"),
     "petcare_reminders_failed": (
-        "Reminders that could not be delivered (rejected address, number)",
+        "Reminders that could not be delivered (rejected address, number, unusable data, deferred too long)",
+        "reminders",
+    ),
+    "petcare_reminders_deferred": (
+        "Reminders whose recipient the provider refused for now, left for a later run",
         "reminders",
     ),
     "petcare_reminders_skipped": ("Due appointments not reminded, by reason", "reminders"),
@@ -74,10 +78,13 @@ def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
             ("petcare_reminders_sent", result.sent_email, {"channel": "email"}),
             ("petcare_reminders_sent", result.sent_sms, {"channel": "sms"}),
             ("petcare_reminders_failed", result.failed, {}),
+            ("petcare_reminders_deferred", result.deferred, {}),
             ("petcare_reminders_skipped", result.skipped_no_consent, {"reason": "no_consent"}),
             ("petcare_reminders_skipped", result.skipped_no_address, {"reason": "no_address"}),
             ("petcare_reminders_skipped", result.skipped_not_due, {"reason": "not_due"}),
         ]
+    if isinstance(result, DuePage):
+        return [("petcare_reminders_failed", result.late_deferrals, {})]
     if isinstance(result, ExportedFile):
         kind = {"kind": str(result.kind)}
         return [

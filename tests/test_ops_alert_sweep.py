@@ -9,11 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import RetryPolicy
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.alerts import OpsAlertActivities
-from petcare.alerts import ALERTED_WORKFLOW_TYPES, SweepOutcome, TimedOutSweep, timed_out_runs_query
+from petcare.alerts import (
+    ALERTED_WORKFLOW_TYPES,
+    TIMED_OUT_SWEEP_ACTIVITY,
+    SweepOutcome,
+    TimedOutSweep,
+    timed_out_runs_query,
+)
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import OPS_ALERT_SWEEP, STOCK_RECONCILIATION
@@ -22,6 +31,7 @@ from petcare.metrics import _counts
 from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import declared_schedules
+from tests.support.reminder_data import SlowSinkHandler
 from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
 from workflows.alert_sweep import OpsAlertSweepWorkflow
@@ -114,3 +124,58 @@ def test_a_name_that_could_end_a_query_literal_is_refused() -> None:
 
 def test_the_sweeps_alerts_count_in_the_alerts_sent_metric() -> None:
     assert _counts(SweepOutcome(timed_out=3, sent=2)) == [("petcare_ops_alerts_sent", 2, {})]
+
+
+@workflow.defn(name="OpsAlertSweepShortHeartbeat")
+class ShortHeartbeatSweep:
+    """The sweep's activity with a heartbeat timeout shorter than one (slow) SMTP send, retried at once."""
+
+    @workflow.run
+    async def run(self, sweep: TimedOutSweep) -> SweepOutcome:
+        outcome: SweepOutcome = await workflow.execute_activity(
+            TIMED_OUT_SWEEP_ACTIVITY,
+            sweep,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=2),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=3),
+            result_type=SweepOutcome,
+        )
+        return outcome
+
+
+async def test_a_send_slower_than_the_heartbeat_timeout_is_not_sent_again_by_a_retry(
+    dev_client: Client, task_queue: str, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=4.0))  # twice the heartbeat timeout
+    await sink.start()
+    alerting = settings.model_copy(
+        update={"ops_email": OPS, "smtp": settings.smtp.model_copy(update={"port": sink.port})}
+    )
+    idle_queue = f"{task_queue}-nobody"
+    await timed_out_run(
+        dev_client, STOCK_RECONCILIATION.workflow_type, idle_queue, StockReconciliationInput()
+    )
+    sweep = TimedOutSweep(task_queue=idle_queue, workflow_types=sorted(ALERTED_WORKFLOW_TYPES))
+    await until_visible(dev_client, f'TaskQueue="{idle_queue}" AND ExecutionStatus="TimedOut"', 1)
+    try:
+        async with (
+            Mailer(alerting.smtp) as mailer,
+            Worker(
+                dev_client,
+                task_queue=task_queue,
+                workflows=[ShortHeartbeatSweep],
+                activities=[OpsAlertActivities(pool, mailer, alerting).alert_timed_out_runs],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+        ):
+            handle = await dev_client.start_workflow(
+                ShortHeartbeatSweep.run, sweep, id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            )
+            outcome = await handle.result()
+            history = await handle.fetch_history()
+    finally:
+        await sink.stop()
+    assert (outcome.timed_out, outcome.sent) == (1, 1)
+    started = [event for event in history.events if event.HasField("activity_task_started_event_attributes")]
+    assert [event.activity_task_started_event_attributes.attempt for event in started] == [1]
+    assert len(sink.received) == 1

@@ -134,6 +134,19 @@ async def test_a_failed_run_sends_exactly_one_alert_and_logs_no_secret(
     assert all(entry["temporal_activity"]["activity_type"] == "ops.alert_failed_run" for entry in sent)
 
 
+def stock_run_failed(error_type: str = "ApplicationError") -> FailedRun:
+    return FailedRun(
+        job="stock-reconciliation",
+        workflow_type="StockReconciliationWorkflow",
+        workflow_id="stock-reconciliation-x",
+        run_id=str(uuid.uuid4()),
+        namespace="default",
+        error_type=error_type,
+        error_message="boom",
+        failed_at=datetime(2026, 11, 28, 2, 5, tzinfo=UTC),
+    )
+
+
 async def test_without_ops_email_the_run_still_fails_and_nothing_is_sent(
     settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
@@ -142,16 +155,7 @@ async def test_without_ops_email_the_run_still_fails_and_nothing_is_sent(
     async with Mailer(unset.smtp) as mailer:
         outcome = await ActivityEnvironment().run(
             OpsAlertActivities(pool, mailer, unset).alert_failed_run,
-            FailedRun(
-                job="stock-reconciliation",
-                workflow_type="StockReconciliationWorkflow",
-                workflow_id="stock-reconciliation-x",
-                run_id=str(uuid.uuid4()),
-                namespace="default",
-                error_type="ApplicationError",
-                error_message="boom",
-                failed_at=datetime(2026, 11, 28, 2, 5, tzinfo=UTC),
-            ),
+            stock_run_failed(),
         )
     assert (outcome.sent, outcome.reason) == (False, "no PETCARE_OPS_EMAIL")
     assert smtp_sink.received == []
@@ -197,3 +201,45 @@ async def test_only_job_runs_alert_not_previews(
     assert [mail.message["Subject"] for mail in smtp_sink.received] == [
         "[petcare] financial-export run failed: ExportFailed"
     ]
+
+
+async def test_an_ops_email_of_two_addresses_fails_the_alert_clearly_and_mails_nobody(
+    settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    two = settings.model_copy(
+        update={
+            "ops_email": "ops@petcare.test, boss@petcare.test",
+            "smtp": settings.smtp.model_copy(update={"port": smtp_sink.port}),
+        }
+    )
+    async with Mailer(two.smtp) as mailer:
+        with pytest.raises(ApplicationError) as raised:
+            await ActivityEnvironment().run(
+                OpsAlertActivities(pool, mailer, two).alert_failed_run,
+                stock_run_failed(),
+            )
+    assert (raised.value.type, raised.value.non_retryable) == ("MailRejected", True)
+    assert "holds 2 addresses" in str(raised.value)
+    assert smtp_sink.received == []
+
+
+async def test_an_error_type_with_line_breaks_is_folded_into_the_alert_subject(
+    settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    alerting = settings.model_copy(
+        update={"ops_email": OPS, "smtp": settings.smtp.model_copy(update={"port": smtp_sink.port})}
+    )
+    async with Mailer(alerting.smtp) as mailer:
+        outcome = await ActivityEnvironment().run(
+            OpsAlertActivities(pool, mailer, alerting).alert_failed_run,
+            # Data from the failed run, in the subject: folded onto its one line.
+            stock_run_failed(error_type="Boom\r\nBcc: thief@example.net"),
+        )
+    assert outcome.sent
+    [mail] = smtp_sink.received
+    assert mail.recipients == [OPS]
+    assert (
+        mail.message["Subject"].strip()
+        == "[petcare] stock-reconciliation run failed: Boom Bcc: thief@example.net"
+    )
+    assert mail.message["Bcc"] is None

@@ -1,4 +1,5 @@
-"""Reminders end to end on the Temporal dev server: API triggers, dry run, SMTP outage, SIGKILLed worker."""
+"""Reminders end to end on the Temporal dev server: API triggers, dry run, SMTP outage, SIGKILLed worker,
+a poisoned record and a full mailbox in the middle of a run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,6 +25,7 @@ from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, Remin
 from petcare.schedules import declared_schedules
 from tests.support.api import AUTH, poll, with_token
 from tests.support.reminder_data import (
+    FullMailboxHandler,
     SlowSinkHandler,
     add_appointment,
     add_many_appointments,
@@ -273,3 +276,61 @@ async def test_a_triggered_run_reports_its_counts_through_the_runs_route(
     counts = run["result"]["counts"]
     assert (counts["due"], counts["sent_email"], counts["skipped_no_address"]) == (2, 1, 1)
     assert [m.recipients for m in smtp_sink.received] == [["one@example.com"]]
+
+
+async def test_a_poisoned_pet_name_and_a_full_mailbox_do_not_hold_up_the_run(
+    dev_client: Client, settings: Settings, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    count = 30
+    store = await add_store(pool)
+    starts = datetime.now(UTC) + timedelta(hours=2)
+    await add_many_appointments(
+        pool, store_id=store, count=count, first_at=starts, spacing=timedelta(minutes=1), domain="run.test"
+    )
+    # Among the others (the run pages 10 at a time): a pet named with a line break, a full mailbox.
+    mid_run = starts + timedelta(minutes=count // 2, seconds=30)
+    await add_appointment(pool, store_id=store, starts_at=mid_run, email="rex@run.test", pet="Rex\nEvil")
+    await add_appointment(pool, store_id=store, starts_at=mid_run, email="full@run.test")
+    handler = FullMailboxHandler(full={"full@run.test"})
+    sink = SmtpSink("127.0.0.1", 0, handler)
+    await sink.start()
+    adjusted = reminder_settings(
+        settings.model_copy(update={"task_queue": task_queue}), smtp_port=sink.port, batch_size=10
+    )
+    try:
+        async with real_worker(dev_client, adjusted, pool):
+            began = asyncio.get_running_loop().time()
+            handle = await dev_client.start_workflow(
+                AppointmentReminderWorkflow.run,
+                ReminderRunInput(),
+                id=f"reminders-poisoned-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            # Before the fix each attempt of the poisoned page failed, retried for up to 6 hours.
+            result = await asyncio.wait_for(handle.result(), 30)
+            took = asyncio.get_running_loop().time() - began
+            # What the Web UI shows as the run's current details.
+            metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+            handler.full.clear()  # the mailbox has room again: the next run delivers it
+            later: ReminderRunResult = await dev_client.execute_workflow(
+                AppointmentReminderWorkflow.run,
+                ReminderRunInput(),
+                id=f"reminders-later-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+    finally:
+        await sink.stop()
+
+    assert took < 15, f"the run took {took:.1f} s"
+    counts = result.counts
+    assert (counts.due, counts.sent_email, counts.failed, counts.deferred) == (count + 2, count + 1, 0, 1)
+    recipients = Counter(m.recipients[0] for m in sink.received)
+    assert set(recipients) == {f"owner{n}@run.test" for n in range(1, count + 1)} | {
+        "rex@run.test",
+        "full@run.test",
+    }
+    assert sum(recipients.values()) == count + 2  # each exactly once, the deferred one included
+    rex = next(m.message for m in sink.received if m.recipients == ["rex@run.test"])
+    assert rex["Subject"].startswith("Reminder: Rex Evil's appointment")
+    assert "0 failed, 1 deferred" in metadata.current_details
+    assert (later.counts.due, later.counts.sent_email, later.counts.deferred) == (1, 1, 0)

@@ -1,5 +1,6 @@
 """Reminder faults for real: refused settings per channel, overlapping attempts, a moved appointment,
-a database blip after the send, an unexpected error."""
+a database blip after the send, an unexpected error, a poisoned record, refusals of one recipient
+for now (SMTP 452, a busy number) and what becomes of them, a gateway that redirects."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
 from tests.support.reminder_data import (
+    FullMailboxHandler,
     SlowSinkHandler,
     add_appointment,
     add_many_appointments,
@@ -234,3 +236,158 @@ async def test_an_unexpected_error_reaches_temporal_as_itself_not_as_a_task_grou
     async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
         with pytest.raises(asyncpg.exceptions.RaiseError, match="injected fault"):
             await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[appointment]))
+
+
+async def test_a_poisoned_record_and_refusals_for_now_mid_page_fail_or_wait_alone(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    poisoned_store = await add_store(pool, name="Paws\u2028& Co\r\nBcc: thief@example.net")
+
+    async def by_email(address: str, *, pet: str = "Rex", at: UUID = store) -> UUID:
+        return await add_appointment(pool, store_id=at, starts_at=soon(), email=address, pet=pet)
+
+    async def by_sms(number: str) -> UUID:
+        return await add_appointment(
+            pool, store_id=store, starts_at=soon(), phone=number, preferred_channel="sms"
+        )
+
+    # In the middle of the page, among reminders that must all go out in this same run.
+    page = [
+        await by_email("first@example.com"),
+        poisoned_pet := await by_email("rex@example.com", pet="Rex\nEvil"),
+        await by_email("store@example.com", at=poisoned_store),
+        two_people := await by_email("one@example.com, other@example.com"),
+        full := await by_email("full@example.com"),
+        busy := await by_sms("+15550100730"),
+        sidless := await by_sms("+15550100731"),
+        await by_sms("+15550100732"),
+        await by_email("last@example.com"),
+    ]
+    handler = FullMailboxHandler(full={"full@example.com"})
+    sink = SmtpSink("127.0.0.1", 0, handler)
+    await sink.start()
+    try:
+        async with (
+            TwilioGatewayServer(busy_numbers={"+15550100730"}, sidless_numbers={"+15550100731"}) as twilio,
+            reminder_activities(pool, settings, smtp_port=sink.port, twilio=twilio) as acts,
+        ):
+            env = ActivityEnvironment()
+            first = await env.run(acts.send_page, SendPage(appointment_ids=page))
+            rows = await states(pool)
+
+            # The full mailbox has room again, the number takes texts again: a later run.
+            handler.full.clear()
+            twilio.busy_numbers.clear()
+            later = ActivityEnvironment()
+            later.info = dataclasses.replace(later.info, workflow_run_id="a-later-run")
+            due = await later.run(acts.fetch_due_page, FetchDuePage(as_of=datetime.now(UTC)))
+            assert set(due.appointment_ids) == {full, busy}
+            second = await later.run(acts.send_page, SendPage(appointment_ids=due.appointment_ids))
+            after = await later.run(acts.fetch_due_page, FetchDuePage(as_of=datetime.now(UTC)))
+    finally:
+        await sink.stop()
+
+    assert (first.sent_email, first.sent_sms, first.failed, first.deferred) == (4, 1, 2, 2)
+    assert (first.released, first.problems) == (0, [])
+    assert rows[poisoned_pet] == ("sent", None)
+    assert rows[two_people][0] == "failed"
+    assert "holds 2 addresses" in (rows[two_people][1] or "")
+    assert rows[sidless] == ("failed", "SMS gateway answered 201 without a message sid")
+    assert rows[full][0] == rows[busy][0] == "deferred"
+    assert "452" in (rows[full][1] or "")
+    assert "14107" in (rows[busy][1] or "")
+
+    # Header values built from data arrive folded onto one line; nothing reached a second address.
+    subjects = {m.recipients[0]: m.message["Subject"] for m in sink.received}
+    assert subjects["rex@example.com"].startswith("Reminder: Rex Evil's appointment at Paws & Co")
+    assert "Paws & Co Bcc: thief@example.net" in subjects["store@example.com"]
+    recipients = Counter(r for m in sink.received for r in m.recipients)
+    assert not {"one@example.com", "other@example.com", "thief@example.net"} & set(recipients)
+
+    # The later run delivers each deferred reminder exactly once, and nothing is left over.
+    assert (second.sent_email, second.sent_sms, second.failed, second.deferred) == (1, 1, 0, 0)
+    assert after.appointment_ids == []
+    assert recipients["full@example.com"] == 1
+    assert [m.to for m in twilio.messages].count("+15550100730") == 1
+    assert sum(recipients.values()) == 4 + 1  # four in the first run, the deferred one later
+
+
+async def test_a_deferral_that_runs_into_the_minimum_lead_is_recorded_failed(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    fetched_late, claimed_late = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"{name}@example.com")
+        for name in ("fetched", "claimed")
+    ]
+    handler = FullMailboxHandler(full={"fetched@example.com", "claimed@example.com"})
+    sink = SmtpSink("127.0.0.1", 0, handler)
+    await sink.start()
+    move_inside_the_lead = "UPDATE appointments SET starts_at = now() + interval '20 minutes' WHERE id = $1"
+    try:
+        async with reminder_activities(pool, settings, smtp_port=sink.port) as acts:
+            env = ActivityEnvironment()
+            deferred = await env.run(acts.send_page, SendPage(appointment_ids=[fetched_late, claimed_late]))
+            assert deferred.deferred == 2
+            handler.full.clear()  # too late: nothing may go out any more
+
+            # Moved inside the minimum lead before the next run: its first fetch records it failed.
+            await pool.execute(move_inside_the_lead, fetched_late)
+            due = await env.run(acts.fetch_due_page, FetchDuePage(as_of=datetime.now(UTC)))
+            assert (due.appointment_ids, due.late_deferrals) == ([claimed_late], 1)
+            # Moved between that fetch and the claim: the claim records it failed.
+            await pool.execute(move_inside_the_lead, claimed_late)
+            page = await env.run(acts.send_page, SendPage(appointment_ids=due.appointment_ids))
+    finally:
+        await sink.stop()
+    assert (page.sent_email, page.failed, page.deferred, page.skipped_not_due) == (0, 1, 0, 0)
+    assert sink.received == []
+    rows = await states(pool)
+    for appointment in (fetched_late, claimed_late):
+        state, reason = rows[appointment]
+        assert state == "failed"
+        assert (reason or "").startswith("deferred until too late (last answer: deferred: ")
+        assert "452" in (reason or "")
+
+
+async def test_a_421_to_one_recipient_is_the_server_closing_and_stops_the_page(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    appointment = await add_appointment(pool, store_id=store, starts_at=soon(), email="any@example.com")
+    sink = SmtpSink(
+        "127.0.0.1", 0, FullMailboxHandler(full={"any@example.com"}, answer="421 4.3.2 shutting down")
+    )
+    await sink.start()
+    try:
+        async with reminder_activities(pool, settings, smtp_port=sink.port) as acts:
+            with pytest.raises(ApplicationError) as raised:
+                await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[appointment]))
+    finally:
+        await sink.stop()
+    assert raised.value.type == "ReminderProviderUnavailable"
+    assert "421" in str(raised.value)
+    assert (await states(pool))[appointment][0] == "claimed"  # the retry of this run sends it
+
+
+async def test_a_gateway_that_redirects_is_not_followed_and_stops_only_the_texts(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    text = await add_appointment(
+        pool, store_id=store, starts_at=soon(), phone="+15550100740", preferred_channel="sms"
+    )
+    mail = await add_appointment(pool, store_id=store, starts_at=soon(), email="mail@example.com")
+    async with (
+        TwilioGatewayServer(moved=True) as twilio,
+        reminder_activities(pool, settings, smtp_port=smtp_sink.port, twilio=twilio) as acts,
+    ):
+        page = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[text, mail]))
+    assert (page.sent_email, page.sent_sms, page.failed, page.released) == (1, 0, 0, 1)
+    [problem] = page.problems
+    assert "307" in problem
+    assert "PETCARE_SMS__BASE_URL" in problem
+    # The redirect was not followed: one request, no message at the address it pointed to.
+    assert (twilio.requests, twilio.messages) == (1, [])
+    assert (await states(pool))[text][0] == "skipped"

@@ -209,3 +209,36 @@ async def test_alerts_go_to_the_fallback_address_when_the_store_has_none(
     assert nobody.status == "no_recipient"
     assert ops.status == "sent"
     assert [mail.recipients for mail in smtp_sink.received] == [["ops@petcare.test"]]
+
+
+async def test_a_store_name_with_line_breaks_is_folded_into_the_subject(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Harbour\r\nBcc: thief@example.net\u2028", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    _, outcome = await reconcile_and_alert(activities, store)
+    assert outcome.status == "sent"
+    [mail] = smtp_sink.received
+    assert mail.recipients == [STORE_EMAIL]
+    # One header, the injected text part of it (the email package may fold a long one onto a
+    # continuation line: the leading whitespace is that fold, not the store's name).
+    assert mail.message["Subject"].strip().startswith("Stock alert: Harbour Bcc: thief@example.net , 1 new")
+    assert mail.message["Bcc"] is None
+
+
+async def test_a_store_email_of_two_addresses_fails_that_alert_and_mails_nobody(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Two managers", email="one@store.test, two@store.test")
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    with pytest.raises(ApplicationError) as raised:
+        await reconcile_and_alert(activities, store)
+    assert (raised.value.type, raised.value.non_retryable) == ("MailRejected", True)
+    assert "holds 2 addresses" in str(raised.value)
+    run = await pool.fetchrow("SELECT alert_status, alert_error FROM stock_reconciliations")
+    assert run is not None
+    assert run["alert_status"] == "failed"
+    assert "holds 2 addresses" in run["alert_error"]
+    assert smtp_sink.received == []
+    # Released at once: the next run, with the address fixed, still owes the alert.
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_by IS NOT NULL") == 0

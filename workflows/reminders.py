@@ -54,6 +54,8 @@ class AppointmentReminderWorkflow:
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=QUERY_RETRY,
             )
+            if page.late_deferrals:
+                counts = counts.plus(ReminderCounts(failed=page.late_deferrals))
             if page.appointment_ids:
                 sent = await workflow.execute_activity_method(
                     ReminderActivities.send_page,
@@ -96,7 +98,8 @@ class AppointmentReminderWorkflow:
 def _details(pages: int, counts: ReminderCounts) -> str:
     return (
         f"{pages} pages: {counts.due} due, {counts.sent_email} emailed, {counts.sent_sms} texted, "
-        f"{counts.failed} failed, {counts.skipped_no_consent + counts.skipped_no_address} skipped"
+        f"{counts.failed} failed, {counts.deferred} deferred, "
+        f"{counts.skipped_no_consent + counts.skipped_no_address} skipped"
     )
 
 

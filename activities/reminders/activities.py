@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from temporalio import activity
 
-from activities.heartbeat import HEARTBEAT_EVERY
+from activities.heartbeat import heartbeat_interval
 from activities.reminders.claims import ClaimStore
 from activities.reminders.delivery import Delivery
 from activities.reminders.due import DueAppointments
@@ -61,19 +61,18 @@ class ReminderActivities:
         ids = [row["id"] for row in rows]
         last = rows[-1] if len(rows) == limit else None
         cursor = PageCursor(starts_at=last["starts_at"], appointment_id=last["id"]) if last else None
-        return DuePage(appointment_ids=ids, next_cursor=cursor)
+        # Once per run, ahead of its pages: what earlier runs deferred and has run out of time.
+        late = await self._claims.fail_late_deferrals() if request.after is None else 0
+        return DuePage(appointment_ids=ids, next_cursor=cursor, late_deferrals=late)
 
     @activity.defn(name="reminders.send_page")
     async def send_page(self, request: SendPage) -> PageResult:
         """Claim, send and record each appointment; transient faults fail the page for a retry."""
         info = activity.info()
         owner = Owner(run=f"{info.workflow_id}/{info.workflow_run_id}", attempt=info.attempt)
-        timeout = info.heartbeat_timeout
-        # Well inside the heartbeat timeout, so one slow provider call never looks like a dead worker.
-        every = min(HEARTBEAT_EVERY, max(timeout.total_seconds() / 3, 0.5)) if timeout else HEARTBEAT_EVERY
         senders = self._settings.smtp_concurrency + self._settings.sms_concurrency
         sender = PageSender(self._claims, self._delivery, owner, senders=senders)
-        return await sender.run(request.appointment_ids, heartbeat_every=every)
+        return await sender.run(request.appointment_ids, heartbeat_every=heartbeat_interval())
 
     @activity.defn(name="reminders.preview")
     async def preview(self, request: PreviewRequest) -> ReminderPreview:

@@ -1,5 +1,6 @@
 """Claim SQL: re-check each appointment under its row lock and claim it, confirm before each send,
-release what a misconfigured channel could not send."""
+give back what a misconfigured channel could not send or a provider deferred, and record as failed
+the deferrals that ran out of time."""
 
 from __future__ import annotations
 
@@ -62,10 +63,25 @@ _UPSERT_SKIPPED = """
 _CONFIRM = """
     SELECT owner = $2 AND owner_attempt = $3 AND state = 'claimed' AS mine, state
     FROM reminder_deliveries WHERE appointment_id = $1"""
-# Skipped rows stay eligible: the next run claims them again.
-_RELEASE = """
-    UPDATE reminder_deliveries SET state = 'skipped', reason = $4, updated_at = now()
+# Skipped and deferred rows stay eligible: the next run claims them again. Only this attempt's own
+# claims: one a newer attempt took over is the newer attempt's to send.
+_GIVE_BACK = """
+    UPDATE reminder_deliveries SET state = $5, reason = $4, updated_at = now()
     WHERE appointment_id = ANY($1::uuid[]) AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'"""
+# Deferred rows whose appointment is now inside the minimum lead ($1): no run fetches them again.
+# Appointments first, as the claim transaction locks them; one a claim holds is left to the claim
+# (which records it the same way) or to the next run.
+_LATE_DEFERRALS = """
+    SELECT a.id FROM reminder_deliveries d JOIN appointments a ON a.id = d.appointment_id
+    WHERE d.state = 'deferred' AND a.starts_at < now() + $1::interval
+    ORDER BY a.id
+    FOR UPDATE OF a SKIP LOCKED"""
+_FAIL_DEFERRED = """
+    UPDATE reminder_deliveries
+    SET state = 'failed', updated_at = now(),
+        reason = left('deferred until too late (last answer: ' || coalesce(reason, '') || ')', 500)
+    WHERE appointment_id = ANY($1::uuid[]) AND state = 'deferred'
+    RETURNING appointment_id"""
 
 
 class ClaimStore:
@@ -83,6 +99,7 @@ class ClaimStore:
         """
         claims: dict[UUID, Claim] = {}
         skipped: list[tuple[UUID, str]] = []
+        too_late: list[UUID] = []
         async with self._pool.acquire() as connection, connection.transaction():
             locked = [row["id"] for row in await connection.fetch(_LOCK, appointment_ids)]
             read = _CLAIM_READ, locked, self._lease, self._lead, self._window
@@ -99,6 +116,8 @@ class ClaimStore:
                 reason = skip_reason(state, decision)
                 if reason is not None:
                     skipped.append((row["id"], reason))
+                elif decision == "too_late":
+                    too_late.append(row["id"])
             sending = [claim for claim in claims.values() if isinstance(claim, ToSend)]
             if sending:
                 columns = [
@@ -116,6 +135,8 @@ class ClaimStore:
                         claims[claim.appointment_id] = Settled(claim.appointment_id, "elsewhere")
             if skipped:
                 await connection.execute(_UPSERT_SKIPPED, *map(list, zip(*skipped, strict=True)), owner.run)
+            if too_late:
+                await connection.execute(_FAIL_DEFERRED, too_late)
         # An appointment deleted since the fetch has nothing left to remind.
         return [
             claims.get(appointment_id) or Settled(appointment_id, "not_due")
@@ -133,7 +154,24 @@ class ClaimStore:
         return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
 
     async def release(self, appointment_ids: list[UUID], owner: Owner, reason: str) -> None:
-        await self._pool.execute(_RELEASE, appointment_ids, owner.run, owner.attempt, reason[:500])
+        """Claims a misconfigured channel could not send: the next run sends them."""
+        await self._give_back(appointment_ids, owner, reason, "skipped")
+
+    async def defer(self, appointment_id: UUID, owner: Owner, reason: str) -> None:
+        """A reminder whose recipient the provider refused for now: the next run tries it again."""
+        await self._give_back([appointment_id], owner, reason, "deferred")
+
+    async def _give_back(self, appointment_ids: list[UUID], owner: Owner, reason: str, state: str) -> None:
+        await self._pool.execute(_GIVE_BACK, appointment_ids, owner.run, owner.attempt, reason[:500], state)
+
+    async def fail_late_deferrals(self) -> int:
+        """Records as failed every deferred reminder whose appointment is now inside the minimum
+        lead (no run would fetch it again); returns how many."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            late = [row["id"] for row in await connection.fetch(_LATE_DEFERRALS, self._lead)]
+            if not late:
+                return 0
+            return len(await connection.fetch(_FAIL_DEFERRED, late))
 
 
 def _state(row: asyncpg.Record) -> ClaimState:

@@ -24,3 +24,5 @@ def count_settled(claim: Settled, counts: ReminderCounts) -> None:
         counts.skipped_no_address += 1
     elif claim.decision == "not_due":
         counts.skipped_not_due += 1
+    elif claim.decision == "too_late":
+        counts.failed += 1

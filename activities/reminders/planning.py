@@ -18,6 +18,7 @@ Decision = Literal[
     "no_consent",
     "no_address",
     "not_due",  # cancelled, completed, started, or no longer inside the window
+    "too_late",  # deferred by a provider (a full mailbox...) until inside the minimum lead: failed
     "superseded",  # a newer attempt of this same run holds it: this attempt must stop
 ]
 
@@ -79,8 +80,12 @@ def decide(state: ClaimState, owner: Owner, route: Route | None) -> Decision:
         held = _claim_holder(state, owner)
         if held is not None:
             return held
-    if state.status not in ACTIVE_STATUSES or state.started or state.too_soon or state.beyond_window:
+    if state.status not in ACTIVE_STATUSES or state.beyond_window:
         return "not_due"
+    if state.started or state.too_soon:
+        # A reminder the provider kept deferring will not go out now: recorded as failed, not
+        # left as a deferral no run would ever pick up again.
+        return "too_late" if state.delivery_state == "deferred" else "not_due"
     if not state.consent:
         return "no_consent"
     if route is None:

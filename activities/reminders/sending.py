@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from activities.reminders.claims import ClaimStore
 from activities.reminders.counting import count_settled
-from activities.reminders.delivery import MISCONFIGURED, UNAVAILABLE, ClaimLost, Delivery
+from activities.reminders.delivery import DEFERRED, MISCONFIGURED, UNAVAILABLE, ClaimLost, Delivery
 from activities.reminders.planning import Owner, Settled, ToSend
 from petcare.models.reminders import Channel, PageResult
 
@@ -25,8 +25,9 @@ CLAIM_GROUP = 20
 
 class PageSender:
     """A provider that is down stops the page (retried with backoff); one that refuses our
-    settings stops only its channel, whose claims go back for a later run; a lost claim (a newer
-    attempt took over) stops this attempt before it sends anything more."""
+    settings stops only its channel, whose claims go back for a later run; one that refuses a
+    recipient for now (a full mailbox, a busy number) defers only that reminder to a later run; a
+    lost claim (a newer attempt took over) stops this attempt before it sends anything more."""
 
     def __init__(self, claims: ClaimStore, delivery: Delivery, owner: Owner, *, senders: int) -> None:
         self._claims, self._delivery, self._owner, self._senders = claims, delivery, owner, senders
@@ -101,6 +102,12 @@ class PageSender:
                 outcome = await self._delivery.deliver(
                     claim, partial(self._claims.confirm, claim.appointment_id, self._owner)
                 )
+            except DEFERRED as error:  # before UNAVAILABLE: its subclasses
+                await self._claims.defer(claim.appointment_id, self._owner, str(error))
+                self.counts.deferred += 1
+                self._done += 1
+                log.info("reminder for appointment %s deferred to a later run", claim.appointment_id)
+                continue
             except UNAVAILABLE as error:
                 self._unavailable.append(str(error))
                 continue

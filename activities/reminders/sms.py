@@ -20,6 +20,11 @@ class SmsUnavailable(Exception):
     """The gateway could not take it now (5xx, 429, timeout, connection refused): retry later."""
 
 
+class SmsDeferred(SmsUnavailable):
+    """The gateway refused this one number for now (see RECIPIENT_BUSY_CODES): only this message
+    waits for a later run; the gateway itself and the other numbers are fine."""
+
+
 class SmsConfigurationError(Exception):
     """The provider refuses our settings (missing, wrong credentials or sender number): every message
     would fail alike. Names the variable, never a secret."""
@@ -30,6 +35,14 @@ class SmsConfigurationError(Exception):
 # 21660). Recipient codes (21211 invalid To, 21614 not a mobile, 21610 unsubscribed...) stay rejections.
 ACCOUNT_FAULT_CODES = frozenset({"20003", "20404"})
 SENDER_FAULT_CODES = frozenset({"21212", "21603", "21606", "21659", "21660"})
+# 4xx codes that name one recipient and pass with time: 14107, too many messages between our number
+# and this one in a short period (Twilio lifts it after 30 s); 30003, the handset is unreachable
+# (switched off, out of coverage). Other recipient codes (21211 invalid, 21610 unsubscribed,
+# 21612 unroutable, 21614 not a mobile) stay final: trying again later would meet the same answer.
+RECIPIENT_BUSY_CODES = frozenset({"14107", "30003"})
+# 21611: our From number's queue at Twilio is full. Not this recipient's doing: every text would
+# meet it, so the page waits and retries, as on a 429 or a 5xx.
+SENDER_BUSY_CODES = frozenset({"21611"})
 
 
 class SmsGateway(Protocol):
@@ -63,11 +76,13 @@ class TwilioGateway:
         self._from = sender
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
 
-    async def send(self, to: str, body: str) -> str | None:
+    async def send(self, to: str, body: str) -> str:
         form = {"To": to, "From": self._from, "Body": body}
         try:
+            # No redirect is followed: a redirect is not the API's answer (a 307 would post the form
+            # somewhere else, a 301/302 turns it into a GET whose 200 would look like a send).
             async with self._http.post(
-                self._url, data=form, headers=self._headers, timeout=self._timeout
+                self._url, data=form, headers=self._headers, timeout=self._timeout, allow_redirects=False
             ) as answer:
                 status = answer.status
                 payload = await _json_or_empty(answer)
@@ -75,10 +90,21 @@ class TwilioGateway:
             raise SmsUnavailable(f"SMS gateway: {type(error).__name__}: {error}") from None
         if 200 <= status < 300:
             sid = payload.get("sid")
-            return str(sid) if sid else None
+            if not isinstance(sid, str) or not sid:
+                # Without the sid nothing says the gateway queued this message: not recorded as sent.
+                raise SmsRejected(f"SMS gateway answered {status} without a message sid")
+            return sid
+        if 300 <= status < 400:
+            # Nothing was sent. A gateway that redirects (http to https, a moved API) is a wrong
+            # setting for every message, not a fault of this one.
+            raise SmsConfigurationError(
+                f"SMS gateway answered {status} (a redirect, not followed): check PETCARE_SMS__BASE_URL"
+            )
         code = str(payload.get("code", ""))
         detail = f"{status} {code} {payload.get('message', '')}".strip()
-        if status == 429 or status >= 500:
+        if 400 <= status < 500 and code in RECIPIENT_BUSY_CODES:
+            raise SmsDeferred(f"SMS gateway deferred this number: {detail}")
+        if status == 429 or status >= 500 or code in SENDER_BUSY_CODES:
             raise SmsUnavailable(f"SMS gateway deferred: {detail}")
         # Credentials, account or sender number are wrong for every message, not just this one.
         if code in SENDER_FAULT_CODES:

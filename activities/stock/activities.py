@@ -109,16 +109,18 @@ class StockActivities:
             )
             if isinstance(email, str):
                 return await _outcome(connection, run.id, email, None)
-        message = build_alert_email(
-            from_address=self._from_address,
-            recipient=email.recipient,
-            store_name=run.store_name,
-            business_date=run.business_date,
-            reconciliation_id=run.id,
-            message_id=email.message_id,
-            alerts=email.alerts,
-        )
         try:
+            # Built inside: a store email holding several addresses is this alert's fault, recorded
+            # like an address the server refuses (UnsendableMessage is a MailRejected).
+            message = build_alert_email(
+                from_address=self._from_address,
+                recipient=email.recipient,
+                store_name=run.store_name,
+                business_date=run.business_date,
+                reconciliation_id=run.id,
+                message_id=email.message_id,
+                alerts=email.alerts,
+            )
             await self._mailer.send(message)
         except MailRejected as error:  # this address refuses it: the store's address needs fixing
             await reservations.release(self._pool, run.id, "failed", str(error))

@@ -77,6 +77,11 @@ class SmtpSink:
     def received(self) -> list[ReceivedMail]:
         return self.handler.received
 
+    @property
+    def open_sessions(self) -> int:
+        """Client connections open right now (aiosmtpd drops a session's transport when it ends)."""
+        return sum(session.transport is not None for session in self._sessions)
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, self.host, self.port)

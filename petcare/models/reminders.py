@@ -51,6 +51,9 @@ class ReminderCounts(BaseModel):
     # Claims given back because their channel's provider refused our configuration: the next run
     # (after the settings are fixed) sends them.
     released: int = 0
+    # Given back because the provider refused the recipient for now (a full mailbox, greylisting, a
+    # busy number): a later run tries again, until the appointment is inside the minimum lead.
+    deferred: int = 0
 
     def plus(self, other: ReminderCounts) -> ReminderCounts:
         return ReminderCounts(
@@ -100,6 +103,9 @@ class DuePage(BaseModel):
     appointment_ids: list[UUID]
     # None when this was the last page.
     next_cursor: PageCursor | None
+    # Deferred reminders recorded as failed while fetching the first page: their appointment is
+    # now inside the minimum lead, so no page will hold them again.
+    late_deferrals: int = 0
 
 
 class SendPage(BaseModel):

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -179,6 +179,22 @@ class SlowSinkHandler(SinkHandler):
     ) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class FullMailboxHandler(SinkHandler):
+    """A real SMTP sink whose `full` mailboxes refuse RCPT TO for now with `answer` (a full mailbox,
+    by default); the other recipients, in the same session, are taken as usual."""
+
+    full: set[str] = field(default_factory=set)
+    answer: str = "452 4.2.2 mailbox full, try again later"
+
+    async def handle_RCPT(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.full:
+            return self.answer
+        return await super().handle_RCPT(server, session, envelope, address, options)
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:

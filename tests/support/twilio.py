@@ -33,6 +33,13 @@ class TwilioGatewayServer:
     landline_numbers: set[str] = field(default_factory=set)
     # From numbers the account may not send from: Twilio's 21606 (our configuration, not the recipient).
     invalid_senders: set[str] = field(default_factory=set)
+    # Numbers that have had too many messages from our number lately: Twilio's 429 with code 14107,
+    # a refusal of this one recipient that passes with time.
+    busy_numbers: set[str] = field(default_factory=set)
+    # Numbers whose message is answered 201 without a sid (a gateway that lost track of it).
+    sidless_numbers: set[str] = field(default_factory=set)
+    # The API has moved: every request is answered 307 to the same path under /moved, which works.
+    moved: bool = False
     # Set to a 5xx (or 429) status to make every request fail that way until reset to None.
     fail_status: int | None = None
     delay_seconds: float = 0.0
@@ -49,6 +56,7 @@ class TwilioGatewayServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_post("/moved/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,6 +82,8 @@ class TwilioGatewayServer:
     async def _create_message(self, request: web.Request) -> web.Response:
         self.requests += 1
         arrived = time.monotonic()
+        if self.moved and not request.path.startswith("/moved/"):
+            raise web.HTTPTemporaryRedirect(f"/moved{request.path}")
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         expected = encode_basic_auth(self.account_sid, self.auth_token)
@@ -93,6 +103,10 @@ class TwilioGatewayServer:
             return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if to in self.landline_numbers:
             return self._error(400, 21614, f"'To' number {to} is not a valid mobile number")
+        if to in self.busy_numbers:
+            return self._error(429, 14107, f"Too many messages to {to} from {sender}: wait, then send again")
+        if to in self.sidless_numbers:
+            return web.json_response({"to": to, "status": "queued"}, status=201)
         sid = f"SM{next(self._ids):032x}"
         self.messages.append(SentSms(sid, to, sender, body, arrived))
         return web.json_response(
