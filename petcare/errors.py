@@ -1,0 +1,133 @@
+"""The project's one error vocabulary: the exceptions its code raises, and the `ApplicationError`
+types that cross into Temporal (histories, retry policies, alerts, the API's run views).
+
+Exceptions raised inside the project (caught and classified before they reach Temporal)::
+
+    Exception
+    ├── DeliveryError                a provider's answer about one message (mail or SMS)
+    │   ├── DeliveryRejected         this message is refused for good (5xx to its recipient,
+    │   │   │                        an invalid or unsubscribed number): record it failed
+    │   │   └── UnsendableMessage    it cannot even be built from its data (several addresses
+    │   │                            in one field, a header the email package refuses)
+    │   ├── DeliveryUnavailable      the provider cannot take anything now (down, 421, a 5xx
+    │   │   │                        gateway, a timeout): the sender retries later
+    │   │   └── DeliveryDeferred     only this recipient, for now (450/451/452 on RCPT TO,
+    │   │                            a busy handset): only this message waits
+    │   └── DeliveryMisconfigured    the provider refuses *our* settings (login, sender address,
+    │                                account, From number): every message would fail alike
+    ├── SettingsError                (petcare.config) a setting is missing or malformed
+    ├── InvalidTimeZone              (petcare.timezones, a ValueError) not an IANA zone
+    └── TemporalConfigurationError   (petcare.temporal_client) the namespace lacks what we need
+        └── SearchAttributesMissing
+
+What crosses into Temporal is an `ApplicationError` whose `type` is one `ErrorType`, used both
+where it is raised and in the retry policies that name it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio.exceptions import ApplicationError
+
+
+class ErrorType(StrEnum):
+    """Every `ApplicationError.type` the activities and workflows raise. The values are recorded
+    in workflow histories: never rename one."""
+
+    # Any job sending mail (stock alerts, ops alerts); reminders record these per message instead.
+    MAIL_REJECTED = "MailRejected"
+    MAIL_MISCONFIGURED = "MailMisconfigured"
+    MAIL_UNAVAILABLE = "MailUnavailable"
+    # Appointment reminders.
+    REMINDER_CLAIM_LOST = "ReminderClaimLost"
+    REMINDER_PROVIDER_UNAVAILABLE = "ReminderProviderUnavailable"
+    REMINDER_CONFIGURATION_ERROR = "ReminderConfigurationError"
+    # Financial exports.
+    EXPORT_NOT_FOUND = "ExportNotFound"
+    EXPORT_NOT_PROCESSING = "ExportNotProcessing"
+    EXPORT_DATA_ERROR = "ExportDataError"
+    EXPORT_STALLED = "ExportStalled"
+    FINANCIAL_EXPORT_FAILED = "FinancialExportFailed"
+    SFTP_HOST_KEY_REJECTED = "SftpHostKeyRejected"
+    SFTP_AUTHENTICATION_FAILED = "SftpAuthenticationFailed"
+    SFTP_CONFIGURATION_ERROR = "SftpConfigurationError"
+    SFTP_PERMISSION_DENIED = "SftpPermissionDenied"
+    # Stock reconciliation.
+    UNKNOWN_STORE = "UnknownStore"
+    UNKNOWN_RECONCILIATION = "UnknownReconciliation"
+    RECONCILIATION_LOST = "ReconciliationLost"
+
+
+# Faults no retry can fix: raised as non-retryable and named in every retry policy that could
+# meet them (a policy that names one more than its activity raises costs nothing).
+PERMANENT: frozenset[ErrorType] = frozenset(
+    {
+        ErrorType.MAIL_REJECTED,
+        ErrorType.MAIL_MISCONFIGURED,
+        ErrorType.EXPORT_NOT_FOUND,
+        ErrorType.EXPORT_NOT_PROCESSING,
+        ErrorType.EXPORT_DATA_ERROR,
+        ErrorType.SFTP_HOST_KEY_REJECTED,
+        ErrorType.SFTP_AUTHENTICATION_FAILED,
+        ErrorType.SFTP_CONFIGURATION_ERROR,
+        ErrorType.SFTP_PERMISSION_DENIED,
+        ErrorType.UNKNOWN_STORE,
+        ErrorType.UNKNOWN_RECONCILIATION,
+    }
+)
+
+
+def non_retryable(*types: ErrorType) -> list[str]:
+    """For `RetryPolicy(non_retryable_error_types=...)`: the given types, each a permanent one."""
+    assert all(error_type in PERMANENT for error_type in types), types
+    return [str(error_type) for error_type in types]
+
+
+def application_error(message: str, error_type: ErrorType) -> ApplicationError:
+    """The one way an activity reports a classified fault: non-retryable exactly when permanent."""
+    return ApplicationError(message, type=str(error_type), non_retryable=error_type in PERMANENT)
+
+
+class DeliveryError(Exception):
+    """A provider's answer about one message. The message names servers and variables, never a
+    secret."""
+
+
+class DeliveryRejected(DeliveryError):
+    """This message is refused for good: the delivery is recorded failed, the others go on."""
+
+
+class UnsendableMessage(DeliveryRejected):
+    """The message cannot be built from its data: that message fails, never the whole job."""
+
+
+class DeliveryUnavailable(DeliveryError):
+    """The provider cannot take anything now: retry later (with backoff, by Temporal)."""
+
+
+class DeliveryDeferred(DeliveryUnavailable):
+    """Refused for now for this one recipient only: the session and the other messages are fine.
+    A DeliveryUnavailable, so whoever sends a single message simply retries it."""
+
+
+class DeliveryMisconfigured(DeliveryError):
+    """The provider refuses our settings: every message would fail the same way, so no message
+    may be recorded as undeliverable because of it."""
+
+
+_MAIL_TYPES: dict[type[DeliveryError], ErrorType] = {
+    DeliveryRejected: ErrorType.MAIL_REJECTED,
+    DeliveryMisconfigured: ErrorType.MAIL_MISCONFIGURED,
+    DeliveryUnavailable: ErrorType.MAIL_UNAVAILABLE,
+}
+
+
+def delivery_failure(error: DeliveryError) -> ApplicationError:
+    """A provider's error as the activity's failure, for jobs that send one message per attempt
+    (stock and ops alerts): a rejection or our settings fail for good, the rest is retried."""
+    for kind, error_type in _MAIL_TYPES.items():
+        if isinstance(error, kind):
+            prefix = "mail configuration: " if kind is DeliveryMisconfigured else ""
+            return application_error(f"{prefix}{error}", error_type)
+    return application_error(str(error), ErrorType.MAIL_UNAVAILABLE)
