@@ -20,7 +20,7 @@ from petcare.models.stock import StockReconciliationInput, StockReconciliationRe
 from petcare.temporal_client import connect_temporal
 from tests.support.api import AUTH, closed_port
 from tests.support.stock import add_product, add_store
-from worker_main import WorkerResources, build_worker
+from worker_main import WorkerResources, workers_running
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -82,8 +82,10 @@ async def test_worker_endpoint_serves_sdk_and_business_metrics(
     env = {"TEMPORAL_ADDRESS": dev_client.service_client.config.target_host}
     client = await connect_temporal(env=env, runtime=runtime)
     async with Mailer(configured.smtp) as mailer, aiohttp.ClientSession() as http:
-        resources = WorkerResources(settings=configured, pool=pool, mailer=mailer, http=http)
-        async with build_worker(client, resources, task_queue=task_queue):
+        resources = WorkerResources(
+            settings=configured, pool=pool, upload_pool=pool, mailer=mailer, http=http
+        )
+        async with workers_running(client, resources, task_queue=task_queue):
             result = await client.execute_workflow(
                 STOCK_RECONCILIATION.workflow_type,
                 StockReconciliationInput(store_id=store),

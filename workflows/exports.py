@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FinancialExportInput,
         FinancialExportResult,
         ManifestRequest,
+        upload_task_queue,
     )
 
 # Faults that no retry can fix; the activities also raise them as non-retryable.
@@ -81,6 +82,7 @@ class FinancialExportWorkflow:
             manifest = await workflow.execute_activity_method(
                 ExportActivities.write_manifest,
                 ManifestRequest(plan=plan, files=files, generated_at=workflow.now()),
+                task_queue=upload_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=UPLOAD_RETRY,
             )
@@ -114,6 +116,7 @@ class FinancialExportWorkflow:
             workflow.start_activity_method(
                 ExportActivities.write_file,
                 FileRequest(plan=plan, kind=kind),
+                task_queue=upload_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=UPLOAD_TIMEOUT,
                 heartbeat_timeout=UPLOAD_HEARTBEAT,
                 retry_policy=UPLOAD_RETRY,

@@ -18,6 +18,7 @@ from petcare.models.stock import (
     ReconciliationSummary,
     StoreTarget,
 )
+from workflows.stock import RECONCILE_ATTEMPT
 
 FROM_ADDRESS = "Petcare Stock <stock@petcare.test>"
 
@@ -69,7 +70,12 @@ def activity_env(run_id: str | None = None) -> ActivityEnvironment:
     """An activity environment whose activities believe they run in workflow run `run_id`."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(
-        env.info, workflow_id=TEST_WORKFLOW_ID, workflow_run_id=run_id or uuid.uuid4().hex
+        env.info,
+        workflow_id=TEST_WORKFLOW_ID,
+        workflow_run_id=run_id or uuid.uuid4().hex,
+        # The workflow's budget (ActivityEnvironment's default is 1 s): the aggregate's timeout
+        # derives from it.
+        start_to_close_timeout=RECONCILE_ATTEMPT,
     )
     return env
 
