@@ -24,7 +24,7 @@ from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
 from activities.stock import StockActivities
 from petcare.config import Settings
-from petcare.db import create_pool
+from petcare.db import create_pool, create_upload_pool
 from petcare.mail import Mailer
 from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
 from petcare.models.exports import upload_task_queue
@@ -150,11 +150,7 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
         # The runtime serves Prometheus metrics (SDK and business counters) for the process's life.
         client = await connect_temporal(runtime=worker_runtime(settings))
         pool = await stack.enter_async_context(create_pool(settings))
-        upload_pool = await stack.enter_async_context(
-            create_pool(
-                settings, name="export upload", min_size=0, max_size=settings.export.upload_concurrency
-            )
-        )
+        upload_pool = await stack.enter_async_context(create_upload_pool(settings))
         # One bound on SMTP sessions for every job in this process: the setting means what it says.
         mailer = await stack.enter_async_context(
             Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)

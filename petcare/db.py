@@ -72,9 +72,10 @@ def create_pool(
     name: str = "main",
     min_size: int | None = None,
     max_size: int | None = None,
+    command_timeout: float | None = None,
 ) -> TimedPool:
-    """A pool to be entered with `async with`; `dsn` overrides the settings' URL (tests), `min_size`
-    and `max_size` the settings' sizes (the worker's export pool)."""
+    """A pool to be entered with `async with`; `dsn` overrides the settings' URL (tests), the
+    keywords the settings' sizes and command timeout (the worker's upload pool)."""
     database = settings.database
     # asyncpg.create_pool has no pool class parameter; these are its defaults for the rest.
     return TimedPool(
@@ -88,7 +89,23 @@ def create_pool(
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
-        command_timeout=database.command_timeout_seconds,
+        command_timeout=database.command_timeout_seconds if command_timeout is None else command_timeout,
+    )
+
+
+def create_upload_pool(settings: Settings) -> TimedPool:
+    """The worker's pool for the exports' COPYs, one connection per upload slot, opened on demand.
+
+    Its command timeout is the COPY's (PETCARE_EXPORT__COPY_TIMEOUT_SECONDS), not the short
+    statements': asyncpg prepares a COPY's query (to quote its arguments) under the command
+    timeout, so a table lock held longer than that would otherwise fail the export there.
+    """
+    return create_pool(
+        settings,
+        name="export upload",
+        min_size=0,
+        max_size=settings.export.upload_concurrency,
+        command_timeout=settings.export.copy_timeout_seconds,
     )
 
 
