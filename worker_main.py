@@ -67,7 +67,11 @@ def build_activities(resources: WorkerResources, exports: ExportActivities) -> l
         resources.pool, resources.mailer, build_sms_gateway(resources.http, settings.sms), settings
     )
     activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
-    activities += exports.status_methods()  # the uploads run on their own queue (build_workers)
+    activities += exports.status_methods()
+    # The uploads run on their own queue (build_workers). Also registered here only for the uploads
+    # that workers before that change scheduled on this queue: they finish instead of failing as
+    # unregistered during a rollout. The export workflow never schedules them here any more.
+    activities += exports.upload_methods()
     alerts = OpsAlertActivities(resources.pool, resources.mailer, settings)
     activities += [alerts.alert_failed_run, alerts.alert_timed_out_runs]
     return activities

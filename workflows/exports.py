@@ -53,6 +53,8 @@ UPLOAD_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=PERMANENT_FAULTS,
 )
+# The uploads run on `upload_task_queue`: a worker there takes no more of them than it has
+# database connections for them, so long uploads never hold what the short activities need.
 UPLOAD_TIMEOUT = timedelta(hours=2)
 # The uploads heartbeat every few seconds; the SDK forwards heartbeats (and so learns of a
 # cancellation) at most every 0.8 x this, so it also bounds how long a cancellation takes.
