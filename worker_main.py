@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,9 +24,10 @@ from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
 from activities.stock import StockActivities
 from petcare.config import Settings
-from petcare.db import create_pool
+from petcare.db import create_pool, create_upload_pool
 from petcare.mail import Mailer
 from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
+from petcare.models.exports import upload_task_queue
 from petcare.schedules import apply_schedules, declared_schedules
 from petcare.temporal_client import connect_temporal, ensure_search_attributes
 from workflows import WORKFLOWS
@@ -45,12 +46,14 @@ class WorkerResources:
 
     settings: Settings
     pool: asyncpg.Pool
+    # The exports' COPYs only: PETCARE_EXPORT__UPLOAD_CONCURRENCY connections, opened on demand.
+    upload_pool: asyncpg.Pool
     mailer: Mailer
     http: aiohttp.ClientSession
 
 
-def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
-    """Every activity the worker registers. Each job adds its activity object's methods here."""
+def build_activities(resources: WorkerResources, exports: ExportActivities) -> list[Callable[..., Any]]:
+    """Every activity of the jobs' task queue. Each job adds its activity object's methods here."""
     activities: list[Callable[..., Any]] = []
     settings = resources.settings
     stock = StockActivities(
@@ -64,28 +67,70 @@ def build_activities(resources: WorkerResources) -> list[Callable[..., Any]]:
         resources.pool, resources.mailer, build_sms_gateway(resources.http, settings.sms), settings
     )
     activities += [reminders.fetch_due_page, reminders.send_page, reminders.preview]
-    activities += ExportActivities.from_settings(resources.pool, settings).methods()
+    activities += exports.status_methods()
+    # The uploads run on their own queue (build_workers). Also registered here only for the uploads
+    # that workers before that change scheduled on this queue: they finish instead of failing as
+    # unregistered during a rollout. The export workflow never schedules them here any more.
+    activities += exports.upload_methods()
     alerts = OpsAlertActivities(resources.pool, resources.mailer, settings)
     activities += [alerts.alert_failed_run, alerts.alert_timed_out_runs]
     return activities
 
 
-def build_worker(
+def build_workers(
     client: Client,
     resources: WorkerResources,
     *,
     task_queue: str | None = None,
     workflows: Sequence[type] = (),
-) -> Worker:
-    return Worker(
+) -> tuple[Worker, Worker]:
+    """The jobs' worker on `task_queue` and the exports' upload worker on its upload queue.
+
+    Each runs at most as many activities as its pool has connections. An upload holds its
+    connection (and an SFTP session) for as long as the destination takes, up to hours; on a
+    queue and a pool of their own, any number of exports waiting for a slot wait in Temporal's
+    queue, never in this process, and the short activities always find a slot and a connection.
+    """
+    settings = resources.settings
+    queue = task_queue or settings.task_queue
+    exports = ExportActivities.from_settings(resources.pool, resources.upload_pool, settings)
+    jobs = Worker(
         client,
-        task_queue=task_queue or resources.settings.task_queue,
+        task_queue=queue,
         workflows=[*WORKFLOWS, *workflows],
-        activities=build_activities(resources),
+        activities=build_activities(resources, exports),
+        max_concurrent_activities=settings.database.pool_max_size,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
         interceptors=worker_interceptors(),
     )
+    uploads = Worker(
+        client,
+        task_queue=upload_task_queue(queue),
+        activities=exports.upload_methods(),
+        max_concurrent_activities=settings.export.upload_concurrency,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=worker_interceptors(),
+    )
+    return jobs, uploads
+
+
+@asynccontextmanager
+async def workers_running(
+    client: Client,
+    resources: WorkerResources,
+    *,
+    task_queue: str | None = None,
+    workflows: Sequence[type] = (),
+) -> AsyncIterator[None]:
+    """`build_workers`' two workers, polling while the block runs."""
+    jobs, uploads = build_workers(client, resources, task_queue=task_queue, workflows=workflows)
+    async with jobs, uploads:
+        try:
+            yield
+        finally:
+            # Both drain at once: the whole shutdown takes GRACEFUL_SHUTDOWN, not twice that.
+            await asyncio.gather(jobs.shutdown(), uploads.shutdown())
 
 
 # The replay of recorded histories (tests/test_versioning.py) runs workflows with these too.
@@ -112,18 +157,24 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
         # process ends here, saying which attributes to create and how).
         await ensure_search_attributes(client)
         pool = await stack.enter_async_context(create_pool(settings))
+        upload_pool = await stack.enter_async_context(create_upload_pool(settings))
         # One bound on SMTP sessions for every job in this process: the setting means what it says.
         mailer = await stack.enter_async_context(
             Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)
         )
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
+        resources = WorkerResources(
+            settings=settings, pool=pool, upload_pool=upload_pool, mailer=mailer, http=http
+        )
         if apply_schedule_registry:
             outcomes = await apply_schedules(client, declared_schedules(settings), settings.task_queue)
             log.info("schedules applied: %s", outcomes or "none declared")
-        worker = build_worker(client, resources)
-        async with worker:
-            log.info("worker polling task queue %s", settings.task_queue)
+        async with workers_running(client, resources):
+            log.info(
+                "worker polling task queues %s and %s",
+                settings.task_queue,
+                upload_task_queue(settings.task_queue),
+            )
             await stop.wait()
             log.info("stopping: waiting up to %s for in-flight activities", GRACEFUL_SHUTDOWN)
 

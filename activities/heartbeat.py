@@ -1,4 +1,5 @@
-"""Heartbeats for long activities: a background ticker, so one slow call never looks like a dead worker."""
+"""Long activities: a heartbeat ticker, so one slow call never looks like a dead worker, and the
+timeout of their long statements, derived from the attempt's budget."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 # Call sites give activities a heartbeat timeout well above this.
 HEARTBEAT_EVERY = 5.0  # seconds
+
+# The share of an attempt's start-to-close budget one long statement may use. The rest lets the
+# attempt fail on the statement's own timeout (connection and locks released, a clear message)
+# before Temporal times the attempt out and starts a retry while the statement still runs.
+STATEMENT_SHARE = 0.9
 
 
 def heartbeat_interval() -> float:
@@ -44,3 +51,20 @@ async def heartbeating(
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+
+
+def statement_timeout(cap: float | None = None) -> float:
+    """Seconds a long statement may run in the current attempt: 90 % of its start-to-close budget,
+    at most `cap`. Passed as the call's `timeout=`, which overrides the pool's command timeout
+    (PETCARE_DATABASE__COMMAND_TIMEOUT_SECONDS, sized for short statements)."""
+    budget = activity.info().start_to_close_timeout
+    if budget is None:
+        if cap is None:
+            raise ApplicationError(
+                "a long statement needs its activity's start-to-close timeout to be bounded",
+                type="MissingActivityTimeout",
+                non_retryable=True,
+            )
+        return cap
+    share = budget.total_seconds() * STATEMENT_SHARE
+    return share if cap is None else min(share, cap)

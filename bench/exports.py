@@ -153,17 +153,22 @@ async def step_export(dsn: str, settings: SftpSettings, export_id: UUID, tempora
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
-    from petcare.models.exports import FinancialExportInput, export_workflow_id
+    from petcare.models.exports import FinancialExportInput, export_workflow_id, upload_task_queue
     from workflows.exports import FinancialExportWorkflow
 
     client = await Client.connect(temporal, data_converter=pydantic_data_converter)
     async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
         activities = ExportActivities(pool, SftpDestination(settings), StreamLimits())
-        async with Worker(
-            client,
-            task_queue="bench-exports",
-            workflows=[FinancialExportWorkflow],
-            activities=activities.methods(),
+        async with (
+            Worker(
+                client,
+                task_queue="bench-exports",
+                workflows=[FinancialExportWorkflow],
+                activities=activities.status_methods(),
+            ),
+            Worker(
+                client, task_queue=upload_task_queue("bench-exports"), activities=activities.upload_methods()
+            ),
         ):
             started, cpu_before = time.perf_counter(), cpu_seconds()
             result = await client.execute_workflow(

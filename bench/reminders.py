@@ -50,7 +50,7 @@ from petcare.mail import Mailer
 from petcare.migrate import apply_migrations
 from petcare.models.reminders import ReminderRunInput
 from tests.support.reminder_data import add_many_appointments, add_store
-from worker_main import WorkerResources, build_worker
+from worker_main import WorkerResources, workers_running
 from workflows.reminders import AppointmentReminderWorkflow
 
 
@@ -138,8 +138,10 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, i
             Mailer(settings.smtp, max_connections=connections) as mailer,
             aiohttp.ClientSession() as http,
         ):
-            resources = WorkerResources(settings=settings, pool=pool, mailer=mailer, http=http)
-            async with build_worker(env.client, resources):
+            resources = WorkerResources(
+                settings=settings, pool=pool, upload_pool=pool, mailer=mailer, http=http
+            )
+            async with workers_running(env.client, resources):
                 started = time.perf_counter()
                 result = await env.client.execute_workflow(
                     AppointmentReminderWorkflow.run,

@@ -73,7 +73,12 @@ class ExportSettings(BaseModel):
     # Streaming: bytes handed to the destination per write, and how many such blocks may wait.
     block_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
     queue_blocks: int = Field(default=4, ge=1, le=64)
+    # At most; the COPY never runs past 90 % of its activity attempt's budget either.
     copy_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # Files uploaded at once per worker process: the size of the exports' own task queue worker
+    # and of its database pool, so uploads held open for hours never take the connections (or
+    # the activity slots) the short jobs need, and the SFTP server sees at most this many sessions.
+    upload_concurrency: int = Field(default=4, ge=1, le=64)
     # No byte moved for this long fails the file's attempt (retried) instead of waiting for the
     # 2 h activity timeout; above the longest legitimate silence (PostgreSQL sorting before row one).
     stall_seconds: float = Field(default=600.0, gt=0)
@@ -112,9 +117,17 @@ class MetricsSettings(BaseModel):
 
 
 class DatabaseSettings(BaseModel):
+    # The main pool: every short statement of every job. The worker runs at most this many
+    # activities at once besides the exports' uploads, which have a pool of their own
+    # (PETCARE_EXPORT__UPLOAD_CONCURRENCY connections).
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+    # Short statements; the long ones (stock aggregate, export COPY) get a timeout derived from
+    # their activity's start-to-close budget instead (activities/heartbeat.py statement_timeout).
     command_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Waiting for a free connection fails the attempt (retryably, DatabaseBusy) after this long:
+    # below the shortest activity budget (30 s), so the reason is reported rather than a timeout.
+    acquire_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -1,25 +1,111 @@
-"""The asyncpg pool every process owns once."""
+"""The asyncpg pools every process owns once, and how long anything waits for one of their connections."""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
+from temporalio.exceptions import ApplicationError
 
 from petcare.config import Settings
 
 # What SQL helpers take: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# Generic in asyncpg's stubs only: subscripted at run time, they raise TypeError.
+if TYPE_CHECKING:
+    _AcquireBase: TypeAlias = PoolAcquireContext[asyncpg.Record]
+    _PoolBase: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    _AcquireBase = PoolAcquireContext
+    _PoolBase = asyncpg.Pool
 
-def create_pool(settings: Settings, *, dsn: str | None = None) -> asyncpg.Pool:
-    """A pool to be entered with `async with`; `dsn` overrides the settings' URL (tests)."""
-    return asyncpg.create_pool(
+
+class DatabaseBusy(ApplicationError, TimeoutError):
+    """No connection of a pool came free (or could be opened) within the acquire timeout.
+
+    An ApplicationError so an activity's attempt fails retryably under this type and message, and a
+    TimeoutError so the API's 503 and the reminders' short in-activity retries (`is_unreachable`,
+    `is_transient` below) treat it as the database not serving now, which it is.
+    """
+
+    def __init__(self, pool_name: str, max_size: int, timeout: float) -> None:
+        super().__init__(
+            f"no database connection free within {timeout:g} s: all {max_size} connections of the "
+            f"{pool_name} pool are in use (or PostgreSQL does not accept new ones); the attempt is retried",
+            type="DatabaseBusy",
+        )
+
+
+class _TimedAcquire(_AcquireBase):
+    def __init__(self, pool: TimedPool, timeout: float) -> None:
+        super().__init__(pool, timeout)
+        self._timed_pool = pool
+        self._limit = timeout
+
+    async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
+        try:
+            return await super().__aenter__()
+        except TimeoutError:
+            raise DatabaseBusy(self._timed_pool.name, self._timed_pool.get_max_size(), self._limit) from None
+
+
+class TimedPool(_PoolBase):
+    """A pool whose `acquire()` (also inside `pool.execute()`, `fetch()`, ...) waits at most
+    `acquire_timeout` seconds, then raises DatabaseBusy: asyncpg's default waits forever, so a
+    busy pool would hold an activity until Temporal timed it out, with no word of why."""
+
+    def __init__(self, *args: Any, name: str, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = name
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext[asyncpg.Record]:
+        return _TimedAcquire(self, self._acquire_timeout if timeout is None else timeout)
+
+
+def create_pool(
+    settings: Settings,
+    *,
+    dsn: str | None = None,
+    name: str = "main",
+    min_size: int | None = None,
+    max_size: int | None = None,
+    command_timeout: float | None = None,
+) -> TimedPool:
+    """A pool to be entered with `async with`; `dsn` overrides the settings' URL (tests), the
+    keywords the settings' sizes and command timeout (the worker's upload pool)."""
+    database = settings.database
+    # asyncpg.create_pool has no pool class parameter; these are its defaults for the rest.
+    return TimedPool(
         dsn or settings.require_database_url(),
-        min_size=settings.database.pool_min_size,
-        max_size=settings.database.pool_max_size,
-        command_timeout=settings.database.command_timeout_seconds,
+        name=name,
+        acquire_timeout=database.acquire_timeout_seconds,
+        min_size=database.pool_min_size if min_size is None else min_size,
+        max_size=database.pool_max_size if max_size is None else max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=database.command_timeout_seconds if command_timeout is None else command_timeout,
+    )
+
+
+def create_upload_pool(settings: Settings) -> TimedPool:
+    """The worker's pool for the exports' COPYs, one connection per upload slot, opened on demand.
+
+    Its command timeout is the COPY's (PETCARE_EXPORT__COPY_TIMEOUT_SECONDS), not the short
+    statements': asyncpg prepares a COPY's query (to quote its arguments) under the command
+    timeout, so a table lock held longer than that would otherwise fail the export there.
+    """
+    return create_pool(
+        settings,
+        name="export upload",
+        min_size=0,
+        max_size=settings.export.upload_concurrency,
+        command_timeout=settings.export.copy_timeout_seconds,
     )
 
 

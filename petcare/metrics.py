@@ -108,7 +108,7 @@ def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
 
 
 class BusinessMetricsInterceptor(Interceptor):
-    """Registered on the worker (`build_worker`): records the counters after each activity."""
+    """Registered on the worker (`build_workers`): records the counters after each activity."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _RecordResults(next)

@@ -18,7 +18,7 @@ from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
 from petcare.models.exports import DATA_KINDS, BeginRequest, ExportPlan, FileKind, FileRequest
-from tests.support.exports import FORMULA_PREFIXES, expected_rows, request_export, seed
+from tests.support.exports import FORMULA_PREFIXES, expected_rows, request_export, seed, upload_environment
 
 # Tiny blocks, so even these few rows travel through several queued blocks.
 LIMITS = StreamLimits(block_bytes=4096, queue_blocks=2)
@@ -37,7 +37,7 @@ async def export_file(
     async with pool.acquire() as connection:
         export_id = await request_export(connection, export_format=export_format, store_id=store_id)
     plan = await plan_for(activities, export_id)
-    exported = await ActivityEnvironment().run(activities.write_file, FileRequest(plan=plan, kind=kind))
+    exported = await upload_environment().run(activities.write_file, FileRequest(plan=plan, kind=kind))
     data = await asyncio.to_thread(Path(exported.remote_path).read_bytes)
     assert exported.bytes == len(data)
     return data, exported.rows

@@ -18,7 +18,7 @@ from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
 from petcare.models.exports import BeginRequest, ExportedFile, FileRequest
-from tests.support.exports import request_export, seed, tables_locked
+from tests.support.exports import request_export, seed, tables_locked, upload_environment
 
 MULTILINE = 'first line\nsecond "quoted" line'
 
@@ -41,7 +41,7 @@ async def export_transactions(
     begin = BeginRequest(export_id=export_id, force=False, workflow_id="test")
     plan = await ActivityEnvironment().run(activities.begin, begin)
     request = FileRequest(plan=plan, kind="transactions")
-    exported: ExportedFile = await (environment or ActivityEnvironment()).run(activities.write_file, request)
+    exported: ExportedFile = await (environment or upload_environment()).run(activities.write_file, request)
     return exported
 
 
@@ -83,7 +83,7 @@ async def test_heartbeats_carry_the_bytes_sent(pool: asyncpg.Pool, tmp_path: Pat
             seeded.new_york,
         )
     beats: list[Any] = []
-    environment = ActivityEnvironment()
+    environment = upload_environment()
     environment.on_heartbeat = lambda *details: beats.append(details)
     limits = StreamLimits(block_bytes=4096, queue_blocks=2, heartbeat_seconds=0.001)
     exported = await export_transactions(pool, tmp_path, limits, environment)

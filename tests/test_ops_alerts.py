@@ -28,7 +28,7 @@ from petcare.logs import JsonFormatter
 from petcare.mail import Mailer
 from petcare.models.exports import FinancialExportInput
 from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
-from worker_main import WorkerResources, build_worker
+from worker_main import WorkerResources, workers_running
 from workflows.interceptors import OpsAlertInterceptor
 
 SECRETS = ("db-secret-7f3a", "sftp-secret-91c2", "sms-secret-44d0", "api-secret-0b8e")
@@ -69,9 +69,11 @@ async def test_a_failed_run_sends_exactly_one_alert_and_logs_no_secret(
         Mailer(alert_settings.smtp) as mailer,
         ClientSession() as http,
     ):
-        resources = WorkerResources(settings=alert_settings, pool=pool, mailer=mailer, http=http)
+        resources = WorkerResources(
+            settings=alert_settings, pool=pool, upload_pool=pool, mailer=mailer, http=http
+        )
         run_ids = []
-        async with build_worker(dev_client, resources, task_queue=task_queue):
+        async with workers_running(dev_client, resources, task_queue=task_queue):
             for _ in range(2):
                 # An export id nobody requested: the real export workflow fails, non-retryably.
                 handle = await dev_client.start_workflow(

@@ -16,11 +16,10 @@ from petcare.config import MetricsSettings, Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.mail import Mailer
 from petcare.metrics import worker_runtime
-from petcare.models.stock import StockReconciliationInput, StockReconciliationResult
 from petcare.temporal_client import connect_temporal
 from tests.support.api import AUTH, closed_port
-from tests.support.stock import add_product, add_store
-from worker_main import WorkerResources, build_worker
+from tests.support.stock import add_product, add_store, reconcile_store_run
+from worker_main import WorkerResources, workers_running
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -82,15 +81,11 @@ async def test_worker_endpoint_serves_sdk_and_business_metrics(
     env = {"TEMPORAL_ADDRESS": dev_client.service_client.config.target_host}
     client = await connect_temporal(env=env, runtime=runtime)
     async with Mailer(configured.smtp) as mailer, aiohttp.ClientSession() as http:
-        resources = WorkerResources(settings=configured, pool=pool, mailer=mailer, http=http)
-        async with build_worker(client, resources, task_queue=task_queue):
-            result = await client.execute_workflow(
-                STOCK_RECONCILIATION.workflow_type,
-                StockReconciliationInput(store_id=store),
-                id=f"ops-metrics-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue,
-                result_type=StockReconciliationResult,
-            )
+        resources = WorkerResources(
+            settings=configured, pool=pool, upload_pool=pool, mailer=mailer, http=http
+        )
+        async with workers_running(client, resources, task_queue=task_queue):
+            result = await reconcile_store_run(client, store, task_queue)
             assert [outcome.status for outcome in result.stores] == ["reconciled"]
             async with http.get(f"http://{address}/metrics") as response:
                 assert response.status == 200

@@ -32,7 +32,7 @@ from api.app import create_app
 from petcare.config import Settings
 from petcare.mail import Mailer
 from tests.support.api import AUTH, with_token
-from worker_main import WorkerResources, build_worker
+from worker_main import WorkerResources, workers_running
 
 # Per operation; about 15 operations, so the whole run stays well under a minute.
 EXAMPLES = 12
@@ -70,8 +70,10 @@ async def live_api(
     await site.start()
     port = runner.addresses[0][1]
     async with Mailer(api_settings.smtp) as mailer, aiohttp.ClientSession() as http:
-        resources = WorkerResources(settings=api_settings, pool=pool, mailer=mailer, http=http)
-        async with build_worker(dev_client, resources, task_queue=task_queue):
+        resources = WorkerResources(
+            settings=api_settings, pool=pool, upload_pool=pool, mailer=mailer, http=http
+        )
+        async with workers_running(dev_client, resources, task_queue=task_queue):
             try:
                 yield f"http://127.0.0.1:{port}"
             finally:

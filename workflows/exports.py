@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FinancialExportInput,
         FinancialExportResult,
         ManifestRequest,
+        upload_task_queue,
     )
 
 # Faults that no retry can fix; the activities also raise them as non-retryable.
@@ -52,6 +53,8 @@ UPLOAD_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=PERMANENT_FAULTS,
 )
+# The uploads run on `upload_task_queue`: a worker there takes no more of them than it has
+# database connections for them, so long uploads never hold what the short activities need.
 UPLOAD_TIMEOUT = timedelta(hours=2)
 # The uploads heartbeat every few seconds; the SDK forwards heartbeats (and so learns of a
 # cancellation) at most every 0.8 x this, so it also bounds how long a cancellation takes.
@@ -81,6 +84,7 @@ class FinancialExportWorkflow:
             manifest = await workflow.execute_activity_method(
                 ExportActivities.write_manifest,
                 ManifestRequest(plan=plan, files=files, generated_at=workflow.now()),
+                task_queue=upload_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=UPLOAD_RETRY,
             )
@@ -114,6 +118,7 @@ class FinancialExportWorkflow:
             workflow.start_activity_method(
                 ExportActivities.write_file,
                 FileRequest(plan=plan, kind=kind),
+                task_queue=upload_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=UPLOAD_TIMEOUT,
                 heartbeat_timeout=UPLOAD_HEARTBEAT,
                 retry_policy=UPLOAD_RETRY,

@@ -39,7 +39,7 @@ ALERT_TIMEOUT = timedelta(seconds=30)
 
 
 class OpsAlertInterceptor(Interceptor):
-    """Registered on the worker (`build_worker`); wraps every workflow it runs."""
+    """Registered on the worker (`build_workers`); wraps every workflow it runs."""
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from activities.exports.destinations import BeforeReplace, Destination, Destinat
 from activities.exports.manifest import manifest_bytes
 from activities.exports.queries import COPY_OPTIONS, STORE_ZONES, export_query
 from activities.exports.streaming import StreamLimits, StreamStalled, copy_to_upload
-from activities.heartbeat import heartbeating
+from activities.heartbeat import heartbeating, statement_timeout
 from petcare import exports_repository
 from petcare.config import Settings
 from petcare.db import Connection
@@ -108,18 +109,37 @@ def _plan(row: exports_repository.ExportRow, *, skip: bool) -> ExportPlan:
 
 
 class ExportActivities:
-    def __init__(self, pool: asyncpg.Pool, destination: Destination, limits: StreamLimits) -> None:
-        """Built by `from_settings` in the worker; tests pass their own destination."""
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        destination: Destination,
+        limits: StreamLimits,
+        *,
+        upload_pool: asyncpg.Pool | None = None,
+    ) -> None:
+        """Built by `from_settings` in the worker; tests pass their own destination.
+
+        `pool` serves the short status updates, `upload_pool` (default: `pool`) the COPYs, which
+        hold a connection for as long as the destination takes to receive the file.
+        """
         self._pool = pool
+        self._upload_pool = upload_pool or pool
         self._destination = destination
         self._limits = limits
 
     @classmethod
-    def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> ExportActivities:
-        return cls(pool, destination_for(settings), stream_limits(settings))
+    def from_settings(
+        cls, pool: asyncpg.Pool, upload_pool: asyncpg.Pool, settings: Settings
+    ) -> ExportActivities:
+        return cls(pool, destination_for(settings), stream_limits(settings), upload_pool=upload_pool)
 
-    def methods(self) -> list[Callable[..., Any]]:
-        return [self.begin, self.write_file, self.write_manifest, self.complete, self.fail]
+    def status_methods(self) -> list[Callable[..., Any]]:
+        """Short database updates: registered on the jobs' task queue."""
+        return [self.begin, self.complete, self.fail]
+
+    def upload_methods(self) -> list[Callable[..., Any]]:
+        """The uploads: registered on `upload_task_queue`, where the workflow schedules them."""
+        return [self.write_file, self.write_manifest]
 
     @activity.defn(name="financial_export.begin")
     async def begin(self, request: BeginRequest) -> ExportPlan:
@@ -152,8 +172,14 @@ class ExportActivities:
         def sent(total: int) -> None:
             progress[0] = total
 
+        # The COPY may run as long as the setting allows, but never past the attempt's budget.
+        limits = dataclasses.replace(
+            self._limits, timeout_seconds=statement_timeout(self._limits.timeout_seconds)
+        )
         beats = heartbeating(lambda: progress[0], every=self._limits.heartbeat_seconds)
-        async with beats, self._destination.session() as session, self._pool.acquire() as connection:
+        # The database connection first: an SFTP session opened while waiting for one would sit
+        # idle on the partner's server.
+        async with beats, self._upload_pool.acquire() as connection, self._destination.session() as session:
             await _check_store_zones(connection, plan.store_id)
             replacing = _before_replace(connection, session, plan, name)
             try:
@@ -164,7 +190,7 @@ class ExportActivities:
                         args,
                         COPY_OPTIONS[plan.format],
                         upload,
-                        limits=self._limits,
+                        limits=limits,
                         convert=CrlfRecords() if plan.format == "csv" else None,
                         progress=sent,
                     )
@@ -197,7 +223,8 @@ class ExportActivities:
         plan = request.plan
         data = manifest_bytes(request)
         name = file_name("manifest", plan.format)
-        async with self._destination.session() as session, self._pool.acquire() as connection:
+        # On the uploads' queue and pool, the connection first, like write_file.
+        async with self._upload_pool.acquire() as connection, self._destination.session() as session:
             replacing = _before_replace(connection, session, plan, name)
             async with session.upload(plan.directory, name, _writer(), replacing) as upload:
                 await upload.write(data)

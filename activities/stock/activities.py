@@ -8,7 +8,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import heartbeating
+from activities.heartbeat import heartbeating, statement_timeout
 from activities.stock import alert_repository as alerts_sql
 from activities.stock import alert_reservations as reservations
 from activities.stock import repository
@@ -78,7 +78,11 @@ class StockActivities:
         # The ticker stops with the statement, also when Temporal cancels the activity.
         async with heartbeating():
             summary = await repository.reconcile(
-                self._pool, request.target, info.workflow_id, info.workflow_run_id
+                self._pool,
+                request.target,
+                info.workflow_id,
+                info.workflow_run_id,
+                aggregate_timeout=statement_timeout(),
             )
         activity.logger.info(
             "stock of store %s for %s: %d products, %d discrepancies, %d low (report %s)",

@@ -83,11 +83,18 @@ def _summary(row: asyncpg.Record) -> ReconciliationSummary:
 
 
 async def reconcile(
-    pool: asyncpg.Pool, target: StoreTarget, workflow_id: str, workflow_run_id: str
+    pool: asyncpg.Pool,
+    target: StoreTarget,
+    workflow_id: str,
+    workflow_run_id: str,
+    *,
+    aggregate_timeout: float,
 ) -> ReconciliationSummary:
     """Compute and persist one store's report in one transaction; a retry returns the first one.
 
-    `workflow_id` / `workflow_run_id` name the per-store child workflow execution making it.
+    `workflow_id` / `workflow_run_id` name the per-store child workflow execution making it. The
+    aggregate may run `aggregate_timeout` seconds: a large store's takes far longer than the
+    pool's command timeout, which is sized for short statements.
     """
     async with pool.acquire() as connection, connection.transaction():
         run_id = await connection.fetchval(
@@ -103,7 +110,18 @@ async def reconcile(
             if existing is None:  # another scheduled run already reconciled this local day
                 return ReconciliationSummary(reconciliation_id=None)
             return _summary(existing)
-        row = await connection.fetchrow(COMPUTE_AND_STORE, run_id, target.store_id)
+        try:
+            row = await connection.fetchrow(
+                COMPUTE_AND_STORE, run_id, target.store_id, timeout=aggregate_timeout
+            )
+        except TimeoutError:
+            # asyncpg has cancelled the statement; the transaction rolls back. Retryable: the next
+            # attempt may find a quieter database, and the operator learns which budget to raise.
+            raise ApplicationError(
+                f"stock aggregate of store {target.store_id} ran past its statement timeout of "
+                f"{aggregate_timeout:g} s (90 % of the reconcile activity's attempt budget)",
+                type="StatementTimeout",
+            ) from None
         if row is None:  # the row inserted above, in this transaction: only a broken database loses it
             raise ApplicationError(
                 f"reconciliation {run_id} vanished inside its own transaction", type="ReconciliationLost"

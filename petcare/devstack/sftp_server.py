@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -30,7 +31,8 @@ class _JailedSftp(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("path leads outside the SFTP root")
         return local
 
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        await self._owner._writable()
         return self._owner._write(self, file_obj, offset, data)
 
 
@@ -60,8 +62,12 @@ class SftpServer:
         self.username = username
         self.password = password
         self.bytes_received = 0
+        self.writes_held = 0  # write requests waiting, unanswered, for `release_writes()`
+        self.most_connections = 0  # the most SSH connections ever open at once
         self._cut_after: int | None = None
         self._writes_refused = False
+        self._writes_open = asyncio.Event()
+        self._writes_open.set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
 
@@ -106,6 +112,23 @@ class SftpServer:
         would); the connection stays up. Until `refuse_writes(False)`."""
         self._writes_refused = refuse
 
+    def hold_writes(self) -> None:
+        """Answer no write request until `release_writes()`, as a server whose disk hangs: the
+        connections stay open, and each client waits with its data unsent."""
+        self._writes_open.clear()
+
+    def release_writes(self) -> None:
+        self._writes_open.set()
+
+    async def _writable(self) -> None:
+        if self._writes_open.is_set():
+            return
+        self.writes_held += 1
+        try:
+            await self._writes_open.wait()
+        finally:
+            self.writes_held -= 1
+
     def _write(self, sftp: _JailedSftp, file_obj: object, offset: int, data: bytes) -> int:
         if self._writes_refused:
             raise asyncssh.SFTPPermissionDenied("writes refused (fault injected)")
@@ -128,6 +151,7 @@ class SftpServer:
 
     def _connected(self, connection: asyncssh.SSHServerConnection) -> None:
         self._connections.add(connection)
+        self.most_connections = max(self.most_connections, len(self._connections))
 
     def _disconnected(self, connection: asyncssh.SSHServerConnection) -> None:
         self._connections.discard(connection)

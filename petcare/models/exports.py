@@ -29,6 +29,13 @@ def export_workflow_id(export_id: UUID) -> str:
     return f"{EXPORT_WORKFLOW_ID_PREFIX}{export_id}"
 
 
+def upload_task_queue(task_queue: str) -> str:
+    """The task queue of an export's uploads, beside the one its workflow runs on: a worker polls
+    it with only as many slots as its upload pool has connections, so uploads wait in Temporal's
+    queue rather than in a worker's slots or pool (docs/production.md, "Database connections")."""
+    return f"{task_queue}-exports"
+
+
 def file_name(kind: FileKind, export_format: ExportFormat) -> str:
     return MANIFEST_NAME if kind == "manifest" else f"{kind}.{EXTENSIONS[export_format]}"
 

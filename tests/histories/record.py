@@ -1,7 +1,7 @@
 """Re-record the histories under tests/histories: `.venv/bin/pytest tests/histories/record.py`.
 
 Not part of the suite (pytest collects test_*.py only; this file runs when named). Each function
-runs one job's workflow on the dev server with the real worker (`build_worker`: real activities,
+runs one job's workflow on the dev server with the real worker (`build_workers`: real activities,
 the worker's interceptors) against real PostgreSQL, SMTP and SFTP, checks how the run ended, and
 saves its history with `history.to_json()` plus an entry in index.json. Re-record after a change
 that is meant to break old histories (before any release that has runs in flight), never to make

@@ -3,6 +3,7 @@ a worker running the real workflow and activities, and a way to hold the export'
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,14 +16,20 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.exports import ExportActivities
 from activities.exports.destinations import Destination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
-from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
-from workflows.exports import FinancialExportWorkflow
+from petcare.models.exports import (
+    FinancialExportInput,
+    FinancialExportResult,
+    export_workflow_id,
+    upload_task_queue,
+)
+from workflows.exports import UPLOAD_TIMEOUT, FinancialExportWorkflow
 
 NEW_YORK = "America/New_York"
 TOKYO = "Asia/Tokyo"
@@ -284,13 +291,20 @@ async def export_worker(
     least every second (the SDK's default throttle is 0.8 x the heartbeat timeout), so a
     cancellation reaches the uploads within a second or two of their next heartbeat."""
     activities = ExportActivities(pool, destination, limits or StreamLimits(heartbeat_seconds=0.5))
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[FinancialExportWorkflow],
-        activities=activities.methods(),
-        max_heartbeat_throttle_interval=timedelta(seconds=1),
-        max_cached_workflows=max_cached_workflows,
+    async with (
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[FinancialExportWorkflow],
+            activities=activities.status_methods(),
+            max_cached_workflows=max_cached_workflows,
+        ),
+        Worker(
+            client,
+            task_queue=upload_task_queue(task_queue),
+            activities=activities.upload_methods(),
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
+        ),
     ):
         yield
 
@@ -316,6 +330,14 @@ async def started_attempts(
         async for event in handle.fetch_history_events()
         if event.HasField("activity_task_started_event_attributes")
     ]
+
+
+def upload_environment() -> ActivityEnvironment:
+    """An environment for the upload activities with the workflow's budget per attempt (their
+    COPY's timeout derives from it; ActivityEnvironment's own default is 1 s)."""
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(environment.info, start_to_close_timeout=UPLOAD_TIMEOUT)
+    return environment
 
 
 @asynccontextmanager

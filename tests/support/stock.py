@@ -8,16 +8,21 @@ from datetime import UTC, date, datetime
 from uuid import UUID
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.stock import StockActivities
+from petcare.jobs import STOCK_RECONCILIATION
 from petcare.models.stock import (
     AlertOutcome,
     AlertRequest,
     ReconcileRequest,
     ReconciliationSummary,
+    StockReconciliationInput,
+    StockReconciliationResult,
     StoreTarget,
 )
+from workflows.stock import RECONCILE_ATTEMPT
 
 FROM_ADDRESS = "Petcare Stock <stock@petcare.test>"
 
@@ -69,7 +74,12 @@ def activity_env(run_id: str | None = None) -> ActivityEnvironment:
     """An activity environment whose activities believe they run in workflow run `run_id`."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(
-        env.info, workflow_id=TEST_WORKFLOW_ID, workflow_run_id=run_id or uuid.uuid4().hex
+        env.info,
+        workflow_id=TEST_WORKFLOW_ID,
+        workflow_run_id=run_id or uuid.uuid4().hex,
+        # The workflow's budget (ActivityEnvironment's default is 1 s): the aggregate's timeout
+        # derives from it.
+        start_to_close_timeout=RECONCILE_ATTEMPT,
     )
     return env
 
@@ -100,3 +110,15 @@ async def reconcile_and_alert(
     assert summary.reconciliation_id is not None
     request = AlertRequest(reconciliation_id=summary.reconciliation_id)
     return summary, await activity_env().run(activities.alert_store, request)
+
+
+async def reconcile_store_run(client: Client, store_id: UUID, task_queue: str) -> StockReconciliationResult:
+    """One stock reconciliation run of one store on `task_queue`, as the API's trigger starts it."""
+    result: StockReconciliationResult = await client.execute_workflow(
+        STOCK_RECONCILIATION.workflow_type,
+        StockReconciliationInput(store_id=store_id),
+        id=f"stock-test-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        result_type=StockReconciliationResult,
+    )
+    return result
