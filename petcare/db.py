@@ -9,6 +9,7 @@ from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 from temporalio.exceptions import ApplicationError
 
 from petcare.config import Settings
+from petcare.errors import ErrorType
 
 # What SQL helpers take: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -34,7 +35,7 @@ class DatabaseBusy(ApplicationError, TimeoutError):
         super().__init__(
             f"no database connection free within {timeout:g} s: all {max_size} connections of the "
             f"{pool_name} pool are in use (or PostgreSQL does not accept new ones); the attempt is retried",
-            type="DatabaseBusy",
+            type=str(ErrorType.DATABASE_BUSY),
         )
 
 

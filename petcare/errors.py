@@ -17,6 +17,10 @@ Exceptions raised inside the project (caught and classified before they reach Te
     │                                account, From number): every message would fail alike
     ├── SettingsError                (petcare.config) a setting is missing or malformed
     ├── InvalidTimeZone              (petcare.timezones, a ValueError) not an IANA zone
+    ├── DatabaseBusy                 (petcare.db, a TimeoutError and an ApplicationError of type
+    │                                DATABASE_BUSY) no pool connection came free in time
+    ├── StreamStalled                (activities.exports.streaming) no byte moved for too long:
+    │                                EXPORT_STALLED
     └── TemporalConfigurationError   (petcare.temporal_client) the namespace lacks what we need
         └── SearchAttributesMissing
 
@@ -39,6 +43,10 @@ class ErrorType(StrEnum):
     MAIL_REJECTED = "MailRejected"
     MAIL_MISCONFIGURED = "MailMisconfigured"
     MAIL_UNAVAILABLE = "MailUnavailable"
+    # Any job's database work (petcare.db, activities.heartbeat, a long statement's budget).
+    DATABASE_BUSY = "DatabaseBusy"
+    STATEMENT_TIMEOUT = "StatementTimeout"
+    MISSING_ACTIVITY_TIMEOUT = "MissingActivityTimeout"
     # Appointment reminders.
     REMINDER_CLAIM_LOST = "ReminderClaimLost"
     REMINDER_PROVIDER_UNAVAILABLE = "ReminderProviderUnavailable"
@@ -65,6 +73,8 @@ PERMANENT: frozenset[ErrorType] = frozenset(
     {
         ErrorType.MAIL_REJECTED,
         ErrorType.MAIL_MISCONFIGURED,
+        ErrorType.MISSING_ACTIVITY_TIMEOUT,
+        ErrorType.FINANCIAL_EXPORT_FAILED,
         ErrorType.EXPORT_NOT_FOUND,
         ErrorType.EXPORT_NOT_PROCESSING,
         ErrorType.EXPORT_DATA_ERROR,

@@ -1,6 +1,9 @@
 """Sending email over SMTP with a few reused connections, and telling permanent from transient faults.
 
-Exception
+Each class below subclasses its petcare.errors one (MailRejected is a DeliveryRejected, and so on),
+so callers catch the one delivery tree:
+
+petcare.errors.DeliveryError
 ├── MailRejected        this message is refused for good (5xx to its recipient or content)
 │   └── UnsendableMessage   it cannot even be built from its data (several addresses, bad header)
 ├── MailMisconfigured   the server refuses us (login, sender, 5xx on EHLO): every message alike
@@ -26,20 +29,22 @@ from typing import Protocol
 import aiosmtplib
 
 from petcare.config import SmtpSettings
+from petcare.errors import DeliveryMisconfigured, DeliveryRejected, DeliveryUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class MailRejected(Exception):
+# Each a subclass of its petcare.errors class, so callers catch the one delivery tree.
+class MailRejected(DeliveryRejected):
     """The server refused this message for good (5xx to its recipient or its content)."""
 
 
-class MailMisconfigured(Exception):
+class MailMisconfigured(DeliveryMisconfigured):
     """The server refuses us, not the message (login, sender address, 5xx on EHLO): every message
     would fail the same way, so no message should be marked as undeliverable because of it."""
 
 
-class MailUnavailable(Exception):
+class MailUnavailable(DeliveryUnavailable):
     """The server could not take the message now (down, 4xx, timeout): retry later."""
 
 
