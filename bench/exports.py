@@ -44,15 +44,14 @@ from uuid import UUID
 import asyncpg
 
 from activities.exports import ExportActivities
-from activities.exports.crlf import CrlfRecords
-from activities.exports.queries import COPY_OPTIONS, export_query
-from activities.exports.sftp import CIPHERS, SftpDestination
-from activities.exports.streaming import StreamLimits
+from activities.exports.destinations import CIPHERS, SftpDestination
+from activities.exports.streaming import CrlfRecords, StreamLimits
 from petcare.config import SftpSettings
 from petcare.devstack.openssh import SSHD, openssh_sftp
 from petcare.devstack.postgres import EmbeddedPostgres, with_database
 from petcare.devstack.sftp_server import SftpServer
 from petcare.devstack.ssh_keys import SftpLayout
+from petcare.exports_repository import COPY_OPTIONS, export_query
 from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
 from petcare.process_exit import exit_without_teardown

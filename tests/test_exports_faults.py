@@ -27,8 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.exports import ExportActivities
-from activities.exports.destinations import Destination, LocalDestination
-from activities.exports.sftp import SftpDestination
+from activities.exports.destinations import Destination, LocalDestination, SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
 from petcare.models.exports import MANIFEST_NAME, BeginRequest, FileRequest

@@ -9,8 +9,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
-from activities.exports.destinations import Writer
-from activities.exports.sftp import SftpDestination
+from activities.exports.destinations import SftpDestination, Writer
 from petcare.config import SftpSettings
 from tests.support.sftp import SftpFixture
 

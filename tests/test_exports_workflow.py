@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.exports.sftp import SftpDestination
+from activities.exports.destinations import SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.config import SftpSettings
 from petcare.devstack.ssh_keys import write_known_hosts

@@ -17,8 +17,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.exports import ExportActivities
-from activities.exports.destinations import LocalDestination
-from activities.exports.sftp import SftpDestination
+from activities.exports.destinations import LocalDestination, SftpDestination
 from activities.exports.streaming import StreamLimits
 from activities.stock import StockActivities
 from petcare.config import Settings, SmtpSettings

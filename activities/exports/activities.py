@@ -1,27 +1,46 @@
-"""The export activities: claim the export, stream each file to the destination, record the outcome."""
+"""The export activities: claim the export, stream each file to the destination, upload the
+manifest last, record the outcome.
+
+The manifest is a JSON document listing each data file's rows, bytes and sha256. Its presence says
+the export is complete; a consumer checks each file against it. A re-export removes it before
+replacing the first data file (`_before_replace`), so it never stands beside files it does not
+describe. Shape:
+  {"exportId", "storeId" (null: all stores), "periodStart", "periodEnd" (inclusive local days),
+   "format", "generatedAt", "timezoneRule": "store-local calendar days",
+   "files": [{"name", "kind", "rows", "bytes", "sha256"}]}
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.exports.configured import destination_for, stream_limits
-from activities.exports.crlf import CrlfRecords
-from activities.exports.destinations import BeforeReplace, Destination, DestinationSession, Writer
-from activities.exports.manifest import manifest_bytes
-from activities.exports.queries import COPY_OPTIONS, STORE_ZONES, export_query
-from activities.exports.streaming import StreamLimits, StreamStalled, copy_to_upload
+from activities.exports.destinations import (
+    BeforeReplace,
+    Destination,
+    DestinationSession,
+    Writer,
+    destination_for,
+)
+from activities.exports.streaming import (
+    CrlfRecords,
+    StreamLimits,
+    StreamStalled,
+    copy_to_upload,
+    stream_limits,
+)
 from activities.heartbeat import heartbeating, statement_timeout
 from petcare import exports_repository
 from petcare.config import Settings
 from petcare.db import Connection
+from petcare.errors import ErrorType, application_error
 from petcare.models.exports import (
     MANIFEST_NAME,
     BeginRequest,
@@ -38,6 +57,7 @@ from petcare.timezones import InvalidTimeZone, parse_zone
 
 # At most this many bad stores are named in one message (the row keeps 2000 characters).
 NAMED_BAD_STORES = 5
+TIMEZONE_RULE = "store-local calendar days"
 
 
 def _writer() -> Writer:
@@ -53,7 +73,7 @@ async def _check_store_zones(connection: Connection, store_id: UUID | None) -> N
     store's calendar days; its rows cannot be put in the right period, so nothing is written.
     """
     bad: list[str] = []
-    for store in await connection.fetch(STORE_ZONES, store_id):
+    for store in await exports_repository.store_zones(connection, store_id):
         try:
             parse_zone(store["timezone"])
         except InvalidTimeZone as error:
@@ -61,11 +81,10 @@ async def _check_store_zones(connection: Connection, store_id: UUID | None) -> N
     if bad:
         more = len(bad) - NAMED_BAD_STORES
         named = "; ".join(bad[:NAMED_BAD_STORES]) + (f"; and {more} more stores" if more > 0 else "")
-        raise ApplicationError(
+        raise application_error(
             f"cannot export: {named} (local calendar days unknown: fix stores.timezone, then process "
             "the export again)",
-            type="ExportDataError",
-            non_retryable=True,
+            ErrorType.EXPORT_DATA_ERROR,
         )
 
 
@@ -84,15 +103,39 @@ def _before_replace(
         if not await exports_repository.forget_files(connection, plan.export_id, names):
             # A late attempt (its run already ended, or another attempt did the work): replacing
             # a file now would leave a completed export without its manifest.
-            raise ApplicationError(
+            raise application_error(
                 f"financial export {plan.export_id} is no longer processing; not replacing {name}",
-                type="ExportNotProcessing",
-                non_retryable=True,
+                ErrorType.EXPORT_NOT_PROCESSING,
             )
         if name != MANIFEST_NAME:
             await session.remove(plan.directory, MANIFEST_NAME)
 
     return retract
+
+
+def manifest_bytes(request: ManifestRequest) -> bytes:
+    """The manifest document, as the module docstring shows it."""
+    plan = request.plan
+    document = {
+        "exportId": str(plan.export_id),
+        "storeId": None if plan.store_id is None else str(plan.store_id),
+        "periodStart": plan.period_start.isoformat(),
+        "periodEnd": plan.period_end.isoformat(),
+        "format": plan.format,
+        "generatedAt": request.generated_at.isoformat(),
+        "timezoneRule": TIMEZONE_RULE,
+        "files": [
+            {
+                "name": file.name,
+                "kind": file.kind,
+                "rows": file.rows,
+                "bytes": file.bytes,
+                "sha256": file.sha256,
+            }
+            for file in request.files
+        ],
+    }
+    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 def _plan(row: exports_repository.ExportRow, *, skip: bool) -> ExportPlan:
@@ -150,10 +193,8 @@ class ExportActivities:
             )
             row = await exports_repository.fetch_export(connection, request.export_id)
         if row is None:
-            raise ApplicationError(
-                f"financial export {request.export_id} does not exist",
-                type="ExportNotFound",
-                non_retryable=True,
+            raise application_error(
+                f"financial export {request.export_id} does not exist", ErrorType.EXPORT_NOT_FOUND
             )
         return _plan(row, skip=not claimed)
 
@@ -186,9 +227,9 @@ class ExportActivities:
                 async with session.upload(plan.directory, name, _writer(), replacing) as upload:
                     streamed = await copy_to_upload(
                         connection,
-                        export_query(request.kind, plan.format),
+                        exports_repository.export_query(request.kind, plan.format),
                         args,
-                        COPY_OPTIONS[plan.format],
+                        exports_repository.COPY_OPTIONS[plan.format],
                         upload,
                         limits=limits,
                         convert=CrlfRecords() if plan.format == "csv" else None,
@@ -197,12 +238,12 @@ class ExportActivities:
             except asyncpg.DataError as error:
                 # Bad data stays bad on a retry (e.g. a zone the project knows that this
                 # PostgreSQL's own zone database lacks).
-                raise ApplicationError(
-                    f"cannot export {request.kind}: {error}", type="ExportDataError", non_retryable=True
+                raise application_error(
+                    f"cannot export {request.kind}: {error}", ErrorType.EXPORT_DATA_ERROR
                 ) from None
             except StreamStalled as error:
                 # Retryable: a fresh connection on both sides usually moves again.
-                raise ApplicationError(f"{name}: {error}", type="ExportStalled") from None
+                raise application_error(f"{name}: {error}", ErrorType.EXPORT_STALLED) from None
             exported = ExportedFile(
                 name=name,
                 kind=request.kind,

@@ -6,6 +6,12 @@ ends), hashes and uploads them, so reading from PostgreSQL and writing to the de
 overlap, and a slow destination slows the COPY down (asyncpg stops reading the socket) instead
 of filling memory. If no block reaches the destination for `stall_seconds`, the stream fails
 with StreamStalled rather than hang until the activity's start-to-close timeout.
+
+CSV record ends are converted in the stream to what RFC 4180 wants (CRLF) from PostgreSQL's LF.
+COPY ... CSV ends each record with LF and quotes every cell that holds a quote, comma, CR or LF.
+So a LF outside quotes ends a record (it becomes CRLF) and a LF inside quotes is cell text (it
+stays). The quote parity is carried from one chunk to the next; an escaped quote ("") toggles it
+twice, so it needs no special case.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.exports.destinations import Upload
+from petcare.config import Settings
 from petcare.db import Connection
 
 
@@ -28,6 +35,16 @@ class StreamLimits:
     # Longer than PostgreSQL's longest legitimate silence: sorting a big period before row one.
     stall_seconds: float = 600.0
     heartbeat_seconds: float = 5.0  # the bytes sent so far, to Temporal (call sites allow 30 s)
+
+
+def stream_limits(settings: Settings) -> StreamLimits:
+    export = settings.export
+    return StreamLimits(
+        block_bytes=export.block_bytes,
+        queue_blocks=export.queue_blocks,
+        timeout_seconds=export.copy_timeout_seconds,
+        stall_seconds=export.stall_seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -112,3 +129,24 @@ async def copy_to_upload(
         # One side failed and the other was cancelled: the caller classifies the real error.
         raise failures.exceptions[0] from None
     return Streamed(rows=copied_rows(copying.result()), bytes=sent, sha256=digest.hexdigest())
+
+
+class CrlfRecords:
+    """Called with each chunk of a CSV stream, in order; returns the converted chunk."""
+
+    def __init__(self) -> None:
+        self._in_quotes = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if b'"' not in chunk:
+            # The common case: no quoted cell starts or ends here, one C-speed replace.
+            return chunk if self._in_quotes else chunk.replace(b"\n", b"\r\n")
+        segments = chunk.split(b'"')
+        # Segment i is outside quotes when i quotes precede it (with the carried parity) in even number.
+        first_outside = 1 if self._in_quotes else 0
+        segments[first_outside::2] = [
+            segment.replace(b"\n", b"\r\n") for segment in segments[first_outside::2]
+        ]
+        if len(segments) % 2 == 0:  # an odd number of quotes in this chunk
+            self._in_quotes = not self._in_quotes
+        return b'"'.join(segments)
