@@ -18,7 +18,7 @@ from api.models import CamelModel, CamelRequest
 from api.openapi import documented
 from api.starts import StartedRun, start_or_join
 from api.temporal_calls import temporal_call
-from petcare import stock_reports as reports
+from petcare import stock_repository as reports
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
 from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconciliationInput, Trigger
 

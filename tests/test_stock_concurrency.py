@@ -14,8 +14,7 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.stock import StockActivities
-from activities.stock import alert_repository as alerts_sql
-from activities.stock import alert_reservations as reservations
+from petcare import stock_repository as sql
 from petcare.config import SmtpSettings
 from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.mail import Mailer
@@ -96,12 +95,12 @@ async def test_an_older_report_waiting_for_the_lock_does_not_diff_over_a_newer_o
 
         async with pool.acquire() as holder, holder.transaction():
             # The newer run holds the store's alert lock; the older one starts and has to wait.
-            run = await alerts_sql.lock_run(holder, newer.reconciliation_id)
+            run = await sql.lock_run(holder, newer.reconciliation_id)
             assert run is not None
             waiting = asyncio.create_task(alert(activities, older.reconciliation_id))
             await until_a_backend_waits_for_an_advisory_lock(pool)
-            await alerts_sql.diff_alerts(holder, run)
-            await reservations.set_status(holder, run.id, "nothing")
+            await sql.diff_alerts(holder, run)
+            await sql.set_status(holder, run.id, "nothing")
         outcome = await waiting
 
     assert outcome.status == "nothing"  # superseded, seen once it held the lock

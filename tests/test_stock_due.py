@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import ScheduleIntervalSpec, ScheduleOverlapPolicy
 
-from activities.stock.due import business_date, due_business_date
+from activities.stock.activities import business_date, due_business_date
 from petcare.config import Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.schedules import declared_schedules

@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
+    from petcare.errors import ErrorType, non_retryable
     from petcare.failures import describe_failure
     from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
@@ -34,7 +35,7 @@ DATABASE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
-    non_retryable_error_types=["UnknownStore", "UnknownReconciliation"],
+    non_retryable_error_types=non_retryable(ErrorType.UNKNOWN_STORE, ErrorType.UNKNOWN_RECONCILIATION),
 )
 # SMTP outages last longer than database blips; alerts not sent in time go out with the next run.
 MAIL_RETRY = RetryPolicy(
@@ -42,7 +43,9 @@ MAIL_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
-    non_retryable_error_types=["MailRejected", "MailMisconfigured", "UnknownReconciliation"],
+    non_retryable_error_types=non_retryable(
+        ErrorType.MAIL_REJECTED, ErrorType.MAIL_MISCONFIGURED, ErrorType.UNKNOWN_RECONCILIATION
+    ),
 )
 
 # Each activity's schedule-to-close timeout bounds all its attempts and backoffs; the child's

@@ -1,4 +1,5 @@
-"""Stock reconciliation side effects: due stores, the set-based report SQL, alerts and their email."""
+"""Stock reconciliation side effects: due stores, the per-store report, alerts and their email
+(the SQL: petcare/stock_repository.py)."""
 
 from __future__ import annotations
 

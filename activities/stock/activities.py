@@ -1,7 +1,9 @@
-"""The stock reconciliation activities: which stores are due, the per-store report, the alert email."""
+"""The stock reconciliation activities: which stores are due (once per local day, after 02:00), the
+per-store report, the alert email."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -9,14 +11,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating, statement_timeout
-from activities.stock import alert_repository as alerts_sql
-from activities.stock import alert_reservations as reservations
-from activities.stock import repository
-from activities.stock.alert_plan import prepare_email
-from activities.stock.due import store_target
-from activities.stock.email import build_alert_email
+from activities.stock.alerts import build_alert_email, prepare_email
+from petcare import stock_repository as sql
 from petcare.db import Connection
-from petcare.mail import Mailer, MailMisconfigured, MailRejected, MailUnavailable
+from petcare.errors import (
+    DeliveryError,
+    DeliveryMisconfigured,
+    DeliveryRejected,
+    ErrorType,
+    application_error,
+    delivery_failure,
+)
+from petcare.mail import Mailer
 from petcare.models.stock import (
     AlertOutcome,
     AlertRequest,
@@ -26,10 +32,49 @@ from petcare.models.stock import (
     ReconcileRequest,
     ReconciliationSummary,
     StoreOutcome,
+    StoreTarget,
 )
-from petcare.timezones import InvalidTimeZone
+from petcare.timezones import InvalidTimeZone, parse_zone
 
 FINISHED: tuple[AlertStatus, ...] = ("sent", "nothing", "no_recipient")
+# Each store is reconciled once per local day, once this local time has passed.
+RECONCILE_AFTER = time(2, 0)
+
+
+def business_date(now: datetime, timezone: str) -> date:
+    """The local day whose 02:00 most recently passed at `now` in `timezone`.
+
+    Before 02:00 local it is still the previous day: a store reconciled late (the worker was
+    down across midnight) catches up the day it missed instead of skipping it. On a day whose
+    02:00 does not exist (clocks jump 02:00 → 03:00) local time reads 03:00 or later once the
+    jump has happened, so that day's run starts right after the jump. Raises InvalidTimeZone.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    local = now.astimezone(parse_zone(timezone))
+    today = local.date()
+    return today if local.time() >= RECONCILE_AFTER else today - timedelta(days=1)
+
+
+def due_business_date(now: datetime, timezone: str, last_scheduled: date | None) -> date | None:
+    """The day to reconcile now, or None when the store's latest scheduled run already covers it."""
+    current = business_date(now, timezone)
+    if last_scheduled is not None and last_scheduled >= current:
+        return None
+    return current
+
+
+def store_target(
+    now: datetime, store_id: UUID, timezone: str, last_scheduled: date | None, *, force: bool
+) -> StoreTarget | None:
+    """What a run does with one store: reconcile it for a local day, or nothing. Raises InvalidTimeZone."""
+    if force:  # a forced run always happens; it is dated, but never counts as the nightly one
+        day = business_date(now, timezone)
+        return StoreTarget(store_id=store_id, timezone=timezone, business_date=day, trigger="manual")
+    due = due_business_date(now, timezone, last_scheduled)
+    if due is None:
+        return None
+    return StoreTarget(store_id=store_id, timezone=timezone, business_date=due, trigger="schedule")
 
 
 class StockActivities:
@@ -47,13 +92,11 @@ class StockActivities:
         """One page of stores: every one if forced, else those past local 02:00 without that day's run."""
         async with self._pool.acquire() as connection:
             # One more than a page: whether a next page exists, without an empty last run.
-            stores = await repository.stores_page(
+            stores = await sql.stores_page(
                 connection, request.store_id, request.after_store_id, request.limit + 1
             )
         if request.store_id is not None and not stores and request.after_store_id is None:
-            raise ApplicationError(
-                f"unknown store {request.store_id}", type="UnknownStore", non_retryable=True
-            )
+            raise application_error(f"unknown store {request.store_id}", ErrorType.UNKNOWN_STORE)
         more, stores = len(stores) > request.limit, stores[: request.limit]
         due = DueStores(next_after=stores[-1][0] if more else None)
         for store_id, timezone, last_scheduled in stores:
@@ -77,7 +120,7 @@ class StockActivities:
             raise ApplicationError("reconcile_store must run inside a workflow", non_retryable=True)
         # The ticker stops with the statement, also when Temporal cancels the activity.
         async with heartbeating():
-            summary = await repository.reconcile(
+            summary = await sql.reconcile(
                 self._pool,
                 request.target,
                 info.workflow_id,
@@ -99,12 +142,10 @@ class StockActivities:
     async def alert_store(self, request: AlertRequest) -> AlertOutcome:
         """Open/resolve alerts against the report and email what is new, at most once per alert."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await alerts_sql.lock_run(connection, request.reconciliation_id)
+            run = await sql.lock_run(connection, request.reconciliation_id)
             if run is None:
-                raise ApplicationError(
-                    f"unknown reconciliation {request.reconciliation_id}",
-                    type="UnknownReconciliation",
-                    non_retryable=True,
+                raise application_error(
+                    f"unknown reconciliation {request.reconciliation_id}", ErrorType.UNKNOWN_RECONCILIATION
                 )
             if run.alert_status in FINISHED:  # an earlier attempt finished
                 return await _outcome(connection, run.id, run.alert_status, run.message_id)
@@ -115,7 +156,7 @@ class StockActivities:
                 return await _outcome(connection, run.id, email, None)
         try:
             # Built inside: a store email holding several addresses is this alert's fault, recorded
-            # like an address the server refuses (UnsendableMessage is a MailRejected).
+            # like an address the server refuses (UnsendableMessage is a DeliveryRejected).
             message = build_alert_email(
                 from_address=self._from_address,
                 recipient=email.recipient,
@@ -126,17 +167,15 @@ class StockActivities:
                 alerts=email.alerts,
             )
             await self._mailer.send(message)
-        except MailRejected as error:  # this address refuses it: the store's address needs fixing
-            await reservations.release(self._pool, run.id, "failed", str(error))
-            raise ApplicationError(str(error), type="MailRejected", non_retryable=True) from None
-        except MailMisconfigured as error:  # our login or sender: no address is at fault
-            await reservations.release(self._pool, run.id, "pending", f"mail configuration: {error}")
-            raise ApplicationError(
-                f"mail configuration: {error}", type="MailMisconfigured", non_retryable=True
-            ) from None
-        except MailUnavailable as error:  # retried; the reservation holds meanwhile
-            raise ApplicationError(str(error), type="MailUnavailable") from None
-        await reservations.mark_sent(self._pool, run.id, [alert.id for alert in email.alerts])
+        except DeliveryError as error:
+            failure = delivery_failure(error)
+            if isinstance(error, DeliveryRejected):  # this address refuses it: the store's needs fixing
+                await sql.release(self._pool, run.id, "failed", failure.message)
+            elif isinstance(error, DeliveryMisconfigured):  # our login or sender: no address is at fault
+                await sql.release(self._pool, run.id, "pending", failure.message)
+            # Unavailable: retried, and the reservation holds meanwhile.
+            raise failure from None
+        await sql.mark_sent(self._pool, run.id, [alert.id for alert in email.alerts])
         activity.logger.info(
             "stock alert %s sent for store %s: %d item(s)", email.message_id, run.store_id, len(email.alerts)
         )
@@ -147,5 +186,5 @@ class StockActivities:
 async def _outcome(
     connection: Connection, reconciliation_id: UUID, status: AlertStatus, message_id: str | None
 ) -> AlertOutcome:
-    opened, recovered = await alerts_sql.counts(connection, reconciliation_id)
+    opened, recovered = await sql.counts(connection, reconciliation_id)
     return AlertOutcome(status=status, new_alerts=opened, resolved=recovered, message_id=message_id)

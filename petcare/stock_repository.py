@@ -1,0 +1,419 @@
+"""All of stock reconciliation's SQL: which stores are due, the set-based per-store report, the
+alerts diffed against it and the reservations of their emails, and the reports as the API reads them.
+
+An alert is pending while open and not yet emailed (`notified_at` NULL). A run reserves the
+pending alerts no other live run holds (`notified_by` = the run, until `reserved_until`), emails
+them, then sets `notified_at`. A run whose email is refused releases its reservation; one that
+stops retrying lets it lapse. Either way the next run lists those alerts again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from petcare.db import Connection
+from petcare.errors import ErrorType, application_error
+from petcare.models.stock import AlertStatus, ReconciliationSummary, StoreTarget
+
+# --- The reconciliation: which stores are due, and one store's report ---
+
+# One page of stores in id order (a run's share of a chain), each with its latest scheduled day.
+STORES_PAGE = """
+SELECT s.id, s.timezone,
+       (SELECT max(r.business_date) FROM stock_reconciliations r
+         WHERE r.store_id = s.id AND r.trigger = 'schedule') AS last_scheduled
+  FROM stores s
+ WHERE ($1::uuid IS NULL OR s.id = $1) AND ($2::uuid IS NULL OR s.id > $2)
+ ORDER BY s.id
+ LIMIT $3
+"""
+
+# ON CONFLICT covers both keys: a retry of this run (workflow run, store) and a second
+# scheduled run for the same store and local day. The caller tells them apart afterwards.
+INSERT_RUN = """
+INSERT INTO stock_reconciliations
+       (store_id, business_date, trigger, workflow_id, workflow_run_id, started_at, finished_at,
+        products_checked, discrepancy_count, low_stock_count)
+VALUES ($1, $2, $3, $4, $5, now(), now(), 0, 0, 0)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+FIND_RUN = """
+SELECT id, products_checked, discrepancy_count, low_stock_count
+  FROM stock_reconciliations WHERE workflow_run_id = $1 AND store_id = $2
+"""
+
+# The computed stock of every product of the store in one aggregate (LEFT JOIN: a product
+# without movements computes 0); only flagged products are stored as lines.
+COMPUTE_AND_STORE = """
+WITH computed AS MATERIALIZED (
+    SELECT p.id, p.sku, p.name, p.stock_quantity AS recorded, p.low_stock_threshold AS threshold,
+           COALESCE(sum(m.quantity), 0) AS computed
+      FROM products p
+      LEFT JOIN stock_movements m ON m.product_id = p.id
+     WHERE p.store_id = $2
+     GROUP BY p.id
+), flagged AS (
+    INSERT INTO stock_reconciliation_lines
+           (reconciliation_id, product_id, sku, name, recorded, computed, threshold, discrepancy, low_stock)
+    SELECT $1, id, sku, name, recorded, computed, threshold, computed <> recorded, computed <= threshold
+      FROM computed
+     WHERE computed <> recorded OR computed <= threshold
+    RETURNING discrepancy, low_stock
+)
+UPDATE stock_reconciliations
+   SET products_checked = (SELECT count(*) FROM computed),
+       discrepancy_count = (SELECT count(*) FROM flagged WHERE discrepancy),
+       low_stock_count = (SELECT count(*) FROM flagged WHERE low_stock),
+       finished_at = clock_timestamp()
+ WHERE id = $1
+RETURNING id, products_checked, discrepancy_count, low_stock_count
+"""
+
+
+async def stores_page(
+    connection: Connection, store_id: UUID | None, after: UUID | None, limit: int
+) -> list[tuple[UUID, str, date | None]]:
+    rows = await connection.fetch(STORES_PAGE, store_id, after, limit)
+    return [(row["id"], row["timezone"], row["last_scheduled"]) for row in rows]
+
+
+def _summary(row: asyncpg.Record) -> ReconciliationSummary:
+    return ReconciliationSummary(
+        reconciliation_id=row["id"],
+        products_checked=row["products_checked"],
+        discrepancies=row["discrepancy_count"],
+        low_stock=row["low_stock_count"],
+    )
+
+
+async def reconcile(
+    pool: asyncpg.Pool,
+    target: StoreTarget,
+    workflow_id: str,
+    workflow_run_id: str,
+    *,
+    aggregate_timeout: float,
+) -> ReconciliationSummary:
+    """Compute and persist one store's report in one transaction; a retry returns the first one.
+
+    `workflow_id` / `workflow_run_id` name the per-store child workflow execution making it. The
+    aggregate may run `aggregate_timeout` seconds: a large store's takes far longer than the
+    pool's command timeout, which is sized for short statements.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        run_id = await connection.fetchval(
+            INSERT_RUN,
+            target.store_id,
+            target.business_date,
+            target.trigger,
+            workflow_id,
+            workflow_run_id,
+        )
+        if run_id is None:
+            existing = await connection.fetchrow(FIND_RUN, workflow_run_id, target.store_id)
+            if existing is None:  # another scheduled run already reconciled this local day
+                return ReconciliationSummary(reconciliation_id=None)
+            return _summary(existing)
+        try:
+            row = await connection.fetchrow(
+                COMPUTE_AND_STORE, run_id, target.store_id, timeout=aggregate_timeout
+            )
+        except TimeoutError:
+            # asyncpg has cancelled the statement; the transaction rolls back. Retryable: the next
+            # attempt may find a quieter database, and the operator learns which budget to raise.
+            raise application_error(
+                f"stock aggregate of store {target.store_id} ran past its statement timeout of "
+                f"{aggregate_timeout:g} s (90 % of the reconcile activity's attempt budget)",
+                ErrorType.STATEMENT_TIMEOUT,
+            ) from None
+        if row is None:  # the row inserted above, in this transaction: only a broken database loses it
+            raise application_error(
+                f"reconciliation {run_id} vanished inside its own transaction", ErrorType.RECONCILIATION_LOST
+            )
+        return _summary(row)
+
+
+# --- Alerts: a store's alert lock, and diffing a report against the open alerts ---
+
+
+@dataclass(frozen=True)
+class RunForAlerts:
+    id: UUID
+    store_id: UUID
+    store_name: str
+    store_email: str | None
+    business_date: date
+    alert_status: AlertStatus
+    diffed: bool
+    superseded: bool  # a later reconciliation of the store already diffed its alerts
+    message_id: str | None
+    recipient: str | None  # who the alert email went (or is going) to, once decided
+
+
+# Serialises alert work per store (two runs never open the same alert twice, nor diff an older
+# report over a newer one). Taken before anything about the run is read.
+LOCK_STORE = """
+SELECT pg_advisory_xact_lock(hashtextextended('stock-alerts:' || store_id, 0))
+  FROM stock_reconciliations WHERE id = $1
+"""
+
+READ_RUN = """
+SELECT r.id, r.store_id, s.name AS store_name, s.email AS store_email, r.business_date,
+       r.alert_status, r.alerts_diffed_at IS NOT NULL AS diffed, r.alert_message_id AS message_id,
+       r.alert_recipient AS recipient,
+       EXISTS (SELECT 1 FROM stock_reconciliations later
+                WHERE later.store_id = r.store_id AND later.alerts_diffed_at IS NOT NULL
+                  AND later.finished_at > r.finished_at) AS superseded
+  FROM stock_reconciliations r JOIN stores s ON s.id = r.store_id
+ WHERE r.id = $1
+   FOR UPDATE OF r
+"""
+
+# What this report flags, one row per (product, kind) with the numbers that kind is about.
+_CURRENT = """
+WITH current_flags AS (
+    SELECT product_id, 'discrepancy'::text AS kind, recorded, computed, NULL::integer AS threshold
+      FROM stock_reconciliation_lines WHERE reconciliation_id = $1 AND discrepancy
+    UNION ALL
+    SELECT product_id, 'low_stock', NULL, computed, threshold
+      FROM stock_reconciliation_lines WHERE reconciliation_id = $1 AND low_stock
+)
+"""
+
+# Open alerts no longer flagged with the same numbers close: recovered, or changed (a new alert
+# with the new numbers is opened by OPEN_NEW right after, in the same transaction).
+RESOLVE_STALE = (
+    _CURRENT
+    + """
+UPDATE stock_alerts a
+   SET resolved_at = now(), resolved_by = $1,
+       resolution = CASE WHEN EXISTS (SELECT 1 FROM current_flags c
+                                       WHERE c.product_id = a.product_id AND c.kind = a.kind)
+                         THEN 'changed' ELSE 'recovered' END
+ WHERE a.store_id = $2 AND a.resolved_at IS NULL
+   AND NOT EXISTS (SELECT 1 FROM current_flags c
+                    WHERE c.product_id = a.product_id AND c.kind = a.kind
+                      AND c.recorded IS NOT DISTINCT FROM a.recorded AND c.computed = a.computed
+                      AND c.threshold IS NOT DISTINCT FROM a.threshold)
+"""
+)
+
+OPEN_NEW = (
+    _CURRENT
+    + """
+INSERT INTO stock_alerts (store_id, product_id, kind, recorded, computed, threshold, opened_by)
+SELECT $2, c.product_id, c.kind, c.recorded, c.computed, c.threshold, $1
+  FROM current_flags c
+ WHERE NOT EXISTS (SELECT 1 FROM stock_alerts a
+                    WHERE a.store_id = $2 AND a.product_id = c.product_id AND a.kind = c.kind
+                      AND a.resolved_at IS NULL)
+"""
+)
+
+COUNTS = """
+SELECT count(*) FILTER (WHERE opened_by = $1) AS opened,
+       count(*) FILTER (WHERE resolved_by = $1 AND resolution = 'recovered') AS recovered
+  FROM stock_alerts WHERE opened_by = $1 OR resolved_by = $1
+"""
+
+
+async def lock_run(connection: Connection, reconciliation_id: UUID) -> RunForAlerts | None:
+    """Take the store's alert lock, then read the run: what it sees cannot change until commit."""
+    if await connection.fetchrow(LOCK_STORE, reconciliation_id) is None:
+        return None
+    row = await connection.fetchrow(READ_RUN, reconciliation_id)
+    return None if row is None else RunForAlerts(**dict(row))
+
+
+async def diff_alerts(connection: Connection, run: RunForAlerts) -> None:
+    await connection.execute(RESOLVE_STALE, run.id, run.store_id)
+    await connection.execute(OPEN_NEW, run.id, run.store_id)
+
+
+async def counts(connection: Connection, reconciliation_id: UUID) -> tuple[int, int]:
+    """(alerts opened, alerts recovered) by this reconciliation."""
+    row = await connection.fetchrow(COUNTS, reconciliation_id)
+    assert row is not None  # an aggregate without GROUP BY answers exactly one row
+    return row["opened"], row["recovered"]
+
+
+# --- Alert emails: reserving a store's pending alerts for one run, then recording the send ---
+
+
+@dataclass(frozen=True)
+class ReservedAlert:
+    id: UUID
+    kind: str
+    sku: str
+    name: str
+    recorded: int | None
+    computed: int
+    threshold: int | None
+
+
+RESERVE = """
+WITH reserved AS (
+    UPDATE stock_alerts a
+       SET notified_by = $1, reserved_until = now() + $3::interval
+     WHERE a.store_id = $2 AND a.resolved_at IS NULL AND a.notified_at IS NULL
+       AND (a.notified_by IS NULL OR a.notified_by = $1 OR a.reserved_until < now())
+    RETURNING a.id, a.product_id, a.kind, a.recorded, a.computed, a.threshold
+)
+SELECT r.id, r.kind, r.recorded, r.computed, r.threshold, p.sku, p.name
+  FROM reserved r JOIN products p ON p.id = r.product_id
+ ORDER BY p.sku, r.kind
+"""
+
+# A retry of the same run: exactly the alerts its first attempt reserved and has not yet sent.
+RESERVED = """
+SELECT a.id, a.kind, a.recorded, a.computed, a.threshold, p.sku, p.name
+  FROM stock_alerts a JOIN products p ON p.id = a.product_id
+ WHERE a.notified_by = $1 AND a.notified_at IS NULL
+ ORDER BY p.sku, a.kind
+"""
+
+PENDING_COUNT = """
+SELECT count(*) FROM stock_alerts WHERE store_id = $1 AND resolved_at IS NULL AND notified_at IS NULL
+"""
+
+SET_STATUS = """
+UPDATE stock_reconciliations
+   SET alerts_diffed_at = coalesce(alerts_diffed_at, now()), alert_status = $2,
+       alert_message_id = coalesce($3, alert_message_id), alert_recipient = coalesce($4, alert_recipient),
+       alert_error = $5
+ WHERE id = $1
+"""
+
+MARK_SENT = """
+WITH notified AS (
+    UPDATE stock_alerts SET notified_at = now(), reserved_until = NULL
+     WHERE id = ANY($2::uuid[]) AND notified_by = $1 AND notified_at IS NULL
+)
+UPDATE stock_reconciliations SET alert_status = 'sent', alert_sent_at = now(), alert_error = NULL
+ WHERE id = $1
+"""
+
+RELEASE = """
+WITH released AS (
+    UPDATE stock_alerts SET notified_by = NULL, reserved_until = NULL
+     WHERE notified_by = $1 AND notified_at IS NULL
+)
+UPDATE stock_reconciliations SET alert_status = $2, alert_error = $3 WHERE id = $1
+"""
+
+
+async def reserve(
+    connection: Connection, reconciliation_id: UUID, store_id: UUID, lease: timedelta
+) -> list[ReservedAlert]:
+    """The store's pending alerts not held by another live run, now held by this one."""
+    rows = await connection.fetch(RESERVE, reconciliation_id, store_id, lease)
+    return [ReservedAlert(**dict(row)) for row in rows]
+
+
+async def reserved(connection: Connection, reconciliation_id: UUID) -> list[ReservedAlert]:
+    rows = await connection.fetch(RESERVED, reconciliation_id)
+    return [ReservedAlert(**dict(row)) for row in rows]
+
+
+async def pending_count(connection: Connection, store_id: UUID) -> int:
+    return int(await connection.fetchval(PENDING_COUNT, store_id))
+
+
+async def set_status(
+    connection: Connection,
+    reconciliation_id: UUID,
+    status: AlertStatus,
+    *,
+    message_id: str | None = None,
+    recipient: str | None = None,
+) -> None:
+    await connection.execute(SET_STATUS, reconciliation_id, status, message_id, recipient, None)
+
+
+async def mark_sent(pool: asyncpg.Pool, reconciliation_id: UUID, alert_ids: list[UUID]) -> None:
+    await pool.execute(MARK_SENT, reconciliation_id, alert_ids)
+
+
+async def release(pool: asyncpg.Pool, reconciliation_id: UUID, status: AlertStatus, error: str) -> None:
+    """The email will not go out in this run: its alerts are free for the next one."""
+    await pool.execute(RELEASE, reconciliation_id, status, error)
+
+
+# --- Reports as the API reads them (no activity code involved) ---
+
+BY_ID = """
+SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
+       r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
+       r.alert_sent_at
+  FROM stock_reconciliations r
+ WHERE r.id = $1
+"""
+
+# Newest first; with $2 only each store's latest one. The same columns as BY_ID.
+RECENT = """
+SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
+       r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
+       r.alert_sent_at
+  FROM stock_reconciliations r
+ WHERE ($1::uuid IS NULL OR r.store_id = $1)
+   AND (NOT $2 OR r.id IN (SELECT DISTINCT ON (l.store_id) l.id
+                             FROM stock_reconciliations l
+                            WHERE $1::uuid IS NULL OR l.store_id = $1
+                            ORDER BY l.store_id, l.finished_at DESC))
+ ORDER BY r.finished_at DESC, r.id
+ LIMIT $3
+"""
+
+LINES = """
+SELECT reconciliation_id, product_id, sku, name, recorded, computed, computed - recorded AS difference,
+       threshold, discrepancy, low_stock
+  FROM stock_reconciliation_lines
+ WHERE reconciliation_id = ANY($1::uuid[])
+ ORDER BY sku
+"""
+
+STORE_EXISTS = "SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)"
+
+
+async def report(connection: Connection, reconciliation_id: UUID) -> dict[str, object] | None:
+    row = await connection.fetchrow(BY_ID, reconciliation_id)
+    if row is None:
+        return None
+    return (await _with_lines(connection, [row]))[0]
+
+
+async def recent_reports(
+    connection: Connection, store_id: UUID | None, *, latest_only: bool, limit: int
+) -> list[dict[str, object]]:
+    rows = await connection.fetch(RECENT, store_id, latest_only, limit)
+    return await _with_lines(connection, rows)
+
+
+async def store_exists(connection: Connection, store_id: UUID) -> bool:
+    return bool(await connection.fetchval(STORE_EXISTS, store_id))
+
+
+async def _with_lines(connection: Connection, rows: list[asyncpg.Record]) -> list[dict[str, object]]:
+    """Each report with its flagged lines split into discrepancies and low-stock items."""
+    lines = await connection.fetch(LINES, [row["id"] for row in rows])
+    by_report: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
+    for line in lines:
+        by_report[line["reconciliation_id"]].append(line)
+    reports = []
+    for row in rows:
+        flagged = by_report[row["id"]]
+        reports.append(
+            {
+                **dict(row),
+                "discrepancies": [dict(line) for line in flagged if line["discrepancy"]],
+                "low_stock": [dict(line) for line in flagged if line["low_stock"]],
+            }
+        )
+    return reports
