@@ -57,6 +57,7 @@ from petcare.timezones import InvalidTimeZone, parse_zone
 
 # At most this many bad stores are named in one message (the row keeps 2000 characters).
 NAMED_BAD_STORES = 5
+# How the manifest says rows fall in the period.
 TIMEZONE_RULE = "store-local calendar days"
 
 
