@@ -30,7 +30,7 @@ from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
 from petcare.schedules import apply_schedules, declared_schedules
 from petcare.temporal_client import connect_temporal, ensure_search_attributes
 from workflows import WORKFLOWS
-from workflows.interceptors import OpsAlertInterceptor
+from workflows.alerts import OpsAlertInterceptor
 
 log = logging.getLogger("petcare.worker")
 

@@ -1,7 +1,9 @@
-"""Sends the failure alert of a job run to PETCARE_OPS_EMAIL, once per run whatever the retries.
+"""Failure alerts to operators, the activity side: sends the alert of a job run to
+PETCARE_OPS_EMAIL, once per run whatever the retries (its SQL, its email, the sweep's visibility query).
 
-Two ways in: the workflow interceptor reports a run that fails (its code still runs), and the
-sweep finds runs that hit their execution timeout (no workflow code runs then) in visibility.
+Two ways in (workflows/alerts.py): the workflow interceptor reports a run that fails (its code
+still runs), and the sweep finds runs that hit their execution timeout (no workflow code runs
+then) in visibility.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from petcare.alerts import (
     FailedRun,
     SweepOutcome,
     TimedOutSweep,
-    timed_out_runs_query,
 )
 from petcare.config import Settings
 from petcare.errors import DeliveryError, DeliveryRejected, delivery_failure
@@ -160,4 +161,20 @@ def _timed_out_run(execution: WorkflowExecution, namespace: str) -> FailedRun:
         error_type="TimedOut",
         error_message=f"the run started at {execution.start_time.isoformat()} hit its execution timeout",
         failed_at=closed_at,
+    )
+
+
+def _quoted(value: str) -> str:
+    # Visibility queries have no parameters: refuse what could end the literal instead of escaping.
+    if '"' in value or "\\" in value:
+        raise ValueError(f"cannot name {value!r} in a visibility query")
+    return f'"{value}"'
+
+
+def timed_out_runs_query(sweep: TimedOutSweep, since: datetime) -> str:
+    """The visibility query of the sweep's runs: timed out, closed since `since`, of its types."""
+    types = ", ".join(_quoted(name) for name in sweep.workflow_types)
+    return (
+        f'ExecutionStatus="TimedOut" AND TaskQueue={_quoted(sweep.task_queue)} '
+        f"AND WorkflowType IN ({types}) AND CloseTime > {_quoted(since.isoformat())}"
     )

@@ -1,5 +1,6 @@
 """The project's one error vocabulary: the exceptions its code raises, the `ApplicationError`
-types that cross into Temporal (histories, retry policies, alerts, the API's run views).
+types that cross into Temporal (histories, retry policies, alerts, the API's run views), and how a
+failure reads to an operator. I/O-free: workflows import it.
 
 Exceptions raised inside the project (caught and classified before they reach Temporal)::
 
@@ -143,3 +144,22 @@ def delivery_failure(error: DeliveryError) -> ApplicationError:
             prefix = "mail configuration: " if kind is DeliveryMisconfigured else ""
             return application_error(f"{prefix}{error}", error_type)
     return application_error(str(error), ErrorType.MAIL_UNAVAILABLE)
+
+
+# How a failure reads to an operator (alerts, run views, a failed export's record).
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost cause: what actually went wrong, not the "activity task failed" around it."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def describe_failure(error: BaseException) -> tuple[str, str]:
+    """`(type, message)` of the root cause: an ApplicationError's own type, else the class name."""
+    cause = root_cause(error)
+    kind = (cause.type if isinstance(cause, ApplicationError) else None) or type(cause).__name__
+    # FailureError.message is the text without the "type: " prefix str() may add.
+    message = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return kind, message
