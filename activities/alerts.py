@@ -1,5 +1,4 @@
-"""Failure alerts to operators, the activity side: sends the alert of a job run to
-PETCARE_OPS_EMAIL, once per run whatever the retries (its SQL, its email, the sweep's visibility query).
+"""Failure alerts, the activity side: a run's alert to PETCARE_OPS_EMAIL, once whatever the retries.
 
 Two ways in (workflows/alerts.py): the workflow interceptor reports a run that fails (its code
 still runs), and the sweep finds runs that hit their execution timeout (no workflow code runs

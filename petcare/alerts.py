@@ -1,6 +1,6 @@
-"""Failure alerts to operators, what workflows and activities share (I/O-free, workflows import it):
-the activities' names, which workflow types alert, and the models passed between them. The
-workflows are in workflows/alerts.py; the activities, their SQL and the email in activities/alerts.py.
+"""Failure alerts, what workflows and activities share: activity names, alerted types, models (I/O-free).
+
+The workflow side is workflows/alerts.py; the activities, their SQL and the email activities/alerts.py.
 """
 
 from __future__ import annotations

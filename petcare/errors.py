@@ -1,6 +1,7 @@
-"""The project's one error vocabulary: the exceptions its code raises, the `ApplicationError`
-types that cross into Temporal (histories, retry policies, alerts, the API's run views), and how a
-failure reads to an operator. I/O-free: workflows import it.
+"""The one error vocabulary: the exceptions raised, the ApplicationError types, how a failure reads.
+
+`ErrorType` names what crosses into Temporal (histories, retry policies, alerts, the API's run
+views); `describe_failure` is how a failure reads to an operator. I/O-free: workflows import it.
 
 Exceptions raised inside the project (caught and classified before they reach Temporal)::
 

@@ -1,5 +1,4 @@
-"""Sending email over SMTP with a few reused connections; each SMTP answer classified into the
-delivery errors of `petcare.errors` (rejected, deferred, unavailable, misconfigured)."""
+"""Sending email over a few reused SMTP connections, answers classified as `petcare.errors`."""
 
 from __future__ import annotations
 

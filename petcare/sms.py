@@ -1,5 +1,4 @@
-"""Sending SMS: Twilio's Messages API (or any gateway speaking its shape), or a log line; each
-answer classified into the delivery errors of `petcare.errors`, as the mailer's are."""
+"""Sending SMS through Twilio's Messages API (or a log line), answers classified as `petcare.errors`."""
 
 from __future__ import annotations
 

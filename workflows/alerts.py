@@ -1,7 +1,9 @@
-"""Failure alerts to operators, the workflow side: a job run that fails after its retries sends one
-alert from its own code (the interceptor); a run that hits its execution timeout runs no more
-workflow code, so an hourly sweep workflow finds those in visibility. Terminated runs never alert.
-The activities, their SQL and the email are in activities/alerts.py.
+"""Failure alerts, the workflow side: the interceptor of failing runs and the sweep of timed-out ones.
+
+A job run that fails after its retries sends one alert from its own code (the interceptor); a run
+that hits its execution timeout runs no more workflow code, so the sweep workflow (every 10
+minutes) finds those in visibility. Terminated runs never alert. The activities, their SQL and the
+email are in activities/alerts.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""Appointment reminder side effects: the activities (activities.py) over the reminder SQL (sql.py),
-the pure decisions (decisions.py), the page sender (sending.py) and the messages (messages.py,
-templates.py). The SMS gateway lives beside the mailer (`petcare.sms`); re-exported for the worker."""
+"""Appointment reminder side effects: what the worker registers (the SMS gateway is `petcare.sms`)."""
 
 from __future__ import annotations
 

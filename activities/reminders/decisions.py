@@ -1,5 +1,4 @@
-"""The pure decisions of a send: which channel and address, whether a claim may send now, and how
-each outcome that needs no send counts in a page's result."""
+"""The pure decisions of a send: the route (channel, address), whether a claim may send, how it counts."""
 
 from __future__ import annotations
 

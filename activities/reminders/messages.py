@@ -1,5 +1,4 @@
-"""A reminder's words: one appointment rendered in the store's time zone and the customer's
-language, as an email (text and HTML under a stable Message-ID) or an SMS text of at most two segments."""
+"""A reminder's words: rendered in the store's zone and the customer's language, as an email or an SMS."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""One attempt at one page: claim a group ahead of the sends, deliver each claim by its channel
-(compose, confirm the claim, call the provider, record), each channel able to stop alone."""
+"""One attempt at one page: claim ahead of the sends, deliver each claim by its channel, record it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""All reminder SQL, side by side because it must agree: eligibility (a run's pages, the dry run's
-plan), the details a message is rendered from, the claims re-checked under row locks, deferrals, and
-the record of what a provider did."""
+"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records."""
 
 from __future__ import annotations
 
