@@ -15,7 +15,7 @@ from temporalio.client import (
 
 from api.models import RunFailure, RunResponse, RunStatus
 from api.temporal_calls import CALL_TIMEOUT
-from petcare.failures import describe_failure
+from petcare.errors import describe_failure
 
 STATUS_NAMES: dict[WorkflowExecutionStatus, RunStatus] = {
     WorkflowExecutionStatus.RUNNING: "Running",

@@ -34,7 +34,7 @@ from petcare.config import ENV_PREFIX, Settings, env_name
 from petcare.jobs import EXPORT_ATTRIBUTE, JOB_ATTRIBUTE, STORE_ATTRIBUTE
 from petcare.models.reminders import ReminderRunInput
 from worker_main import GRACEFUL_SHUTDOWN
-from workflows.alert_sweep import SWEEP_HEARTBEAT
+from workflows.alerts import SWEEP_HEARTBEAT
 from workflows.exports import UPLOAD_HEARTBEAT
 
 ROOT = Path(__file__).resolve().parent.parent

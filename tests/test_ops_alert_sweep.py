@@ -15,13 +15,12 @@ from temporalio.common import RetryPolicy
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.alerts import OpsAlertActivities
+from activities.alerts import OpsAlertActivities, timed_out_runs_query
 from petcare.alerts import (
     ALERTED_WORKFLOW_TYPES,
     TIMED_OUT_SWEEP_ACTIVITY,
     SweepOutcome,
     TimedOutSweep,
-    timed_out_runs_query,
 )
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
@@ -34,7 +33,7 @@ from petcare.schedules import declared_schedules
 from tests.support.reminder_data import SlowSinkHandler
 from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
-from workflows.alert_sweep import OpsAlertSweepWorkflow
+from workflows.alerts import OpsAlertSweepWorkflow
 
 OPS = "ops@petcare.test"
 

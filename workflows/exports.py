@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ExportActivities
-    from petcare.failures import describe_failure
+    from petcare.errors import ErrorType, application_error, describe_failure, non_retryable
     from petcare.jobs import FINANCIAL_EXPORT
     from petcare.models.exports import (
         DATA_KINDS,
@@ -30,14 +30,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # Faults that no retry can fix; the activities also raise them as non-retryable.
-PERMANENT_FAULTS = [
-    "ExportNotFound",
-    "ExportDataError",
-    "SftpHostKeyRejected",
-    "SftpAuthenticationFailed",
-    "SftpConfigurationError",
-    "SftpPermissionDenied",
-]
+PERMANENT_FAULTS = non_retryable(
+    ErrorType.EXPORT_NOT_FOUND,
+    ErrorType.EXPORT_DATA_ERROR,
+    ErrorType.SFTP_HOST_KEY_REJECTED,
+    ErrorType.SFTP_AUTHENTICATION_FAILED,
+    ErrorType.SFTP_CONFIGURATION_ERROR,
+    ErrorType.SFTP_PERMISSION_DENIED,
+)
 DATABASE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -98,10 +98,8 @@ class FinancialExportWorkflow:
         except ActivityError as error:
             _, message = describe_failure(error)
             await self._record_failure(plan, message)
-            raise ApplicationError(
-                f"financial export {plan.export_id} failed: {message}",
-                type="FinancialExportFailed",
-                non_retryable=True,
+            raise application_error(
+                f"financial export {plan.export_id} failed: {message}", ErrorType.FINANCIAL_EXPORT_FAILED
             ) from error
         except asyncio.CancelledError:
             # Temporal delivers a workflow's cancellation once, to the task it interrupts: an

@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
-    from petcare.failures import describe_failure
+    from petcare.errors import ErrorType, describe_failure, non_retryable
     from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
         ALERT_DEADLINE,
@@ -34,7 +34,7 @@ DATABASE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
-    non_retryable_error_types=["UnknownStore", "UnknownReconciliation"],
+    non_retryable_error_types=non_retryable(ErrorType.UNKNOWN_STORE, ErrorType.UNKNOWN_RECONCILIATION),
 )
 # SMTP outages last longer than database blips; alerts not sent in time go out with the next run.
 MAIL_RETRY = RetryPolicy(
@@ -42,7 +42,9 @@ MAIL_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
-    non_retryable_error_types=["MailRejected", "MailMisconfigured", "UnknownReconciliation"],
+    non_retryable_error_types=non_retryable(
+        ErrorType.MAIL_REJECTED, ErrorType.MAIL_MISCONFIGURED, ErrorType.UNKNOWN_RECONCILIATION
+    ),
 )
 
 # Each activity's schedule-to-close timeout bounds all its attempts and backoffs; the child's

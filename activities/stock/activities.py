@@ -16,7 +16,8 @@ from activities.stock.alert_plan import prepare_email
 from activities.stock.due import store_target
 from activities.stock.email import build_alert_email
 from petcare.db import Connection
-from petcare.mail import Mailer, MailMisconfigured, MailRejected, MailUnavailable
+from petcare.errors import DeliveryMisconfigured, DeliveryRejected, DeliveryUnavailable
+from petcare.mail import Mailer
 from petcare.models.stock import (
     AlertOutcome,
     AlertRequest,
@@ -115,7 +116,7 @@ class StockActivities:
                 return await _outcome(connection, run.id, email, None)
         try:
             # Built inside: a store email holding several addresses is this alert's fault, recorded
-            # like an address the server refuses (UnsendableMessage is a MailRejected).
+            # like an address the server refuses (UnsendableMessage is a DeliveryRejected).
             message = build_alert_email(
                 from_address=self._from_address,
                 recipient=email.recipient,
@@ -126,15 +127,15 @@ class StockActivities:
                 alerts=email.alerts,
             )
             await self._mailer.send(message)
-        except MailRejected as error:  # this address refuses it: the store's address needs fixing
+        except DeliveryRejected as error:  # this address refuses it: the store's address needs fixing
             await reservations.release(self._pool, run.id, "failed", str(error))
             raise ApplicationError(str(error), type="MailRejected", non_retryable=True) from None
-        except MailMisconfigured as error:  # our login or sender: no address is at fault
+        except DeliveryMisconfigured as error:  # our login or sender: no address is at fault
             await reservations.release(self._pool, run.id, "pending", f"mail configuration: {error}")
             raise ApplicationError(
                 f"mail configuration: {error}", type="MailMisconfigured", non_retryable=True
             ) from None
-        except MailUnavailable as error:  # retried; the reservation holds meanwhile
+        except DeliveryUnavailable as error:  # retried; the reservation holds meanwhile
             raise ApplicationError(str(error), type="MailUnavailable") from None
         await reservations.mark_sent(self._pool, run.id, [alert.id for alert in email.alerts])
         activity.logger.info(
