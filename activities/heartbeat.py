@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+
+from petcare.errors import ErrorType, application_error
 
 # Call sites give activities a heartbeat timeout well above this.
 HEARTBEAT_EVERY = 5.0  # seconds
@@ -60,10 +61,9 @@ def statement_timeout(cap: float | None = None) -> float:
     budget = activity.info().start_to_close_timeout
     if budget is None:
         if cap is None:
-            raise ApplicationError(
+            raise application_error(
                 "a long statement needs its activity's start-to-close timeout to be bounded",
-                type="MissingActivityTimeout",
-                non_retryable=True,
+                ErrorType.MISSING_ACTIVITY_TIMEOUT,
             )
         return cap
     share = budget.total_seconds() * STATEMENT_SHARE

@@ -69,6 +69,11 @@ class ErrorType(StrEnum):
     UNKNOWN_STORE = "UnknownStore"
     UNKNOWN_RECONCILIATION = "UnknownReconciliation"
     RECONCILIATION_LOST = "ReconciliationLost"
+    # Any job using PostgreSQL: no pooled connection free in time; a long statement past its budget.
+    DATABASE_BUSY = "DatabaseBusy"
+    STATEMENT_TIMEOUT = "StatementTimeout"
+    # Any job: a programming error (a long statement in an activity started without a bound).
+    MISSING_ACTIVITY_TIMEOUT = "MissingActivityTimeout"
 
 
 # Faults no retry can fix: raised as non-retryable and named in every retry policy that could
@@ -88,6 +93,7 @@ PERMANENT: frozenset[ErrorType] = frozenset(
         ErrorType.SFTP_PERMISSION_DENIED,
         ErrorType.UNKNOWN_STORE,
         ErrorType.UNKNOWN_RECONCILIATION,
+        ErrorType.MISSING_ACTIVITY_TIMEOUT,
     }
 )
 
