@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecution
 
 from activities.heartbeat import heartbeat_interval, heartbeating
+from petcare import visibility
 from petcare.alerts import (
     ALERT_ACTIVITY,
     TIMED_OUT_SWEEP_ACTIVITY,
@@ -163,17 +164,11 @@ def _timed_out_run(execution: WorkflowExecution, namespace: str) -> FailedRun:
     )
 
 
-def _quoted(value: str) -> str:
-    # Visibility queries have no parameters: refuse what could end the literal instead of escaping.
-    if '"' in value or "\\" in value:
-        raise ValueError(f"cannot name {value!r} in a visibility query")
-    return f'"{value}"'
-
-
 def timed_out_runs_query(sweep: TimedOutSweep, since: datetime) -> str:
     """The visibility query of the sweep's runs: timed out, closed since `since`, of its types."""
-    types = ", ".join(_quoted(name) for name in sweep.workflow_types)
-    return (
-        f'ExecutionStatus="TimedOut" AND TaskQueue={_quoted(sweep.task_queue)} '
-        f"AND WorkflowType IN ({types}) AND CloseTime > {_quoted(since.isoformat())}"
+    return visibility.all_of(
+        visibility.equals(visibility.EXECUTION_STATUS, "TimedOut"),
+        visibility.equals(visibility.TASK_QUEUE, sweep.task_queue),
+        visibility.one_of(visibility.WORKFLOW_TYPE, sweep.workflow_types),
+        visibility.after(visibility.CLOSE_TIME, since),
     )
