@@ -31,7 +31,7 @@ from petcare.models.exports import upload_task_queue
 from petcare.schedules import apply_schedules, declared_schedules
 from petcare.temporal_client import connect_temporal, ensure_search_attributes
 from workflows import WORKFLOWS
-from workflows.interceptors import OpsAlertInterceptor
+from workflows.alerts import OpsAlertInterceptor
 
 log = logging.getLogger("petcare.worker")
 

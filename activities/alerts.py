@@ -1,7 +1,8 @@
-"""Sends the failure alert of a job run to PETCARE_OPS_EMAIL, once per run whatever the retries.
+"""Failure alerts, the activity side: a run's alert to PETCARE_OPS_EMAIL, once whatever the retries.
 
-Two ways in: the workflow interceptor reports a run that fails (its code still runs), and the
-sweep finds runs that hit their execution timeout (no workflow code runs then) in visibility.
+Two ways in (workflows/alerts.py): the workflow interceptor reports a run that fails (its code
+still runs), and the sweep finds runs that hit their execution timeout (no workflow code runs
+then) in visibility.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from urllib.parse import quote
 import asyncpg
 from temporalio import activity
 from temporalio.client import WorkflowExecution
-from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeat_interval, heartbeating
+from petcare import visibility
 from petcare.alerts import (
     ALERT_ACTIVITY,
     TIMED_OUT_SWEEP_ACTIVITY,
@@ -23,11 +24,11 @@ from petcare.alerts import (
     FailedRun,
     SweepOutcome,
     TimedOutSweep,
-    timed_out_runs_query,
 )
 from petcare.config import Settings
+from petcare.errors import DeliveryError, DeliveryRejected, delivery_failure
 from petcare.jobs import job_key_of
-from petcare.mail import Mailer, MailRejected, MailUnavailable, compose
+from petcare.mail import Mailer, compose
 
 MESSAGE_DOMAIN = "petcare-workers"
 
@@ -51,8 +52,8 @@ class OpsAlertActivities:
     async def alert_failed_run(self, run: FailedRun) -> AlertOutcome:
         try:
             return await self._alert(run)
-        except (MailRejected, MailUnavailable) as error:
-            raise _application_error(error) from None
+        except DeliveryError as error:  # PETCARE_OPS_EMAIL refused for good, our settings, or retry
+            raise delivery_failure(error) from None
 
     @activity.defn(name=TIMED_OUT_SWEEP_ACTIVITY)
     async def alert_timed_out_runs(self, sweep: TimedOutSweep) -> SweepOutcome:
@@ -76,19 +77,20 @@ class OpsAlertActivities:
                 activity.heartbeat(timed_out)
                 try:
                     outcome = await self._alert(_timed_out_run(execution, client.namespace))
-                except MailRejected as error:
+                except DeliveryRejected as error:
                     failed += 1
                     activity.logger.error(
                         "failure alert refused: %s", error, extra={"failed_run_id": execution.run_id}
                     )
                     continue
-                except MailUnavailable as error:
-                    raise _application_error(error) from None
+                except DeliveryError as error:
+                    raise delivery_failure(error) from None
                 sent += outcome.sent
         return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed)
 
     async def _alert(self, run: FailedRun) -> AlertOutcome:
-        """Raises MailRejected (this alert, for good) or MailUnavailable (retry later)."""
+        """Raises the mailer's DeliveryError: DeliveryRejected (this alert, for good),
+        DeliveryMisconfigured (our SMTP settings) or DeliveryUnavailable (retry later)."""
         recipient = self._settings.ops_email
         log_extra = {"workflow_id": run.workflow_id, "failed_run_id": run.run_id, "job": run.job}
         if not recipient:
@@ -110,12 +112,6 @@ class OpsAlertActivities:
         await self._pool.execute(_MARK_SENT, run.run_id)
         activity.logger.info("failure alert sent", extra=log_extra)
         return AlertOutcome(sent=True, reason="sent")
-
-
-def _application_error(error: MailRejected | MailUnavailable) -> ApplicationError:
-    if isinstance(error, MailRejected):  # PETCARE_OPS_EMAIL (or this alert) is refused for good
-        return ApplicationError(str(error), type="MailRejected", non_retryable=True)
-    return ApplicationError(str(error), type="MailUnavailable")
 
 
 def web_ui_link(web_ui_url: str, run: FailedRun) -> str:
@@ -165,4 +161,14 @@ def _timed_out_run(execution: WorkflowExecution, namespace: str) -> FailedRun:
         error_type="TimedOut",
         error_message=f"the run started at {execution.start_time.isoformat()} hit its execution timeout",
         failed_at=closed_at,
+    )
+
+
+def timed_out_runs_query(sweep: TimedOutSweep, since: datetime) -> str:
+    """The visibility query of the sweep's runs: timed out, closed since `since`, of its types."""
+    return visibility.all_of(
+        visibility.equals(visibility.EXECUTION_STATUS, "TimedOut"),
+        visibility.equals(visibility.TASK_QUEUE, sweep.task_queue),
+        visibility.one_of(visibility.WORKFLOW_TYPE, sweep.workflow_types),
+        visibility.after(visibility.CLOSE_TIME, since),
     )

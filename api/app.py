@@ -1,47 +1,27 @@
-"""The aiohttp application factory: resources, middlewares and every route of the API."""
+"""The aiohttp application factory: its resources and their lifetimes, its middlewares, every route."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
 from temporalio.client import Client
 
-from api.cache import TtlCache
-from api.health import CACHE_SECONDS
-from api.keys import HEALTH_CACHE, POOL, RUNNING_REMINDER_CACHE, SETTINGS, TEMPORAL
+from api import exports, metrics, openapi, schedules, stock, workers
+from api.backends import POOL, SETTINGS, TEMPORAL
 from api.metrics import API_METRICS, ApiMetrics, metrics_middleware
-from api.middleware import auth_middleware, error_middleware
-from api.starts import RUNNING_RUN_CACHE_SECONDS
+from api.middlewares import auth_middleware, error_middleware
+from api.workers import (
+    HEALTH_CACHE,
+    HEALTH_CACHE_SECONDS,
+    RUNNING_REMINDER_CACHE,
+    RUNNING_RUN_CACHE_SECONDS,
+    TtlCache,
+)
 from petcare.config import Settings
 from petcare.db import create_pool
 from petcare.temporal_client import connect_temporal
-
-# Route registration. Each module named here exposes `routes = web.RouteTableDef()` (handlers
-# decorated with `api.openapi.documented` so the OpenAPI document describes them). A job adds
-# its routes with one line in this tuple, e.g. "api.reminders".
-ROUTE_MODULES: tuple[str, ...] = (
-    "api.health",
-    "api.runs",
-    "api.schedules",
-    "api.metrics",
-    "api.reminders",
-    "api.exports",
-    "api.stock",
-    "api.openapi",
-)
-
-
-def route_tables() -> list[web.RouteTableDef]:
-    tables = []
-    for name in ROUTE_MODULES:
-        table = getattr(importlib.import_module(name), "routes", None)
-        if not isinstance(table, web.RouteTableDef):
-            raise TypeError(f"{name} is listed in ROUTE_MODULES but has no `routes = web.RouteTableDef()`")
-        tables.append(table)
-    return tables
 
 
 def create_app(
@@ -49,10 +29,10 @@ def create_app(
 ) -> web.Application:
     """The API; it owns (connects and closes) the Temporal client and the pool it is not given."""
     # Metrics outermost: they count the status the client actually received.
-    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware])
+    app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware(settings.api)])
     app[SETTINGS] = settings
     app[API_METRICS] = ApiMetrics()
-    app[HEALTH_CACHE] = TtlCache(CACHE_SECONDS, stale=CACHE_SECONDS)
+    app[HEALTH_CACHE] = TtlCache(HEALTH_CACHE_SECONDS, stale=HEALTH_CACHE_SECONDS)
     app[RUNNING_REMINDER_CACHE] = TtlCache(RUNNING_RUN_CACHE_SECONDS)
     if temporal is not None:
         app[TEMPORAL] = temporal
@@ -62,9 +42,34 @@ def create_app(
         app[POOL] = pool
     else:
         app.cleanup_ctx.append(_database_pool)
-    for table in route_tables():
-        app.add_routes(table)
+    setup_routes(app)
     return app
+
+
+def setup_routes(app: web.Application) -> None:
+    """Every route of the API. Each handler carries its OpenAPI contract (`api.openapi.documented`)."""
+    app.add_routes(
+        [
+            web.get("/api/v1/workers/health", workers.get_health),
+            web.get("/api/v1/workers/runs", workers.list_runs),
+            web.get("/api/v1/workers/runs/{workflowId}", workers.get_run),
+            web.post("/api/v1/workers/appointment-reminder/trigger", workers.trigger_reminders),
+            web.post("/api/v1/workers/financial-export/trigger", exports.trigger_exports),
+            web.post("/api/v1/workers/financial-export/process/{exportId}", exports.process_export),
+            web.post("/api/v1/workers/stock-reconciliation/trigger", stock.trigger_stock_reconciliation),
+            web.post("/api/v1/financial-exports", exports.create_export),
+            web.get("/api/v1/financial-exports/{id}", exports.get_export),
+            web.get("/api/v1/stock-reconciliations", stock.list_reconciliations),
+            web.get("/api/v1/stock-reconciliations/{runId}", stock.get_reconciliation),
+            web.get("/api/v1/schedules", schedules.list_schedules),
+            web.post("/api/v1/schedules/{scheduleId}/pause", schedules.pause),
+            web.post("/api/v1/schedules/{scheduleId}/unpause", schedules.unpause),
+            web.post("/api/v1/schedules/{scheduleId}/trigger", schedules.trigger),
+            web.post("/api/v1/schedules/{scheduleId}/backfill", schedules.backfill),
+            web.get("/api/v1/openapi.json", openapi.openapi_document),
+            web.get("/metrics", metrics.metrics),
+        ]
+    )
 
 
 async def _temporal_client(app: web.Application) -> AsyncIterator[None]:

@@ -9,10 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from api.keys import SETTINGS
+from api.backends import SETTINGS
 from api.openapi import documented
-
-routes = web.RouteTableDef()
 
 # Fast enough that health's target (p99 < 50 ms) sits between buckets that tell it apart.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -70,7 +68,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
 
 
-@routes.get("/metrics")
 @documented("Prometheus metrics of this API process (text exposition format)", errors=(404,), tags=("meta",))
 async def metrics(request: web.Request) -> web.Response:
     if not request.app[SETTINGS].metrics.api_enabled:

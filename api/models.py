@@ -1,14 +1,20 @@
-"""Response bodies of the API's own routes, camelCase on the wire, and the base class for the jobs'."""
+"""The API's wire format: camelCase models shared by the routes, and requests read into models
+(400 malformed, 422 naming each invalid field) or models sent back as JSON."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from uuid import UUID
 
-from pydantic import ConfigDict
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from api.middlewares import ApiError
 from petcare.models.base import CamelModel as CamelModel  # the one definition, re-exported
+
+M = TypeVar("M", bound=BaseModel)
 
 # Temporal's own names (as in visibility queries: ExecutionStatus="Running"), so operators can
 # paste them into `temporal workflow list --query` and the Web UI.
@@ -21,65 +27,12 @@ class CamelRequest(CamelModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(CamelModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(CamelModel):
-    error: ErrorBody
-
-
-class LastRun(CamelModel):
+# What every job start answers: the run started, or the one already running under its id. (No
+# docstring on the wire models that had none: it would become a description in the OpenAPI document.)
+class StartedRun(CamelModel):
     workflow_id: str
     run_id: str
-    status: RunStatus
-    started_at: datetime
-    closed_at: datetime | None
-
-
-class LastFailure(CamelModel):
-    """The latest run of a job that failed or timed out, and the error's type.
-
-    No message: health needs no token, and a message can name hosts, users and paths. The full
-    failure is on the authenticated `GET /api/v1/workers/runs/{workflowId}`.
-    """
-
-    workflow_id: str
-    run_id: str
-    status: RunStatus
-    closed_at: datetime | None
-    type: str
-
-
-class WorkerHealth(CamelModel):
-    name: str  # the old NestJS worker name, e.g. AppointmentReminderWorker
-    is_running: bool
-    last_run: LastRun | None
-    next_run_at: datetime | None  # null when the job has no schedule
-    schedule_paused: bool | None
-    last_failure: LastFailure | None = None
-
-
-class ServiceStatus(CamelModel):
-    # "error": the check failed for another reason than connectivity (a bug or a misconfiguration,
-    # logged with its traceback), so it is not mistaken for an outage.
-    status: Literal["ok", "unreachable", "error"]
-
-
-class HealthResponse(CamelModel):
-    workers: list[WorkerHealth]
-    temporal: ServiceStatus
-    database: ServiceStatus
-
-    @property
-    def healthy(self) -> bool:
-        return self.temporal.status == "ok" and self.database.status == "ok"
-
-    @cached_property
-    def json_text(self) -> str:
-        # Rendered once per probe: one cached answer is sent to many requests (see api/health.py).
-        return self.model_dump_json(by_alias=True)
+    already_running: bool
 
 
 class RunFailure(CamelModel):
@@ -96,3 +49,56 @@ class RunResponse(CamelModel):
     closed_at: datetime | None
     result: Any = None  # the workflow's return value as JSON, once it completed
     failure: RunFailure | None = None
+
+
+async def read_model(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The body as `model`: 400 when it is not JSON, 422 naming each invalid field.
+
+    With `optional`, an empty body means the model's defaults (the old endpoints took no body).
+    """
+    text = await request.text()
+    if not text.strip():
+        if optional:
+            return model()
+        raise ApiError(400, "malformed_json", "the request body is empty: a JSON object is expected")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"the request body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})",
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model`: 422 naming each invalid or unknown parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise ApiError(422, "validation_error", describe_validation_error(error)) from None
+
+
+def path_uuid(request: web.Request, name: str) -> UUID:
+    """The path parameter `name` as a UUID: 400 when it is not one."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise ApiError(400, "malformed_id", f"{name} must be a UUID") from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One clause per problem, naming the field as the client spelled it; never echoes the input."""
+    problems = []
+    for detail in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in detail["loc"]) or "body"
+        problems.append(f"{where}: {detail['msg']}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def json_model(body: BaseModel, *, status: int = 200) -> web.Response:
+    return web.json_response(text=body.model_dump_json(by_alias=True), status=status)

@@ -1,4 +1,4 @@
-"""Stock reconciliation routes: run it now (all stores or one), and read the persisted reports."""
+"""Stock reconciliation over HTTP: run it now (all stores or one), and read the persisted reports."""
 
 from __future__ import annotations
 
@@ -10,22 +10,16 @@ from pydantic import Field
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
-from api.bodies import json_model, path_uuid, read_model, read_query
-from api.database_calls import database_call
-from api.errors import ApiError
-from api.keys import POOL, SETTINGS, TEMPORAL
-from api.models import CamelModel, CamelRequest
+from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
+from api.middlewares import ApiError
+from api.models import CamelModel, CamelRequest, StartedRun, json_model, path_uuid, read_model, read_query
 from api.openapi import documented
-from api.starts import StartedRun, start_or_join
-from api.temporal_calls import temporal_call
 from petcare import stock_repository as reports
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
 from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconciliationInput, Trigger
 
-routes = web.RouteTableDef()
 
-
-class TriggerRequest(CamelRequest):
+class StockTriggerRequest(CamelRequest):
     store_id: UUID | None = None  # absent: every store, whether due or not
 
 
@@ -68,10 +62,9 @@ class ReportList(CamelModel):
     reconciliations: list[ReconciliationReport]
 
 
-@routes.post("/api/v1/workers/stock-reconciliation/trigger")
 @documented(
     "Reconcile stock now: every store, or one with storeId (a run already going is returned instead)",
-    request=TriggerRequest,
+    request=StockTriggerRequest,
     response=StartedRun,
     status=202,
     errors=(400, 404, 422, 503),
@@ -79,7 +72,7 @@ class ReportList(CamelModel):
 )
 async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     # The old endpoint took no body: an empty one reconciles every store.
-    body = await read_model(request, TriggerRequest, optional=True)
+    body = await read_model(request, StockTriggerRequest, optional=True)
     if body.store_id is not None:
         async with database_call(), request.app[POOL].acquire() as connection:
             if not await reports.store_exists(connection, body.store_id):
@@ -107,7 +100,6 @@ async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) 
     )
 
 
-@routes.get("/api/v1/stock-reconciliations/{runId}")
 @documented(
     "One store's persisted reconciliation: counts, discrepancies and low-stock items, alert status",
     response=ReconciliationReport,
@@ -124,7 +116,6 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     return json_model(ReconciliationReport.model_validate(found))
 
 
-@routes.get("/api/v1/stock-reconciliations")
 @documented(
     "Recent reconciliations, newest first; storeId for one store, latest=true for each store's latest",
     response=ReportList,

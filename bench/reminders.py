@@ -37,10 +37,8 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.reminders.details import context_of, route_of
-from activities.reminders.due import DueAppointments
-from activities.reminders.email import build_email, reminder_message_id
-from activities.reminders.render import render_reminder
+from activities.reminders.messages import build_email, reminder_message_id, render_reminder
+from activities.reminders.sql import DueAppointments, context_of, route_of
 from petcare.config import Settings
 from petcare.devstack.binaries import temporal_cli
 from petcare.devstack.postgres import EmbeddedPostgres, with_database

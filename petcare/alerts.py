@@ -1,6 +1,6 @@
-"""Failure alerts to operators: the alert's data and its visibility query, I/O-free (workflows import it).
+"""Failure alerts, what workflows and activities share: activity names, alerted types, models (I/O-free).
 
-The email itself is built by the activity (activities/alerts.py), with the mail module's `compose`.
+The workflow side is workflows/alerts.py; the activities, their SQL and the email activities/alerts.py.
 """
 
 from __future__ import annotations
@@ -53,19 +53,3 @@ class SweepOutcome(BaseModel):
     timed_out: int  # top-level runs of the job types found timed out in the lookback
     sent: int  # alerts sent by this sweep (the others were sent before)
     failed: int = 0  # alerts refused for good (a recipient or content the mail server refuses)
-
-
-def _quoted(value: str) -> str:
-    # Visibility queries have no parameters: refuse what could end the literal instead of escaping.
-    if '"' in value or "\\" in value:
-        raise ValueError(f"cannot name {value!r} in a visibility query")
-    return f'"{value}"'
-
-
-def timed_out_runs_query(sweep: TimedOutSweep, since: datetime) -> str:
-    """The visibility query of the sweep's runs: timed out, closed since `since`, of its types."""
-    types = ", ".join(_quoted(name) for name in sweep.workflow_types)
-    return (
-        f'ExecutionStatus="TimedOut" AND TaskQueue={_quoted(sweep.task_queue)} '
-        f"AND WorkflowType IN ({types}) AND CloseTime > {_quoted(since.isoformat())}"
-    )

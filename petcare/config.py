@@ -25,7 +25,7 @@ class ApiSettings(BaseModel):
     @field_validator("token", "previous_token")
     @classmethod
     def _stripped(cls, value: SecretStr | None) -> SecretStr | None:
-        # Presented tokens are stripped (api/middleware.py), so a configured one must be too: a
+        # Presented tokens are stripped (api/middlewares.py), so a configured one must be too: a
         # secret file or `echo` leaves a trailing newline that would otherwise never match. A
         # blank token is no token (the API refuses to start without one: fail closed).
         if value is None:

@@ -1,10 +1,13 @@
-"""The project's one error vocabulary: the exceptions its code raises, and the `ApplicationError`
-types that cross into Temporal (histories, retry policies, alerts, the API's run views).
+"""The one error vocabulary: the exceptions raised, the ApplicationError types, how a failure reads.
+
+`ErrorType` names what crosses into Temporal (histories, retry policies, alerts, the API's run
+views); `describe_failure` is how a failure reads to an operator. I/O-free: workflows import it.
 
 Exceptions raised inside the project (caught and classified before they reach Temporal)::
 
     Exception
-    ├── DeliveryError                a provider's answer about one message (mail or SMS)
+    ├── DeliveryError                a provider's answer about one message, from petcare.mail
+    │   │                            (SMTP) or petcare.sms (the SMS gateway) alike
     │   ├── DeliveryRejected         this message is refused for good (5xx to its recipient,
     │   │   │                        an invalid or unsubscribed number): record it failed
     │   │   └── UnsendableMessage    it cannot even be built from its data (several addresses
@@ -19,13 +22,20 @@ Exceptions raised inside the project (caught and classified before they reach Te
     ├── InvalidTimeZone              (petcare.timezones, a ValueError) not an IANA zone
     ├── DatabaseBusy                 (petcare.db, a TimeoutError and an ApplicationError of type
     │                                DATABASE_BUSY) no pool connection came free in time
+    ├── TemporalUnreachable          (petcare.temporal_client) no answer at the address
+    ├── TemporalConfigurationError   (petcare.temporal_client) the namespace lacks what we need
+    │   └── SearchAttributesMissing
+    ├── ClaimLost                    (activities.reminders.sending) a newer attempt holds a
+    │                                reminder's claim: the page stops, as REMINDER_CLAIM_LOST
     ├── StreamStalled                (activities.exports.streaming) no byte moved for too long:
     │                                EXPORT_STALLED
-    └── TemporalConfigurationError   (petcare.temporal_client) the namespace lacks what we need
-        └── SearchAttributesMissing
+    ├── ApiError                     (api.middlewares) rendered as {"error": {"code", "message"}}
+    └── DevStackError, TemporalServerError, BinaryNotFound   (petcare.devstack) `petcare dev`
+                                     cannot start a part of the local stack
 
 What crosses into Temporal is an `ApplicationError` whose `type` is one `ErrorType`, used both
-where it is raised and in the retry policies that name it, so the two cannot drift apart.
+where it is raised (`application_error`, `delivery_failure`) and in the retry policies that name it
+(`non_retryable`), so the two cannot drift apart. tests/test_errors.py keeps every other spelling out.
 """
 
 from __future__ import annotations
@@ -43,10 +53,6 @@ class ErrorType(StrEnum):
     MAIL_REJECTED = "MailRejected"
     MAIL_MISCONFIGURED = "MailMisconfigured"
     MAIL_UNAVAILABLE = "MailUnavailable"
-    # Any job's database work (petcare.db, activities.heartbeat, a long statement's budget).
-    DATABASE_BUSY = "DatabaseBusy"
-    STATEMENT_TIMEOUT = "StatementTimeout"
-    MISSING_ACTIVITY_TIMEOUT = "MissingActivityTimeout"
     # Appointment reminders.
     REMINDER_CLAIM_LOST = "ReminderClaimLost"
     REMINDER_PROVIDER_UNAVAILABLE = "ReminderProviderUnavailable"
@@ -65,6 +71,11 @@ class ErrorType(StrEnum):
     UNKNOWN_STORE = "UnknownStore"
     UNKNOWN_RECONCILIATION = "UnknownReconciliation"
     RECONCILIATION_LOST = "ReconciliationLost"
+    # Any job using PostgreSQL: no pooled connection free in time; a long statement past its budget.
+    DATABASE_BUSY = "DatabaseBusy"
+    STATEMENT_TIMEOUT = "StatementTimeout"
+    # Any job: a programming error (a long statement in an activity started without a bound).
+    MISSING_ACTIVITY_TIMEOUT = "MissingActivityTimeout"
 
 
 # Faults no retry can fix: raised as non-retryable and named in every retry policy that could
@@ -73,7 +84,7 @@ PERMANENT: frozenset[ErrorType] = frozenset(
     {
         ErrorType.MAIL_REJECTED,
         ErrorType.MAIL_MISCONFIGURED,
-        ErrorType.MISSING_ACTIVITY_TIMEOUT,
+        ErrorType.REMINDER_CONFIGURATION_ERROR,
         ErrorType.FINANCIAL_EXPORT_FAILED,
         ErrorType.EXPORT_NOT_FOUND,
         ErrorType.EXPORT_NOT_PROCESSING,
@@ -84,6 +95,7 @@ PERMANENT: frozenset[ErrorType] = frozenset(
         ErrorType.SFTP_PERMISSION_DENIED,
         ErrorType.UNKNOWN_STORE,
         ErrorType.UNKNOWN_RECONCILIATION,
+        ErrorType.MISSING_ACTIVITY_TIMEOUT,
     }
 )
 
@@ -141,3 +153,22 @@ def delivery_failure(error: DeliveryError) -> ApplicationError:
             prefix = "mail configuration: " if kind is DeliveryMisconfigured else ""
             return application_error(f"{prefix}{error}", error_type)
     return application_error(str(error), ErrorType.MAIL_UNAVAILABLE)
+
+
+# How a failure reads to an operator (alerts, run views, a failed export's record).
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost cause: what actually went wrong, not the "activity task failed" around it."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def describe_failure(error: BaseException) -> tuple[str, str]:
+    """`(type, message)` of the root cause: an ApplicationError's own type, else the class name."""
+    cause = root_cause(error)
+    kind = (cause.type if isinstance(cause, ApplicationError) else None) or type(cause).__name__
+    # FailureError.message is the text without the "type: " prefix str() may add.
+    message = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return kind, message

@@ -1,16 +1,4 @@
-"""Sending email over SMTP with a few reused connections, and telling permanent from transient faults.
-
-Each class below subclasses its petcare.errors one (MailRejected is a DeliveryRejected, and so on),
-so callers catch the one delivery tree:
-
-petcare.errors.DeliveryError
-├── MailRejected        this message is refused for good (5xx to its recipient or content)
-│   └── UnsendableMessage   it cannot even be built from its data (several addresses, bad header)
-├── MailMisconfigured   the server refuses us (login, sender, 5xx on EHLO): every message alike
-└── MailUnavailable     the server cannot take it now (down, 421, 4xx, timeout): retry later
-    └── MailDeferred    4xx to this one recipient on RCPT TO (mailbox full, greylisting): only
-                        this message waits; the session and the other messages are fine
-"""
+"""Sending email over a few reused SMTP connections, answers classified as `petcare.errors`."""
 
 from __future__ import annotations
 
@@ -29,34 +17,16 @@ from typing import Protocol
 import aiosmtplib
 
 from petcare.config import SmtpSettings
-from petcare.errors import DeliveryMisconfigured, DeliveryRejected, DeliveryUnavailable
+from petcare.errors import (
+    DeliveryDeferred,
+    DeliveryError,
+    DeliveryMisconfigured,
+    DeliveryRejected,
+    DeliveryUnavailable,
+    UnsendableMessage,
+)
 
 log = logging.getLogger(__name__)
-
-
-# Each a subclass of its petcare.errors class, so callers catch the one delivery tree.
-class MailRejected(DeliveryRejected):
-    """The server refused this message for good (5xx to its recipient or its content)."""
-
-
-class MailMisconfigured(DeliveryMisconfigured):
-    """The server refuses us, not the message (login, sender address, 5xx on EHLO): every message
-    would fail the same way, so no message should be marked as undeliverable because of it."""
-
-
-class MailUnavailable(DeliveryUnavailable):
-    """The server could not take the message now (down, 4xx, timeout): retry later."""
-
-
-class MailDeferred(MailUnavailable):
-    """The server refused this message's recipient for now (450/451/452 on RCPT TO): the session is
-    fine and other recipients are not concerned. A MailUnavailable, so whoever sends a single
-    message retries it; the reminders defer only that one delivery to a later run."""
-
-
-class UnsendableMessage(MailRejected):
-    """The message cannot be built from its data (a one-address field holding several, a header
-    the email package refuses): that message fails, never the others nor the whole job."""
 
 
 # Line breaks (CR, LF, VT, FF, NEL, U+2028, U+2029) and every other C0/C1 control: in a header they
@@ -93,8 +63,8 @@ class Mailer:
             await _quit_quietly(client)
 
     async def send(self, message: EmailMessage) -> None:
-        """Deliver one message or raise MailRejected / MailMisconfigured / MailUnavailable (or
-        their subclasses UnsendableMessage / MailDeferred)."""
+        """Deliver one message or raise a DeliveryError: DeliveryRejected (UnsendableMessage),
+        DeliveryUnavailable (DeliveryDeferred) or DeliveryMisconfigured."""
         async with self._slots:
             client = await self._checkout()
             # Back to the idle list only after an answer that leaves the session clean (aiosmtplib
@@ -124,8 +94,8 @@ class Mailer:
     def _address(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
 
-    def _unavailable(self, error: BaseException) -> MailUnavailable:
-        return MailUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}")
+    def _unavailable(self, error: BaseException) -> DeliveryUnavailable:
+        return DeliveryUnavailable(f"SMTP server {self._address}: {type(error).__name__}: {error}")
 
     async def _checkout(self) -> aiosmtplib.SMTP:
         while self._idle:
@@ -149,10 +119,10 @@ class Mailer:
             raise
         except aiosmtplib.SMTPAuthenticationError:
             # Wrong credentials will not fix themselves; the message never names the password.
-            raise MailMisconfigured(f"SMTP server {self._address} refused the login") from None
+            raise DeliveryMisconfigured(f"SMTP server {self._address} refused the login") from None
         except aiosmtplib.SMTPResponseException as error:
             if 500 <= error.code < 600:
-                raise MailMisconfigured(
+                raise DeliveryMisconfigured(
                     f"SMTP server {self._address}: {error.code} {error.message}"
                 ) from None
             raise self._unavailable(error) from None
@@ -236,24 +206,24 @@ def _require_one_address(recipient: str, header: _ParsedAddressHeader) -> None:
 _SERVER_CLOSING = 421
 
 
-def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> Exception:
+def _classify(error: aiosmtplib.SMTPRecipientsRefused | aiosmtplib.SMTPResponseException) -> DeliveryError:
     """5xx to the recipient or the content: this message is refused. 5xx elsewhere (the sender,
     EHLO, AUTH): the server refuses us. 4xx to the recipient (450/451/452: mailbox full,
     greylisting): this message is deferred. 421, or 4xx elsewhere: the server, try again later."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in error.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
-        permanent: type[Exception] = MailRejected
-        transient: type[MailUnavailable] = MailDeferred
+        permanent: type[DeliveryError] = DeliveryRejected
+        transient: type[DeliveryUnavailable] = DeliveryDeferred
     else:
         codes = [error.code]
         detail = f"{error.code} {error.message}"
-        permanent = MailRejected if isinstance(error, aiosmtplib.SMTPDataError) else MailMisconfigured
-        transient = MailUnavailable
+        permanent = DeliveryRejected if isinstance(error, aiosmtplib.SMTPDataError) else DeliveryMisconfigured
+        transient = DeliveryUnavailable
     if all(500 <= code < 600 for code in codes):
         return permanent(f"refused: {detail}")
     if _SERVER_CLOSING in codes or not all(400 <= code < 600 for code in codes):
-        return MailUnavailable(f"deferred: {detail}")
+        return DeliveryUnavailable(f"deferred: {detail}")
     return transient(f"deferred: {detail}")
 
 

@@ -27,6 +27,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from petcare import visibility
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ async def _until_usable(client: Client, names: Sequence[str], timeout: float = 9
     """Until the frontend accepts the new names. The dev server uses them at once; a cluster's
     other frontends learn them on their cache refresh (up to a minute), and a schedule applied
     before then would be refused. A count query is the cheapest call that checks the names."""
-    query = " AND ".join(f'{name} = "petcare-registration-check"' for name in names)
+    query = visibility.all_of(*(visibility.equals(name, "petcare-registration-check") for name in names))
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -14,8 +14,7 @@ from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
 
 from api.app import create_app
-from api.bodies import json_model, read_model
-from api.models import CamelRequest
+from api.models import CamelRequest, json_model, read_model
 from petcare.config import Settings
 from tests.support.api import API_TOKEN, AUTH, with_token
 
@@ -163,7 +162,7 @@ async def test_valid_body_is_parsed_with_camel_case(client: TestClient[Any, Any]
 async def test_bug_is_500_without_details(
     client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="api.middleware"):
+    with caplog.at_level(logging.ERROR, logger="api.middlewares"):
         response = await client.get("/api/v1/test/broken", headers=AUTH)
     await assert_error(response, 500, "internal_error")
     text = await response.text()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from api.cache import TtlCache
+from api.workers import TtlCache
 
 
 async def test_concurrent_misses_share_one_computation() -> None:

@@ -207,6 +207,6 @@ async def test_a_failed_check_that_is_no_outage_is_error_not_unreachable(
     assert body["temporal"] == {"status": "error"}
     assert body["database"] == {"status": "error"}
     # Logged with the real cause for whoever has to fix it.
-    logged = " ".join(record.getMessage() for record in caplog.records if record.name == "api.health")
+    logged = " ".join(record.getMessage() for record in caplog.records if record.name == "api.workers")
     assert "NamespaceNotFound" in logged or "not found" in logged
     assert "InvalidCatalogNameError" in logged

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import api
 from api.app import create_app
 from api.models import CamelModel, CamelRequest
-from api.openapi import documented
-from api.openapi_document import build_document
+from api.openapi import DOC_ATTRIBUTE, build_document, documented
 from petcare.config import Settings
 
 
@@ -99,7 +101,7 @@ async def undocumented(request: web.Request) -> web.Response:
 
 
 def test_job_routes_bring_their_own_schemas() -> None:
-    # What a job module does: a documented handler on its own route table.
+    # What a route module does: a documented handler, given its path by setup_routes.
     app = create_app(Settings(_env_file=None))
     app.router.add_post("/api/v1/stores/{storeId}/things", create_thing)
     app.router.add_get("/api/v1/forgotten", undocumented)
@@ -121,3 +123,21 @@ def test_job_routes_bring_their_own_schemas() -> None:
     assert request_schema["additionalProperties"] is False
     # A route nobody documented still shows up, so the document can never silently miss one.
     assert document["paths"]["/api/v1/forgotten"]["get"]["summary"] == "GET /api/v1/forgotten"
+
+
+def test_setup_routes_registers_each_documented_handler_and_the_document_lists_each_route() -> None:
+    app = create_app(Settings(_env_file=None))
+    registered = {
+        (route.method, route.resource.canonical): route.handler
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    document = build_document(app)
+    listed = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert listed == set(registered)
+    # A handler written and documented but left out of setup_routes would be missing from both.
+    modules = [importlib.import_module(f"api.{found.name}") for found in pkgutil.iter_modules(api.__path__)]
+    documented_handlers = {
+        value for module in modules for value in vars(module).values() if hasattr(value, DOC_ATTRIBUTE)
+    }
+    assert set(registered.values()) == documented_handlers

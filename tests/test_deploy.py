@@ -29,12 +29,12 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.middleware import PUBLIC_ROUTES
+from api.middlewares import PUBLIC_ROUTES
 from petcare.config import ENV_PREFIX, Settings, env_name
 from petcare.jobs import EXPORT_ATTRIBUTE, JOB_ATTRIBUTE, STORE_ATTRIBUTE
 from petcare.models.reminders import ReminderRunInput
 from worker_main import GRACEFUL_SHUTDOWN
-from workflows.alert_sweep import SWEEP_HEARTBEAT
+from workflows.alerts import SWEEP_HEARTBEAT
 from workflows.exports import UPLOAD_HEARTBEAT
 
 ROOT = Path(__file__).resolve().parent.parent

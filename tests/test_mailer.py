@@ -12,17 +12,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from petcare.config import SmtpSettings
 from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
-from petcare.mail import (
-    MailDeferred,
-    Mailer,
-    MailMisconfigured,
-    MailRejected,
-    MailUnavailable,
+from petcare.errors import (
+    DeliveryDeferred,
+    DeliveryMisconfigured,
+    DeliveryRejected,
+    DeliveryUnavailable,
     UnsendableMessage,
-    compose,
-    header_text,
-    stable_message_id,
 )
+from petcare.mail import Mailer, compose, header_text, stable_message_id
 from tests.support.reminder_data import FullMailboxHandler, wait_until
 
 
@@ -53,7 +50,7 @@ async def test_delivers_and_reuses_connections(smtp_sink: SmtpSink) -> None:
 async def test_refused_recipient_is_permanent(smtp_sink: SmtpSink) -> None:
     smtp_sink.handler.rejected_recipients.add("nobody@example.com")
     async with Mailer(_settings(smtp_sink)) as mailer:
-        with pytest.raises(MailRejected, match="550"):
+        with pytest.raises(DeliveryRejected, match="550"):
             await mailer.send(_message("nobody@example.com"))
         await mailer.send(_message("somebody@example.com"))  # the connection is still usable
     assert [mail.recipients for mail in smtp_sink.received] == [["somebody@example.com"]]
@@ -63,7 +60,7 @@ async def test_outage_is_transient_and_recovers(smtp_sink: SmtpSink) -> None:
     async with Mailer(_settings(smtp_sink)) as mailer:
         await mailer.send(_message("before@example.com"))
         await smtp_sink.stop()
-        with pytest.raises(MailUnavailable):
+        with pytest.raises(DeliveryUnavailable):
             await mailer.send(_message("during@example.com"))
         await smtp_sink.start()
         await mailer.send(_message("after@example.com"))
@@ -73,7 +70,7 @@ async def test_outage_is_transient_and_recovers(smtp_sink: SmtpSink) -> None:
 async def test_refused_sender_is_a_configuration_fault_not_a_bad_address(smtp_sink: SmtpSink) -> None:
     smtp_sink.handler.rejected_senders.add("reminders@petcare.local")
     async with Mailer(_settings(smtp_sink)) as mailer:
-        with pytest.raises(MailMisconfigured, match="553"):
+        with pytest.raises(DeliveryMisconfigured, match="553"):
             await mailer.send(_message("somebody@example.com"))
     assert smtp_sink.received == []
 
@@ -136,7 +133,7 @@ async def test_a_4xx_to_one_recipient_defers_that_message_and_the_session_goes_o
         async with Mailer(
             SmtpSettings(host=sink.host, port=sink.port, timeout_seconds=5), max_connections=1
         ) as mailer:
-            with pytest.raises(MailDeferred, match=code[:3]):
+            with pytest.raises(DeliveryDeferred, match=code[:3]):
                 await mailer.send(_message("full@example.com"))
             await mailer.send(_message("other@example.com"))
             assert sink.open_sessions == 1  # the same session took the next message
@@ -150,11 +147,11 @@ async def test_a_421_to_a_recipient_is_the_server_not_the_recipient() -> None:
     await sink.start()
     try:
         async with Mailer(SmtpSettings(host=sink.host, port=sink.port, timeout_seconds=5)) as mailer:
-            with pytest.raises(MailUnavailable, match="421") as raised:
+            with pytest.raises(DeliveryUnavailable, match="421") as raised:
                 await mailer.send(_message("any@example.com"))
     finally:
         await sink.stop()
-    assert not isinstance(raised.value, MailDeferred)
+    assert not isinstance(raised.value, DeliveryDeferred)
 
 
 @dataclass

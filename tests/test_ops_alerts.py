@@ -29,7 +29,7 @@ from petcare.mail import Mailer
 from petcare.models.exports import FinancialExportInput
 from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from worker_main import WorkerResources, workers_running
-from workflows.interceptors import OpsAlertInterceptor
+from workflows.alerts import OpsAlertInterceptor
 
 SECRETS = ("db-secret-7f3a", "sftp-secret-91c2", "sms-secret-44d0", "api-secret-0b8e")
 OPS = "ops@petcare.test"

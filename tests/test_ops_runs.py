@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api.runs import JobKey, RunsQuery, visibility_query
+from api.workers import JobKey, RunsQuery, visibility_query
 from petcare.jobs import FINANCIAL_EXPORT, JOB_ATTRIBUTE, JOBS, STOCK_RECONCILIATION
 from tests.support.api import AUTH, poll
 

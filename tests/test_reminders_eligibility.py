@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.reminders.planning import ClaimState, Owner, Route, decide
+from activities.reminders.decisions import ClaimState, Owner, Route, decide
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import (

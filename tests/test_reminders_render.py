@@ -7,10 +7,15 @@ from uuid import UUID
 
 import pytest
 
-from activities.reminders.email import build_email, reminder_message_id
-from activities.reminders.planning import Route, choose_route
-from activities.reminders.render import ReminderContext, render_reminder
-from activities.reminders.sms_text import fit_segments, sms_segments
+from activities.reminders.decisions import Route, choose_route
+from activities.reminders.messages import (
+    ReminderContext,
+    build_email,
+    fit_segments,
+    reminder_message_id,
+    render_reminder,
+    sms_segments,
+)
 
 
 def context(

@@ -7,8 +7,8 @@ import itertools
 
 import asyncpg
 
-from activities.reminders.due import _CHANNEL
-from activities.reminders.planning import choose_route
+from activities.reminders.decisions import choose_route
+from activities.reminders.sql import _CHANNEL
 
 ADDRESSES = [None, "", " ", "\t\n", "\u00a0", "a@example.com", "  a@example.com\n", "\u00a0a@example.com"]
 PHONES = [None, "", "  ", "\u2003", "+15550100", " +15550100 "]

@@ -12,11 +12,12 @@ from aiohttp import ClientSession
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.reminders import ReminderActivities, build_gateway
-from activities.reminders.email import reminder_message_id
+from activities.reminders import ReminderActivities
+from activities.reminders.messages import reminder_message_id
 from petcare.config import Settings
 from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
+from petcare.sms import build_gateway
 from tests.support.reminder_data import (
     add_appointment,
     add_store,

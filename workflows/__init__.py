@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.alert_sweep import OpsAlertSweepWorkflow
+from workflows.alerts import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow

@@ -13,8 +13,7 @@ from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import ExportActivities
-    from petcare.errors import ErrorType, application_error, non_retryable
-    from petcare.failures import describe_failure
+    from petcare.errors import ErrorType, application_error, describe_failure, non_retryable
     from petcare.jobs import FINANCIAL_EXPORT
     from petcare.models.exports import (
         DATA_KINDS,
@@ -30,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         upload_task_queue,
     )
 
-# Faults that no retry can fix; the activities raise them as non-retryable too.
+# Faults that no retry can fix; the activities also raise them as non-retryable.
 PERMANENT_FAULTS = non_retryable(
     ErrorType.EXPORT_NOT_FOUND,
     ErrorType.EXPORT_DATA_ERROR,

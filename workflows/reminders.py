@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reminders.activities import ReminderActivities
+    from petcare.errors import ErrorType, application_error
     from petcare.models.reminders import (
         DRY_RUN_WORKFLOW_TYPE,
         PREVIEW_ATTEMPTS,
@@ -72,11 +72,10 @@ class AppointmentReminderWorkflow:
             cursor = page.next_cursor
             if cursor is None:
                 if problems:
-                    raise ApplicationError(
+                    raise application_error(
                         f"reminder settings refused: {'; '.join(problems)}. {counts.released} reminders "
                         f"were released for the next run; {_details(pages, counts)}",
-                        type="ReminderConfigurationError",
-                        non_retryable=True,
+                        ErrorType.REMINDER_CONFIGURATION_ERROR,
                     )
                 return ReminderRunResult(as_of=as_of, pages=pages, runs=request.runs + 1, counts=counts)
             if workflow.info().is_continue_as_new_suggested():

@@ -11,8 +11,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
-    from petcare.errors import ErrorType, non_retryable
-    from petcare.failures import describe_failure
+    from petcare.errors import ErrorType, describe_failure, non_retryable
     from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
         ALERT_DEADLINE,

@@ -1,8 +1,8 @@
-"""Appointment reminder side effects: due-appointment SQL, rendering, email and SMS delivery."""
+"""Appointment reminder side effects: what the worker registers (the SMS gateway is `petcare.sms`)."""
 
 from __future__ import annotations
 
 from activities.reminders.activities import ReminderActivities
-from activities.reminders.sms import build_gateway
+from petcare.sms import build_gateway
 
 __all__ = ["ReminderActivities", "build_gateway"]

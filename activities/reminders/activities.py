@@ -1,21 +1,18 @@
-"""The reminder activities: fetch a page of due appointments, send a page, preview a run."""
+"""The reminder activities: fetch a page of due appointments, send a page, and the dry run's preview."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
 from temporalio import activity
 
 from activities.heartbeat import heartbeat_interval
-from activities.reminders.claims import ClaimStore
-from activities.reminders.delivery import Delivery
-from activities.reminders.due import DueAppointments
-from activities.reminders.planning import Owner
-from activities.reminders.preview import render_preview
-from activities.reminders.records import DeliveryRecords
-from activities.reminders.sending import PageSender
-from activities.reminders.sms import SMS_RATE_LIMIT, SmsGateway
+from activities.reminders.decisions import Owner
+from activities.reminders.messages import render_reminder
+from activities.reminders.sending import Delivery, PageSender
+from activities.reminders.sql import ClaimStore, DeliveryRecords, DueAppointments, context_of, route_of
 from petcare.config import Settings
 from petcare.mail import Mailer
 from petcare.models.reminders import (
@@ -24,11 +21,13 @@ from petcare.models.reminders import (
     FetchDuePage,
     PageCursor,
     PageResult,
+    PreviewMessage,
     PreviewRequest,
     ReminderPreview,
     SendPage,
 )
 from petcare.rate_limits import SharedRateLimiter
+from petcare.sms import SMS_RATE_LIMIT, SmsGateway
 
 
 class ReminderActivities:
@@ -80,4 +79,27 @@ class ReminderActivities:
         earliest, latest = self._window(request.as_of)
         limit = self._settings.preview_limit if request.preview_limit is None else request.preview_limit
         counts, rows = await self._due.plan(earliest, latest, limit)
-        return ReminderPreview(as_of=request.as_of, counts=counts, messages=render_preview(rows))
+        return ReminderPreview(as_of=request.as_of, counts=counts, messages=_preview_messages(rows))
+
+
+def _preview_messages(rows: Sequence[asyncpg.Record]) -> list[PreviewMessage]:
+    """Rows come with an address: the SQL returns only those, by the same rule as choose_route
+    (tests/test_reminders_routing.py holds the two together)."""
+    messages: list[PreviewMessage] = []
+    for row in rows:
+        route = route_of(row)
+        assert route is not None
+        rendered = render_reminder(context_of(row))
+        email = route.channel == "email"
+        messages.append(
+            PreviewMessage(
+                appointment_id=row["id"],
+                channel=route.channel,
+                recipient=route.address,
+                locale=rendered.locale,
+                starts_at_local=rendered.starts_at_local,
+                subject=rendered.subject if email else None,
+                text=rendered.text if email else rendered.sms,
+            )
+        )
+    return messages

@@ -1,22 +1,157 @@
-"""One attempt at one page: claims a group ahead of the sends, each channel able to stop alone."""
+"""One attempt at one page: claim ahead of the sends, deliver each claim by its channel, record it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
 from functools import partial
+from typing import Literal
 from uuid import UUID
 
-from temporalio.exceptions import ApplicationError
-
 from activities.heartbeat import heartbeating
-from activities.reminders.claims import ClaimStore
-from activities.reminders.counting import count_settled
-from activities.reminders.delivery import DEFERRED, MISCONFIGURED, UNAVAILABLE, ClaimLost, Delivery
-from activities.reminders.planning import Owner, Settled, ToSend
+from activities.reminders.decisions import Confirmation, Owner, Settled, ToSend, count_settled
+from activities.reminders.messages import (
+    build_email,
+    deliverable_address,
+    reminder_message_id,
+    render_reminder,
+)
+from activities.reminders.sql import ClaimStore, DeliveryRecords
+from petcare.errors import (
+    DeliveryDeferred,
+    DeliveryMisconfigured,
+    DeliveryRejected,
+    DeliveryUnavailable,
+    ErrorType,
+    UnsendableMessage,
+    application_error,
+)
+from petcare.mail import Mailer
 from petcare.models.reminders import Channel, PageResult
+from petcare.rate_limits import SharedRateLimiter
+from petcare.sms import SmsGateway
 
 log = logging.getLogger(__name__)
+
+Outcome = Literal["sent", "failed"]
+
+
+class ClaimLost(Exception):
+    """A newer attempt (or, after the lease, another run) holds the claim: this attempt must stop."""
+
+
+class _Finished(Exception):
+    """The attempt this one took the claim from sent it (or had it refused) meanwhile."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome)
+        self.outcome: Outcome = outcome
+
+
+async def _check(claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> None:
+    confirmation = await confirm()
+    if confirmation == "lost":
+        raise ClaimLost(str(claim.appointment_id))
+    if confirmation != "mine":
+        raise _Finished(confirmation)
+
+
+class Delivery:
+    def __init__(
+        self,
+        mailer: Mailer,
+        sms: SmsGateway,
+        records: DeliveryRecords,
+        *,
+        sender: str,
+        smtp_concurrency: int,
+        sms_concurrency: int,
+        sms_rate: SharedRateLimiter,
+    ) -> None:
+        self._mailer = mailer
+        self._sms = sms
+        self._records = records
+        self._sender = sender
+        # Per worker process, shared by every page in flight. The email bound matches the Mailer's
+        # connections: a claim is confirmed only once a connection is free for it, so what is
+        # confirmed but not yet sent (and could go out twice after a takeover) stays this small.
+        self._email_slots = asyncio.Semaphore(smtp_concurrency)
+        self._sms_slots = asyncio.Semaphore(sms_concurrency)
+        self._sms_rate = sms_rate  # unlike the bounds above, shared by every worker process
+
+    async def deliver(self, claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> Outcome:
+        """Raises ClaimLost, DeliveryDeferred, DeliveryUnavailable or DeliveryMisconfigured (nothing
+        recorded then).
+
+        Whatever concerns this reminder alone (its data cannot make a message, the provider refuses
+        its recipient for good) is recorded as its failure and returns "failed".
+        """
+        try:
+            content = _compose(claim, self._sender)
+            if isinstance(content, EmailMessage):
+                provider_id = await self._email(claim, content, confirm)
+            else:
+                provider_id = await self._text(claim, content, confirm)
+        except _Finished as finished:
+            return finished.outcome
+        except DeliveryRejected as error:  # UnsendableMessage included
+            await self._records.mark_failed(claim.appointment_id, str(error))
+            # The reason (which names the recipient) is in the delivery row, not in the log.
+            log.info(
+                "%s reminder for appointment %s failed: %s",
+                claim.route.channel,
+                claim.appointment_id,
+                type(error).__name__,
+            )
+            return "failed"
+        await self._records.mark_sent(claim.appointment_id, provider_id)
+        return "sent"
+
+    async def _email(
+        self, claim: ToSend, message: EmailMessage, confirm: Callable[[], Awaitable[Confirmation]]
+    ) -> str | None:
+        """Returns no provider id: the Message-ID is the reference."""
+        async with self._email_slots:
+            await _check(claim, confirm)
+            await self._mailer.send(message)
+        return None
+
+    async def _text(
+        self, claim: ToSend, text: str, confirm: Callable[[], Awaitable[Confirmation]]
+    ) -> str | None:
+        async with self._sms_slots:
+            await self._sms_rate.acquire()
+            # After the rate limit's wait, so the check is as close to the send as it can be.
+            await _check(claim, confirm)
+            return await self._sms.send(claim.route.address, text)
+
+
+def _compose(claim: ToSend, sender: str) -> EmailMessage | str:
+    """The email, or the SMS text. Raises UnsendableMessage when this appointment's data cannot
+    make one: rendering and building are pure code over its rows, so whatever they raise is this
+    reminder's fault alone, never a reason to stop the page (or to retry it for hours)."""
+    try:
+        rendered = render_reminder(claim.context)
+        if claim.route.channel == "sms":
+            return rendered.sms
+        address = claim.route.address
+        message = build_email(
+            rendered,
+            sender=sender,
+            recipient=address,
+            message_id=reminder_message_id(claim.appointment_id, sender),
+        )
+    except UnsendableMessage:
+        raise
+    except Exception as error:
+        log.exception("reminder for appointment %s cannot be composed", claim.appointment_id)
+        raise UnsendableMessage(f"cannot compose the reminder: {type(error).__name__}: {error}") from None
+    if not deliverable_address(address):
+        raise UnsendableMessage(f"invalid email address {address!r}")
+    return message
+
 
 # Appointments claimed per transaction: few round trips per message, and a consent or status
 # change is still seen at most a couple of groups before the send.
@@ -58,11 +193,11 @@ class PageSender:
             raise first from None
         await self._release()
         if self._lost:
-            raise ApplicationError("a newer attempt holds this page's claims", type="ReminderClaimLost")
+            raise application_error("a newer attempt holds this page's claims", ErrorType.REMINDER_CLAIM_LOST)
         if self._unavailable:
             log.warning("reminder page stopped, will be retried: %s", self._unavailable[0])
-            raise ApplicationError(
-                f"provider unavailable: {self._unavailable[0]}", type="ReminderProviderUnavailable"
+            raise application_error(
+                f"provider unavailable: {self._unavailable[0]}", ErrorType.REMINDER_PROVIDER_UNAVAILABLE
             )
         self.counts.problems = list(self._broken.values())
         return self.counts
@@ -102,16 +237,21 @@ class PageSender:
                 outcome = await self._delivery.deliver(
                     claim, partial(self._claims.confirm, claim.appointment_id, self._owner)
                 )
-            except DEFERRED as error:  # before UNAVAILABLE: its subclasses
+            # The provider refused this one recipient for now (a full mailbox, greylisting, a busy
+            # number): that claim goes back for a later run, the page goes on. Caught before its
+            # base class DeliveryUnavailable.
+            except DeliveryDeferred as error:
                 await self._claims.defer(claim.appointment_id, self._owner, str(error))
                 self.counts.deferred += 1
                 self._done += 1
                 log.info("reminder for appointment %s deferred to a later run", claim.appointment_id)
                 continue
-            except UNAVAILABLE as error:
+            # The provider cannot take anything now: the page stops and is retried with backoff.
+            except DeliveryUnavailable as error:
                 self._unavailable.append(str(error))
                 continue
-            except MISCONFIGURED as error:
+            # The provider refuses our settings: that channel stops, its claims go back for a later run.
+            except DeliveryMisconfigured as error:
                 self._broken.setdefault(channel, str(error))
                 self._released[channel].append(claim.appointment_id)
                 continue

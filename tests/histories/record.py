@@ -36,7 +36,7 @@ from tests.support.stock import add_product
 from tests.support.stock import add_store as add_stock_store
 from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
-from workflows.alert_sweep import OpsAlertSweepWorkflow
+from workflows.alerts import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow

@@ -16,10 +16,11 @@ from aiohttp import ClientSession
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
-from activities.reminders import ReminderActivities, build_gateway
+from activities.reminders import ReminderActivities
 from petcare.config import Settings, SmsSettings
 from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
+from petcare.sms import build_gateway
 from tests.support.api import poll
 from tests.support.twilio import TwilioGatewayServer
 

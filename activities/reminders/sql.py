@@ -1,26 +1,140 @@
-"""Claim SQL: re-check each appointment under its row lock and claim it, confirm before each send,
-give back what a misconfigured channel could not send or a provider deferred, and record as failed
-the deferrals that ran out of time."""
+"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import logging
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
-from activities.reminders.details import DETAILS, DETAILS_JOINS, context_of, route_of
-from activities.reminders.email import reminder_message_id
-from activities.reminders.planning import (
+from activities.reminders.decisions import (
     Claim,
     ClaimState,
     Confirmation,
     Owner,
+    Route,
     Settled,
     ToSend,
+    choose_route,
     decide,
     skip_reason,
 )
+from activities.reminders.messages import ReminderContext, reminder_message_id
+from petcare.db import is_transient
+from petcare.models.reminders import PageCursor, PlannedCounts
+
+log = logging.getLogger(__name__)
+
+# --- What rendering needs from an appointment: the shared SELECT list, its joins, the row's reading.
+
+DETAILS = """
+    SELECT a.id, a.starts_at, c.first_name, c.email, c.phone, c.locale, c.preferred_channel,
+           p.name AS pet_name, s.name AS service_name,
+           st.name AS store_name, st.phone AS store_phone, st.timezone AS store_timezone
+"""
+DETAILS_JOINS = """
+    JOIN pets p ON p.id = a.pet_id
+    JOIN services s ON s.id = a.service_id
+    JOIN stores st ON st.id = a.store_id
+"""
+
+
+def context_of(row: asyncpg.Record) -> ReminderContext:
+    return ReminderContext(
+        appointment_id=str(row["id"]),
+        first_name=row["first_name"],
+        pet_name=row["pet_name"],
+        service_name=row["service_name"],
+        store_name=row["store_name"],
+        store_phone=row["store_phone"],
+        store_timezone=row["store_timezone"],
+        starts_at=row["starts_at"],
+        locale=row["locale"],
+    )
+
+
+def route_of(row: asyncpg.Record) -> Route | None:
+    return choose_route(row["preferred_channel"], row["email"], row["phone"])
+
+
+# --- Eligibility: keyset pages for a run, and the dry run's counts and first rows. The claim below
+# re-checks the same conditions under the row lock, measured again from its own now().
+
+# Eligible: active, not reminded, consenting, starting inside [$1, $2], and not finished by this job.
+_DUE_FROM = """
+    FROM appointments a
+    JOIN customers c ON c.id = a.customer_id"""
+_DUE_WHERE = """
+    a.status IN ('scheduled', 'confirmed')
+    AND a.reminder_sent_at IS NULL
+    AND c.consent_reminders
+    AND a.starts_at >= $1 AND a.starts_at <= $2
+    AND NOT EXISTS (
+        SELECT 1 FROM reminder_deliveries d
+        WHERE d.appointment_id = a.id AND d.state IN ('sent', 'failed'))"""
+_FIRST_PAGE = f"SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE} ORDER BY a.starts_at, a.id LIMIT $3"
+# The plain `>=` lets the starts_at index bound the scan; the row comparison does the exact keyset.
+_NEXT_PAGE = f"""SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE}
+    AND a.starts_at >= $4 AND (a.starts_at, a.id) > ($4, $5::uuid)
+    ORDER BY a.starts_at, a.id LIMIT $3"""
+
+# The channel choose_route() picks (preferred if its address is there, else the other), in SQL.
+# An address is trimmed of what Python's str.strip() removes (every character with isspace()),
+# so an address of only, say, no-break spaces counts as missing here as it does when sending.
+_STRIPPED = "".join(char for char in map(chr, range(0x3001)) if char.isspace())  # none above U+3000
+_EMAIL = f"NULLIF(btrim(c.email, '{_STRIPPED}'), '')"
+_PHONE = f"NULLIF(btrim(c.phone, '{_STRIPPED}'), '')"
+_CHANNEL = f"""CASE
+    WHEN c.preferred_channel = 'sms' AND {_PHONE} IS NOT NULL THEN 'sms'
+    WHEN {_EMAIL} IS NOT NULL THEN 'email'
+    WHEN {_PHONE} IS NOT NULL THEN 'sms' END"""
+_PLANNED = f"""
+    SELECT count(*) AS due,
+           count(*) FILTER (WHERE channel = 'email') AS email,
+           count(*) FILTER (WHERE channel = 'sms') AS sms,
+           count(*) FILTER (WHERE channel IS NULL) AS skipped_no_address
+    FROM (SELECT {_CHANNEL} AS channel {_DUE_FROM} WHERE {_DUE_WHERE}) AS routed"""
+# The first rows that would be sent (with an address), in run order; LIMIT NULL is every row.
+_DETAILED = f"""{DETAILS} {_DUE_FROM} {DETAILS_JOINS}
+    WHERE {_DUE_WHERE} AND {_CHANNEL} IS NOT NULL
+    ORDER BY a.starts_at, a.id LIMIT $3"""
+
+
+class DueAppointments:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def page(
+        self, earliest: datetime, latest: datetime, after: PageCursor | None, limit: int
+    ) -> list[asyncpg.Record]:
+        if after is None:
+            return await self._pool.fetch(_FIRST_PAGE, earliest, latest, limit)
+        return await self._pool.fetch(
+            _NEXT_PAGE, earliest, latest, limit, after.starts_at, after.appointment_id
+        )
+
+    async def plan(
+        self, earliest: datetime, latest: datetime, limit: int | None
+    ) -> tuple[PlannedCounts, list[asyncpg.Record]]:
+        """Counts by channel over every due appointment (one aggregate), and the first `limit` rows
+        to render, from one snapshot so the two agree."""
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            planned = await connection.fetchrow(_PLANNED, earliest, latest)
+            assert planned is not None  # an aggregate without GROUP BY answers exactly one row
+            due, email, sms, no_address = planned
+            rows = await connection.fetch(_DETAILED, earliest, latest, limit)
+        counts = PlannedCounts(due=due, email=email, sms=sms, skipped_no_address=no_address)
+        return counts, rows
+
+
+# --- Claims: re-check each appointment under its row lock and claim it, confirm before each send,
+# give back what a misconfigured channel could not send or a provider deferred, and record as
+# failed the deferrals that ran out of time.
 
 # Locks in id order, so two runs claiming overlapping sets wait for each other instead of deadlocking.
 _LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
@@ -187,3 +301,52 @@ def _state(row: asyncpg.Record) -> ClaimState:
         delivery_attempt=row["delivery_attempt"],
         claim_expired=row["claim_expired"],
     )
+
+
+# --- Records: what a provider did with a claimed reminder (sent, or refused for good).
+
+# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
+# locked first (an InitPlan runs before the scan), the order the claim transaction takes its
+# locks in, so a claim by an overlapping attempt and this record never deadlock.
+_MARK_SENT = """
+    WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
+    delivery AS (
+        UPDATE reminder_deliveries
+        SET state = 'sent', sent_at = now(), provider_id = $2, reason = NULL, updated_at = now()
+        WHERE appointment_id = (SELECT id FROM locked)
+        RETURNING appointment_id)
+    UPDATE appointments SET reminder_sent_at = now()
+    WHERE id IN (SELECT appointment_id FROM delivery) AND reminder_sent_at IS NULL"""
+_MARK_FAILED = """
+    UPDATE reminder_deliveries SET state = 'failed', reason = $2, updated_at = now()
+    WHERE appointment_id = $1 AND state = 'claimed'"""
+
+# Pauses between local retries of the "sent" record: about 4 s in all.
+RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+
+
+class DeliveryRecords:
+    def __init__(self, pool: asyncpg.Pool, *, retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS) -> None:
+        self._pool = pool
+        self._retry_delays = retry_delays
+
+    async def mark_sent(self, appointment_id: UUID, provider_id: str | None) -> None:
+        """Retried here a few times: the message is out, and failing the activity now would send
+        it again on the retry, where a short database blip is better simply waited out."""
+        for delay in (*self._retry_delays, None):
+            try:
+                await self._pool.execute(_MARK_SENT, appointment_id, provider_id)
+                return
+            except Exception as error:
+                if delay is None or not is_transient(error):
+                    raise
+                log.warning(
+                    "recording the sent reminder of %s failed (%s), again in %.2f s",
+                    appointment_id,
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def mark_failed(self, appointment_id: UUID, reason: str) -> None:
+        await self._pool.execute(_MARK_FAILED, appointment_id, reason[:500])

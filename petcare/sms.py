@@ -1,4 +1,4 @@
-"""SMS gateways: Twilio's Messages API, or a log line."""
+"""Sending SMS through Twilio's Messages API (or a log line), answers classified as `petcare.errors`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,9 @@ from typing import Protocol
 import aiohttp
 
 from petcare.config import SmsSettings
+from petcare.errors import DeliveryDeferred, DeliveryMisconfigured, DeliveryRejected, DeliveryUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class SmsRejected(Exception):
-    """The gateway refused this recipient for good (invalid or landline number, unsubscribed...)."""
-
-
-class SmsUnavailable(Exception):
-    """The gateway could not take it now (5xx, 429, timeout, connection refused): retry later."""
-
-
-class SmsDeferred(SmsUnavailable):
-    """The gateway refused this one number for now (see RECIPIENT_BUSY_CODES): only this message
-    waits for a later run; the gateway itself and the other numbers are fine."""
-
-
-class SmsConfigurationError(Exception):
-    """The provider refuses our settings (missing, wrong credentials or sender number): every message
-    would fail alike. Names the variable, never a secret."""
 
 
 # Twilio error codes that blame our settings, not the recipient: authentication (20003), unknown
@@ -69,7 +52,7 @@ class TwilioGateway:
                 for name, value in (("account_sid", sid), ("auth_token", token), ("from_number", sender))
                 if not value
             ]
-            raise SmsConfigurationError(f"SMS provider twilio needs {', '.join(missing)}")
+            raise DeliveryMisconfigured(f"SMS provider twilio needs {', '.join(missing)}")
         self._http = http
         self._url = f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
         self._headers = {"Authorization": aiohttp.encode_basic_auth(sid, token.get_secret_value())}
@@ -87,34 +70,34 @@ class TwilioGateway:
                 status = answer.status
                 payload = await _json_or_empty(answer)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise SmsUnavailable(f"SMS gateway: {type(error).__name__}: {error}") from None
+            raise DeliveryUnavailable(f"SMS gateway: {type(error).__name__}: {error}") from None
         if 200 <= status < 300:
             sid = payload.get("sid")
             if not isinstance(sid, str) or not sid:
                 # Without the sid nothing says the gateway queued this message: not recorded as sent.
-                raise SmsRejected(f"SMS gateway answered {status} without a message sid")
+                raise DeliveryRejected(f"SMS gateway answered {status} without a message sid")
             return sid
         if 300 <= status < 400:
             # Nothing was sent. A gateway that redirects (http to https, a moved API) is a wrong
             # setting for every message, not a fault of this one.
-            raise SmsConfigurationError(
+            raise DeliveryMisconfigured(
                 f"SMS gateway answered {status} (a redirect, not followed): check PETCARE_SMS__BASE_URL"
             )
         code = str(payload.get("code", ""))
         detail = f"{status} {code} {payload.get('message', '')}".strip()
         if 400 <= status < 500 and code in RECIPIENT_BUSY_CODES:
-            raise SmsDeferred(f"SMS gateway deferred this number: {detail}")
+            raise DeliveryDeferred(f"SMS gateway deferred this number: {detail}")
         if status == 429 or status >= 500 or code in SENDER_BUSY_CODES:
-            raise SmsUnavailable(f"SMS gateway deferred: {detail}")
+            raise DeliveryUnavailable(f"SMS gateway deferred: {detail}")
         # Credentials, account or sender number are wrong for every message, not just this one.
         if code in SENDER_FAULT_CODES:
-            raise SmsConfigurationError(f"SMS gateway refused PETCARE_SMS__FROM_NUMBER: {detail}")
+            raise DeliveryMisconfigured(f"SMS gateway refused PETCARE_SMS__FROM_NUMBER: {detail}")
         if status in (401, 403, 404) or code in ACCOUNT_FAULT_CODES:
-            raise SmsConfigurationError(
+            raise DeliveryMisconfigured(
                 "SMS gateway refused the account (PETCARE_SMS__ACCOUNT_SID, PETCARE_SMS__AUTH_TOKEN, "
                 f"PETCARE_SMS__BASE_URL): {detail}"
             )
-        raise SmsRejected(f"SMS gateway rejected: {detail}")
+        raise DeliveryRejected(f"SMS gateway rejected: {detail}")
 
 
 async def _json_or_empty(answer: aiohttp.ClientResponse) -> dict[str, object]:
@@ -133,7 +116,7 @@ class UnconfiguredGateway:
         self._problem = problem
 
     async def send(self, to: str, body: str) -> str | None:
-        raise SmsConfigurationError(self._problem)
+        raise DeliveryMisconfigured(self._problem)
 
 
 def build_gateway(http: aiohttp.ClientSession, settings: SmsSettings) -> SmsGateway:
@@ -141,7 +124,7 @@ def build_gateway(http: aiohttp.ClientSession, settings: SmsSettings) -> SmsGate
         return LogGateway()
     try:
         return TwilioGateway(http, settings)
-    except SmsConfigurationError as error:
+    except DeliveryMisconfigured as error:
         log.error("%s", error)
         return UnconfiguredGateway(str(error))
 

@@ -1,4 +1,4 @@
-"""Which channel and address a reminder goes to, the claim-time decision, what a claim yields (pure)."""
+"""The pure decisions of a send: the route (channel, address), whether a claim may send, how it counts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-from activities.reminders.render import ReminderContext
-from petcare.models.reminders import Channel
+from activities.reminders.messages import ReminderContext
+from petcare.models.reminders import Channel, ReminderCounts
 
 ACTIVE_STATUSES = frozenset({"scheduled", "confirmed"})
 
@@ -138,3 +138,25 @@ class Settled:
 Claim = ToSend | Settled
 # "mine": send it; "sent" / "failed": an older attempt finished it meanwhile; "lost": stop.
 Confirmation = Literal["mine", "sent", "failed", "lost"]
+
+
+def count_settled(claim: Settled, counts: ReminderCounts) -> None:
+    """Adds an appointment that needs no send now to the page's counts."""
+    if claim.decision == "done_here":
+        # Sent or failed by an earlier attempt of this same run: counted once, in this result.
+        if claim.finished_state == "failed":
+            counts.failed += 1
+        elif claim.finished_channel == "sms":
+            counts.sent_sms += 1
+        else:
+            counts.sent_email += 1
+    elif claim.decision == "elsewhere":
+        counts.handled_elsewhere += 1
+    elif claim.decision == "no_consent":
+        counts.skipped_no_consent += 1
+    elif claim.decision == "no_address":
+        counts.skipped_no_address += 1
+    elif claim.decision == "not_due":
+        counts.skipped_not_due += 1
+    elif claim.decision == "too_late":
+        counts.failed += 1

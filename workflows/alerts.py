@@ -1,7 +1,9 @@
-"""Worker interceptor: a job run that fails after its retries sends one alert to operators.
+"""Failure alerts, the workflow side: the interceptor of failing runs and the sweep of timed-out ones.
 
-Only failures reach it: a run that hits its execution timeout runs no more workflow code; the
-alert sweep (`workflows/alert_sweep.py`) finds those in visibility. Terminated runs never alert.
+A job run that fails after its retries sends one alert from its own code (the interceptor); a run
+that hits its execution timeout runs no more workflow code, so the sweep workflow (every 10
+minutes) finds those in visibility. Terminated runs never alert. The activities, their SQL and the
+email are in activities/alerts.py.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ from temporalio.worker import (
 with workflow.unsafe.imports_passed_through():
     import pydantic
 
-    from petcare.alerts import ALERT_ACTIVITY, ALERTED_WORKFLOW_TYPES, FailedRun
-    from petcare.failures import describe_failure, root_cause
-    from petcare.jobs import job_key_of
+    from petcare.alerts import (
+        ALERT_ACTIVITY,
+        ALERTED_WORKFLOW_TYPES,
+        TIMED_OUT_SWEEP_ACTIVITY,
+        FailedRun,
+        SweepOutcome,
+        TimedOutSweep,
+    )
+    from petcare.errors import ErrorType, describe_failure, non_retryable, root_cause
+    from petcare.jobs import OPS_ALERT_SWEEP, job_key_of
 
 # Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
 # the run's own failure must not wait on the mail server for hours.
@@ -33,13 +42,13 @@ ALERT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
-    non_retryable_error_types=["MailRejected"],
+    non_retryable_error_types=non_retryable(ErrorType.MAIL_REJECTED, ErrorType.MAIL_MISCONFIGURED),
 )
 ALERT_TIMEOUT = timedelta(seconds=30)
 
 
 class OpsAlertInterceptor(Interceptor):
-    """Registered on the worker (`build_workers`); wraps every workflow it runs."""
+    """Registered on the worker (worker_main); wraps every workflow it runs."""
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
@@ -87,3 +96,26 @@ async def _send_alert(error: BaseException) -> None:
     except ActivityError as alert_error:
         # The run still fails with its own error; the alert's failure is only logged.
         workflow.logger.warning("failure alert not sent: %s", root_cause(alert_error))
+
+
+# --- The sweep of runs that timed out.
+
+# Retried as a single alert is (ALERT_RETRY); past that the next sweep, whose lookback overlaps
+# this one's, catches what this one left.
+SWEEP_TIMEOUT = timedelta(minutes=2)
+SWEEP_HEARTBEAT = timedelta(seconds=30)  # one heartbeat per run alerted
+
+
+@workflow.defn(name=OPS_ALERT_SWEEP.workflow_type)
+class OpsAlertSweepWorkflow:
+    @workflow.run
+    async def run(self, sweep: TimedOutSweep) -> SweepOutcome:
+        outcome: SweepOutcome = await workflow.execute_activity(
+            TIMED_OUT_SWEEP_ACTIVITY,
+            sweep,
+            start_to_close_timeout=SWEEP_TIMEOUT,
+            heartbeat_timeout=SWEEP_HEARTBEAT,
+            retry_policy=ALERT_RETRY,
+            result_type=SweepOutcome,
+        )
+        return outcome

@@ -1,4 +1,15 @@
-"""Bearer-token auth and the JSON error shape of every answer that is not a success."""
+"""The API's middlewares: bearer-token auth, and the one JSON shape of every answer that is not a success.
+
+Every failure is answered as {"error": {"code", "message"}}; what becomes which answer:
+
+    ApiError(status, code, message)  raised by the handlers and the bounded backend calls:
+                                     400 malformed_json / malformed_id, 401 unauthorized,
+                                     404 not_found, 422 validation_error, 503 temporal_unavailable /
+                                     temporal_misconfigured / database_unavailable / dry_run_failed
+    web.HTTPException                aiohttp's own (404 no route, 405 method): code from the status
+    json.JSONDecodeError             400 malformed_json (a handler that read request.json() itself)
+    any other exception              500 internal_error; the traceback stays in the server log
+"""
 
 from __future__ import annotations
 
@@ -9,11 +20,10 @@ from collections.abc import Mapping
 from http import HTTPStatus
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from api.errors import ApiError
-from api.keys import SETTINGS
-from api.models import ErrorBody, ErrorResponse
+from petcare.config import ApiSettings
+from petcare.models.base import CamelModel
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +34,28 @@ PUBLIC_ROUTES = frozenset({("GET", "/api/v1/workers/health"), ("GET", "/api/v1/o
 _CHALLENGE = {str(hdrs.WWW_AUTHENTICATE): 'Bearer realm="petcare"'}
 # Headers of aiohttp's own HTTPExceptions worth keeping (405 says which methods are allowed).
 _KEPT_HEADERS = (hdrs.ALLOW, hdrs.WWW_AUTHENTICATE, hdrs.RETRY_AFTER)
+
+
+class ApiError(Exception):
+    """An answer that is not a success, with its status, its stable code and a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class ErrorBody(CamelModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(CamelModel):
+    error: ErrorBody
 
 
 def is_public(method: str, path: str) -> bool:
@@ -67,23 +99,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             error.status, _code_for(error.status), _message_for(request, error), headers=kept
         )
-    except json.JSONDecodeError as error:  # a handler that read request.json() itself
+    except json.JSONDecodeError as error:
         return error_response(400, "malformed_json", f"the request body is not valid JSON: {error.msg}")
     except Exception:
         log.exception("unhandled error answering %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error: the details are in the server log")
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def auth_middleware(settings: ApiSettings) -> Middleware:
     """Every /api/v1 route but the public ones requires `Authorization: Bearer <token>`."""
-    if request.path.startswith(API_PREFIX) and not is_public(request.method, request.path):
-        _check_token(request)
-    return await handler(request)
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(API_PREFIX) and not is_public(request.method, request.path):
+            _check_token(request, settings.accepted_tokens())
+        return await handler(request)
+
+    return authenticate
 
 
-def _check_token(request: web.Request) -> None:
-    accepted = request.app[SETTINGS].api.accepted_tokens()
+def _check_token(request: web.Request, accepted: list[str]) -> None:
     scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     if not given or scheme.lower() != "bearer":
         raise ApiError(401, "unauthorized", "missing bearer token", headers=_CHALLENGE)
