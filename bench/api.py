@@ -34,9 +34,9 @@ from temporalio.testing import WorkflowEnvironment
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 from api.app import create_app  # noqa: E402
+from devstack.binaries import temporal_cli  # noqa: E402
+from devstack.postgres import EmbeddedPostgres  # noqa: E402
 from petcare.config import Settings  # noqa: E402
-from petcare.devstack.binaries import temporal_cli  # noqa: E402
-from petcare.devstack.postgres import EmbeddedPostgres  # noqa: E402
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES  # noqa: E402
 from petcare.migrate import apply_migrations  # noqa: E402
 

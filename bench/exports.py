@@ -48,11 +48,11 @@ from activities.exports.crlf import CrlfRecords
 from activities.exports.queries import COPY_OPTIONS, export_query
 from activities.exports.sftp import CIPHERS, SftpDestination
 from activities.exports.streaming import StreamLimits
+from devstack.openssh import SSHD, openssh_sftp
+from devstack.postgres import EmbeddedPostgres, with_database
+from devstack.sftp_server import SftpServer
+from devstack.ssh_keys import SftpLayout
 from petcare.config import SftpSettings
-from petcare.devstack.openssh import SSHD, openssh_sftp
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
-from petcare.devstack.sftp_server import SftpServer
-from petcare.devstack.ssh_keys import SftpLayout
 from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
 from petcare.process_exit import exit_without_teardown
@@ -357,7 +357,7 @@ async def measure(
 ) -> tuple[list[tuple[dict[str, Any], ...]], dict[str, Any]]:
     from temporalio.testing import WorkflowEnvironment
 
-    from petcare.devstack.binaries import temporal_cli
+    from devstack.binaries import temporal_cli
 
     temporal = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()), dev_server_log_level="error"

@@ -41,10 +41,10 @@ from activities.reminders.details import context_of, route_of
 from activities.reminders.due import DueAppointments
 from activities.reminders.email import build_email, reminder_message_id
 from activities.reminders.render import render_reminder
+from devstack.binaries import temporal_cli
+from devstack.postgres import EmbeddedPostgres, with_database
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.mail import Mailer
 from petcare.migrate import apply_migrations

@@ -34,8 +34,8 @@ from temporalio.testing import ActivityEnvironment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.stock import StockActivities
+from devstack.postgres import EmbeddedPostgres, with_database
 from petcare.config import SmtpSettings
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
 from petcare.mail import Mailer
 from petcare.migrate import apply_migrations
 from petcare.models.stock import ReconcileRequest, StoreTarget

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.binaries import temporal_cli, temporal_test_server
+from devstack.smtp_sink import SmtpSink
 from petcare.config import ExportSettings, Settings
-from petcare.devstack.binaries import temporal_cli, temporal_test_server
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.migrate import apply_migrations
 from petcare.process_exit import exit_without_teardown

@@ -24,9 +24,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack.binaries import temporal_cli
+from devstack.postgres import with_database
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.postgres import with_database
 from petcare.jobs import APPOINTMENT_REMINDER, CUSTOM_SEARCH_ATTRIBUTES, JOBS, STOCK_RECONCILIATION
 from tests.support.api import AUTH, closed_port, poll
 

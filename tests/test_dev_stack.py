@@ -21,8 +21,8 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from petcare.devstack.child import ChildProcess
-from petcare.devstack.temporal_server import TemporalDevServer
+from devstack.child import ChildProcess
+from devstack.temporal_server import TemporalDevServer
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES, JOB_ATTRIBUTE
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.mail import (
     MailDeferred,
     Mailer,

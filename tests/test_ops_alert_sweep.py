@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.alerts import OpsAlertActivities
+from devstack.smtp_sink import SmtpSink
 from petcare.alerts import (
     ALERTED_WORKFLOW_TYPES,
     TIMED_OUT_SWEEP_ACTIVITY,
@@ -24,7 +25,6 @@ from petcare.alerts import (
     timed_out_runs_query,
 )
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import OPS_ALERT_SWEEP, STOCK_RECONCILIATION
 from petcare.mail import Mailer
 from petcare.metrics import _counts

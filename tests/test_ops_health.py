@@ -18,8 +18,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from api.app import create_app
+from devstack.binaries import temporal_cli
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
 from petcare.jobs import APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION, Job
 from tests.support.api import AUTH, own_postgres, poll, with_token
 

@@ -18,8 +18,8 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
 from petcare.config import ReminderSettings, Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import APPOINTMENT_REMINDER
 from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, ReminderRunResult
 from petcare.schedules import declared_schedules

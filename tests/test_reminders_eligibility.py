@@ -11,8 +11,8 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.reminders.planning import ClaimState, Owner, Route, decide
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import (
     CLAIM_LEASE,
     SEND_PAGE_TIMEOUT,

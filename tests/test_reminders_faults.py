@@ -15,8 +15,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
 from tests.support.reminder_data import (
     FullMailboxHandler,

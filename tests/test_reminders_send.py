@@ -14,8 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.reminders import ReminderActivities, build_gateway
 from activities.reminders.email import reminder_message_id
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
 from tests.support.reminder_data import (
     add_appointment,

@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import (
     DRY_RUN_TIMEOUT,
     DuePage,

@@ -21,9 +21,9 @@ from activities.exports.destinations import LocalDestination
 from activities.exports.sftp import SftpDestination
 from activities.exports.streaming import StreamLimits
 from activities.stock import StockActivities
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings, SmtpSettings
 from petcare.db import create_pool, create_upload_pool, is_unreachable
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.exports import BeginRequest, FileRequest, FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderRunInput

@@ -33,9 +33,9 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
+from devstack.ssh_keys import write_known_hosts
 from petcare.config import ReminderSettings
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.devstack.ssh_keys import write_known_hosts
 from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
 from petcare.models.reminders import ReminderRunInput, ReminderRunResult
 from tests.support.exports import request_export

@@ -12,8 +12,8 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.stock import StockActivities
+from devstack.smtp_sink import SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import AlertRequest
 from tests.support.stock import (

@@ -17,8 +17,8 @@ from temporalio.worker import Worker
 
 from activities.stock import StockActivities
 from api.app import create_app
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings, SmtpSettings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import MANUAL_WORKFLOW_ID, StockReconciliationResult
 from tests.support.api import AUTH, closed_port

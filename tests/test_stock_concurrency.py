@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from activities.stock import StockActivities
 from activities.stock import alert_repository as alerts_sql
 from activities.stock import alert_reservations as reservations
+from devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import AlertOutcome, AlertRequest
 from tests.support.stock import FROM_ADDRESS, activity_env, add_product, add_store, move, reconcile

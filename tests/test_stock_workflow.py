@@ -23,9 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.stock import StockActivities
+from devstack.binaries import temporal_test_server
+from devstack.smtp_sink import SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.binaries import temporal_test_server
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import StockReconciliationInput, StockReconciliationResult
 from tests.support.stock import FROM_ADDRESS, add_product, add_store

@@ -23,9 +23,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack.binaries import temporal_cli
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.temporal_client import create_command
 from tests.support.api import AUTH

@@ -20,10 +20,10 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
+from devstack.smtp_sink import SmtpSink
+from devstack.ssh_keys import write_known_hosts
 from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import ExportSettings, Settings, SmsSettings
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.devstack.ssh_keys import write_known_hosts
 from petcare.models.exports import FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderDryRunInput, ReminderRunInput
 from petcare.models.stock import StockReconciliationInput

@@ -17,8 +17,8 @@ from pytest_aiohttp import AiohttpClient
 from temporalio.client import Client
 
 from api.app import create_app
+from devstack.postgres import EmbeddedPostgres
 from petcare.config import ApiSettings, Settings
-from petcare.devstack.postgres import EmbeddedPostgres
 from petcare.migrate import apply_migrations
 
 API_TOKEN = "test-token-0123456789abcdef"

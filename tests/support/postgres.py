@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
+from devstack.postgres import EmbeddedPostgres, with_database
 
 
 class TestPostgres:

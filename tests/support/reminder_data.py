@@ -17,8 +17,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from activities.reminders import ReminderActivities, build_gateway
+from devstack.smtp_sink import SinkHandler
 from petcare.config import Settings, SmsSettings
-from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
 from tests.support.api import poll
 from tests.support.twilio import TwilioGatewayServer

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import asyncpg
 
+from devstack.demo_data import insert_demo_data
+from devstack.dev_postgres import DevPostgres
+from devstack.sftp_server import SftpServer
+from devstack.smtp_sink import SinkHandler, SmtpSink
+from devstack.ssh_keys import SftpLayout
+from devstack.temporal_server import TemporalDevServer
 from petcare.config import Settings
 from petcare.db import create_pool
-from petcare.demo_data import insert_demo_data
-from petcare.devstack.dev_postgres import DevPostgres
-from petcare.devstack.sftp_server import SftpServer
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
-from petcare.devstack.ssh_keys import SftpLayout
-from petcare.devstack.temporal_server import TemporalDevServer
 from petcare.migrate import apply_migrations
 
 log = logging.getLogger("petcare.dev")

@@ -12,8 +12,8 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.child import ChildProcess
+from devstack.binaries import temporal_cli
+from devstack.child import ChildProcess
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.temporal_client import CLI_TYPE_NAMES, ensure_search_attributes
 
