@@ -21,24 +21,22 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 from pydantic import SecretStr
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 # Run as `python bench/api.py`, this file's folder leads sys.path and its name hides the `api` package.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 from api.app import create_app  # noqa: E402
+from devstack.postgres import embedded_postgres  # noqa: E402
+from devstack.temporal_server import temporal_dev_server  # noqa: E402
 from petcare.config import Settings  # noqa: E402
-from petcare.devstack.binaries import temporal_cli  # noqa: E402
-from petcare.devstack.postgres import EmbeddedPostgres  # noqa: E402
-from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES  # noqa: E402
-from petcare.migrate import apply_migrations  # noqa: E402
+from petcare.migrate import migrate_database  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a throwaway local API
 
@@ -159,22 +157,14 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 async def bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="petcare-bench-") as scratch:
-        database_url = os.environ.get("PETCARE_DATABASE_URL")
-        postgres = None
-        if not database_url:
-            postgres = EmbeddedPostgres(Path(scratch) / "pg")
-            await asyncio.to_thread(postgres.start)
-            database_url = postgres.url()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_cli()),
-            data_converter=pydantic_data_converter,
-            search_attributes=list(CUSTOM_SEARCH_ATTRIBUTES),
-            dev_server_log_level="error",
-        )
-        try:
-            connection = await asyncpg.connect(database_url)
-            await apply_migrations(connection)
-            await connection.close()
+        async with AsyncExitStack() as stack:
+            database_url = os.environ.get("PETCARE_DATABASE_URL")
+            if not database_url:
+                database_url = (
+                    await stack.enter_async_context(embedded_postgres(Path(scratch) / "pg"))
+                ).url()
+            env = await stack.enter_async_context(temporal_dev_server())
+            await migrate_database(database_url)
             # No worker polls this queue: the first trigger starts a run, later ones find it running.
             settings = Settings(_env_file=None, database_url=SecretStr(database_url), task_queue="bench-idle")
             settings = settings.model_copy(
@@ -196,10 +186,6 @@ async def bench(args: argparse.Namespace) -> None:
                 finally:
                     await api_runner.cleanup()
                     await bare_runner.cleanup()
-        finally:
-            await env.shutdown()
-            if postgres is not None:
-                await asyncio.to_thread(postgres.stop)
     report(results, args)
 
 

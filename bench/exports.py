@@ -31,7 +31,6 @@ import asyncio
 import json
 import posixpath
 import resource
-import socket
 import sys
 import tempfile
 import time
@@ -46,11 +45,19 @@ import asyncpg
 from activities.exports import ExportActivities
 from activities.exports.destinations import CIPHERS, SftpDestination
 from activities.exports.streaming import CrlfRecords, StreamLimits
+from devstack.openssh import SSHD, openssh_sftp
+from devstack.ports import free_port
+from devstack.postgres import (
+    EmbeddedPostgres,
+    create_database,
+    drop_database,
+    embedded_postgres,
+    with_database,
+)
+from devstack.sftp_server import SftpServer
+from devstack.ssh_keys import SftpLayout
+from devstack.temporal_server import temporal_dev_server
 from petcare.config import SftpSettings
-from petcare.devstack.openssh import SSHD, openssh_sftp
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
-from petcare.devstack.sftp_server import SftpServer
-from petcare.devstack.ssh_keys import SftpLayout
 from petcare.exports_repository import COPY_OPTIONS, export_query
 from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
@@ -83,13 +90,6 @@ def cpu_seconds() -> float:
     """CPU time of this process so far, all threads, user and system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def sftp_settings(layout: SftpLayout, port: int, username: str, root: str) -> SftpSettings:
@@ -329,41 +329,26 @@ async def filled_earlier(dsn: str, invoices: int) -> UUID | None:
     return export_id
 
 
-async def fill_anew(postgres: EmbeddedPostgres, dsn: str, invoices: int) -> UUID:
-    admin = await asyncpg.connect(postgres.url())
-    await admin.execute("DROP DATABASE IF EXISTS bench_exports")
-    await admin.execute("CREATE DATABASE bench_exports")
-    await admin.close()
-    export_id, _counts = await fill(dsn, invoices)
+async def fill_anew(postgres: EmbeddedPostgres, invoices: int) -> UUID:
+    await drop_database(postgres.url(), "bench_exports")
+    export_id, _counts = await fill(await create_database(postgres.url(), "bench_exports"), invoices)
     return export_id
 
 
 async def bench(invoices: int, rounds: int, work: Path) -> None:
-    postgres = EmbeddedPostgres(work / "pg")
-    postgres.start()
     sftp_base = (work / "sftp").resolve()  # absolute: sshd's remote paths are this machine's
-    try:
-        async with sftp_server(sftp_base) as (server, settings):
-            print(f"SFTP server: {server}", flush=True)
-            results = await measure(postgres, SftpLayout(sftp_base), settings, invoices, rounds)
-    finally:
-        postgres.stop()
+    async with embedded_postgres(work / "pg") as postgres, sftp_server(sftp_base) as (server, settings):
+        print(f"SFTP server: {server}", flush=True)
+        results = await measure(postgres, SftpLayout(sftp_base), settings, invoices, rounds)
     report(server, *results)
 
 
 async def measure(
     postgres: EmbeddedPostgres, layout: SftpLayout, settings: SftpSettings, invoices: int, rounds_wanted: int
 ) -> tuple[list[tuple[dict[str, Any], ...]], dict[str, Any]]:
-    from temporalio.testing import WorkflowEnvironment
-
-    from petcare.devstack.binaries import temporal_cli
-
-    temporal = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()), dev_server_log_level="error"
-    )
-    try:
+    async with temporal_dev_server() as temporal:
         dsn = with_database(postgres.url(), "bench_exports")
-        export_id = await filled_earlier(dsn, invoices) or await fill_anew(postgres, dsn, invoices)
+        export_id = await filled_earlier(dsn, invoices) or await fill_anew(postgres, invoices)
 
         address = temporal.client.service_client.config.target_host
         # Rounds alternate the steps, so a burst of load from a neighbour on this shared machine
@@ -382,8 +367,6 @@ async def measure(
             )
             rounds.append((export, copy, put))
         crlf = await run_step("crlf", *files)
-    finally:
-        await temporal.shutdown()
     return rounds, crlf
 
 

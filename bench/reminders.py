@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import sys
 import tempfile
 import time
@@ -32,31 +31,22 @@ from pathlib import Path
 import aiohttp
 import aiosmtplib
 import asyncpg
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.reminders.messages import build_email, reminder_message_id, render_reminder
 from activities.reminders.sql import DueAppointments, context_of, route_of
+from devstack.ports import free_port
+from devstack.postgres import create_database, embedded_postgres
+from devstack.rows import add_many_appointments, add_store
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.mail import Mailer
-from petcare.migrate import apply_migrations
+from petcare.migrate import migrate_database
 from petcare.models.reminders import ReminderRunInput
-from tests.support.reminder_data import add_many_appointments, add_store
 from worker_main import WorkerResources, workers_running
 from workflows.reminders import AppointmentReminderWorkflow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
@@ -73,11 +63,7 @@ def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
 
 
 async def prepare(url: str, count: int) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await apply_migrations(connection)
-    finally:
-        await connection.close()
+    await migrate_database(url)
     async with asyncpg.create_pool(url) as pool:
         store = await add_store(pool, name="Bench Grooming", timezone="Europe/Paris")
         first_at = datetime.now(UTC) + timedelta(hours=2)
@@ -124,13 +110,7 @@ async def send_raw(messages: list[EmailMessage], port: int, connections: int) ->
 
 
 async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, int]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(CUSTOM_SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-    )
-    try:
+    async with temporal_dev_server() as env:
         connections = settings.reminders.smtp_concurrency
         async with (
             Mailer(settings.smtp, max_connections=connections) as mailer,
@@ -148,8 +128,6 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, i
                     task_queue=settings.task_queue,
                 )
                 elapsed = time.perf_counter() - started
-    finally:
-        await env.shutdown()
     print(
         f"workflow result: due={result.counts.due} sent={result.counts.sent_email} "
         f"failed={result.counts.failed} pages={result.pages} runs={result.runs}"
@@ -164,32 +142,27 @@ async def bench(count: int) -> None:
     sink = context.Process(target=serve_smtp, args=(smtp_port, ready, stop), daemon=True)
     sink.start()
     with tempfile.TemporaryDirectory(prefix="petcare-bench-reminders-") as scratch:
-        postgres = EmbeddedPostgres(Path(scratch) / "pg")
-        postgres.start()
         try:
-            admin = await asyncpg.connect(postgres.url())
-            await admin.execute("CREATE DATABASE bench_reminders")
-            await admin.close()
-            url = with_database(postgres.url(), "bench_reminders")
-            await prepare(url, count)
-            settings = Settings(
-                _env_file=None,
-                database_url=url,
-                task_queue="bench-reminders",
-                smtp={"port": smtp_port},
-                log_level="WARNING",
-            )
-            if not ready.wait(30):
-                raise RuntimeError("the SMTP sink did not start")
-            async with asyncpg.create_pool(url, min_size=2, max_size=10) as pool:
-                messages = await rendered_messages(pool, settings)
-                connections = settings.reminders.smtp_concurrency
-                # Raw before and after: the machine's load drifts, the mean of both is the baseline.
-                raw_before = await send_raw(messages, smtp_port, connections)
-                workflow_seconds, sent = await run_workflow(pool, settings)
-                raw_after = await send_raw(messages, smtp_port, connections)
+            async with embedded_postgres(Path(scratch) / "pg") as postgres:
+                url = await create_database(postgres.url(), "bench_reminders")
+                await prepare(url, count)
+                settings = Settings(
+                    _env_file=None,
+                    database_url=url,
+                    task_queue="bench-reminders",
+                    smtp={"port": smtp_port},
+                    log_level="WARNING",
+                )
+                if not ready.wait(30):
+                    raise RuntimeError("the SMTP sink did not start")
+                async with asyncpg.create_pool(url, min_size=2, max_size=10) as pool:
+                    messages = await rendered_messages(pool, settings)
+                    connections = settings.reminders.smtp_concurrency
+                    # Raw before and after: the machine's load drifts, the mean of both is the baseline.
+                    raw_before = await send_raw(messages, smtp_port, connections)
+                    workflow_seconds, sent = await run_workflow(pool, settings)
+                    raw_after = await send_raw(messages, smtp_port, connections)
         finally:
-            postgres.stop()
             stop.set()
             sink.join(10)
 

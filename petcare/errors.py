@@ -30,7 +30,7 @@ Exceptions raised inside the project (caught and classified before they reach Te
     ├── StreamStalled                (activities.exports.streaming) no byte moved for too long:
     │                                EXPORT_STALLED
     ├── ApiError                     (api.middlewares) rendered as {"error": {"code", "message"}}
-    └── DevStackError, TemporalServerError, BinaryNotFound   (petcare.devstack) `petcare dev`
+    └── DevStackError, TemporalServerError, BinaryNotFound   (devstack) `petcare dev`
                                      cannot start a part of the local stack
 
 What crosses into Temporal is an `ApplicationError` whose `type` is one `ErrorType`, used both

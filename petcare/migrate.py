@@ -53,3 +53,12 @@ async def apply_migrations(
             log.info("applied migration %s", migration.name)
             applied_now.append(migration.name)
     return applied_now
+
+
+async def migrate_database(url: str) -> list[str]:
+    """Connect to the database at `url` and apply what is missing; returns the names applied."""
+    connection = await asyncpg.connect(url)
+    try:
+        return await apply_migrations(connection)
+    finally:
+        await connection.close()

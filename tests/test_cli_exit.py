@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.ports import free_port
 from petcare import cli
 from petcare.config import Settings
-from tests.support.api import closed_port
 from tests.support.postgres import TestPostgres
 from tests.support.worker_process import command_env, one_line, run_petcare
 
@@ -68,14 +68,14 @@ def test_leaving_without_teardown_keeps_the_output_and_the_code() -> None:
 
 
 def test_temporal_unreachable_is_one_line(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{free_port()}"
     done = run_petcare(["schedules", "list"], command_env({"TEMPORAL_ADDRESS": address}), tmp_path)
     assert done.returncode == 1
     assert one_line(done.stderr).startswith(f"petcare: cannot connect to Temporal at {address}")
 
 
 def test_postgresql_unreachable_is_one_line_without_the_password(tmp_path: Path) -> None:
-    url = f"postgresql://petcare:s3cret-pw@127.0.0.1:{closed_port()}/petcare"
+    url = f"postgresql://petcare:s3cret-pw@127.0.0.1:{free_port()}/petcare"
     env = command_env({"PETCARE_DATABASE_URL": url})
     done = run_petcare(["migrate"], env, tmp_path)
     assert done.returncode == 1

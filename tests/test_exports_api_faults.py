@@ -16,10 +16,12 @@ from temporalio.client import Client
 
 from activities.exports.destinations import LocalDestination
 from api.app import create_app
+from devstack.ports import free_port
 from petcare.config import Settings
 from petcare.models.exports import export_workflow_id
-from tests.support.api import AUTH, closed_port, own_postgres, poll
+from tests.support.api import AUTH, own_postgres
 from tests.support.exports import DATA_TABLES, export_status, export_worker, request_export, tables_locked
+from tests.support.polling import poll
 
 EXPORTS = "/api/v1/financial-exports"
 PROCESS = "/api/v1/workers/financial-export/process"
@@ -43,17 +45,17 @@ def all_database_unavailable(answers: list[tuple[int, dict[str, Any]]]) -> bool:
 
 
 async def test_exports_recorded_with_extreme_dates_can_be_processed_and_triggered(
-    queued_api_client: TestClient[Any, Any], pool: asyncpg.Pool, dev_client: Client
+    api_client: TestClient[Any, Any], pool: asyncpg.Pool, dev_client: Client
 ) -> None:
     # The main backend inserts rows itself; the API's bounds do not protect them.
     export_id = await pool.fetchval(
         """INSERT INTO financial_exports (period_start, period_end, format)
            VALUES ('9999-12-01', '9999-12-31', 'csv') RETURNING id"""
     )
-    triggered = await queued_api_client.post(TRIGGER, headers=AUTH)
+    triggered = await api_client.post(TRIGGER, headers=AUTH)
     assert triggered.status == 202, await triggered.text()
     assert (await triggered.json())["started"] == 1
-    processed = await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)
+    processed = await api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)
     assert processed.status == 202, await processed.text()
     assert (await processed.json())["alreadyRunning"] is True
     description = await dev_client.get_workflow_handle(export_workflow_id(export_id)).describe()
@@ -64,7 +66,7 @@ async def test_exports_recorded_with_extreme_dates_can_be_processed_and_triggere
 async def test_503_when_postgresql_is_at_a_dead_address(
     aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client
 ) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/petcare"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/petcare"
     async with asyncpg.create_pool(url, min_size=0, max_size=2) as dead:
         client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=dead))
         answers = await every_route(client)
@@ -89,7 +91,7 @@ async def test_503_while_a_real_postgresql_is_stopped(
 
 
 async def test_an_export_left_processing_by_a_terminated_run_is_recovered(
-    queued_api_client: TestClient[Any, Any],
+    api_client: TestClient[Any, Any],
     dev_client: Client,
     task_queue: str,
     pool: asyncpg.Pool,
@@ -105,17 +107,17 @@ async def test_an_export_left_processing_by_a_terminated_run_is_recovered(
 
     async with export_worker(dev_client, task_queue, pool, LocalDestination(tmp_path)):
         async with tables_locked(database_url, *DATA_TABLES):  # every run waits on its queries
-            first = await (await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
+            first = await (await api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
             await poll(processing)
             await handle.terminate(reason="operator stopped it")  # no workflow code runs: stays processing
             assert await export_status(pool, export_id) == ("processing", None)
 
             # process/{id} starts a new run for it...
-            second = await (await queued_api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
+            second = await (await api_client.post(f"{PROCESS}/{export_id}", headers=AUTH)).json()
             assert (second["alreadyRunning"], second["runId"] != first["runId"]) == (False, True)
             await handle.terminate(reason="operator stopped it again")
             # ... and so does the trigger, which only ever started pending exports before.
-            triggered = await (await queued_api_client.post(TRIGGER, headers=AUTH)).json()
+            triggered = await (await api_client.post(TRIGGER, headers=AUTH)).json()
             assert triggered["started"] == 1
             assert [item["exportId"] for item in triggered["exports"]] == [str(export_id)]
         await handle.result()  # the locks are gone: the third run completes

@@ -15,7 +15,6 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import CancelledError
 
 from activities.exports.destinations import LocalDestination
-from tests.support.api import poll
 from tests.support.exports import (
     DATA_TABLES,
     POISON,
@@ -28,6 +27,7 @@ from tests.support.exports import (
     start_export,
     tables_locked,
 )
+from tests.support.polling import poll
 from workflows.exports import CANCELLED_MESSAGE
 
 

@@ -31,7 +31,6 @@ from activities.exports.destinations import Destination, LocalDestination, SftpD
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
 from petcare.models.exports import MANIFEST_NAME, BeginRequest, FileRequest
-from tests.support.api import poll
 from tests.support.exports import (
     POISON,
     POISON_MESSAGE,
@@ -44,6 +43,7 @@ from tests.support.exports import (
     started_attempts,
     tables_locked,
 )
+from tests.support.polling import poll
 from tests.support.sftp import SftpFixture
 
 PERIOD_DIR = "2025-10-01_2025-10-31"

@@ -23,8 +23,8 @@ from temporalio.worker import Replayer
 
 from activities.exports.destinations import SftpDestination
 from activities.exports.streaming import StreamLimits
+from devstack.ssh_keys import write_known_hosts
 from petcare.config import SftpSettings
-from petcare.devstack.ssh_keys import write_known_hosts
 from tests.support.exports import export_worker, request_export, seed, start_export, started_attempts
 from tests.support.sftp import SftpFixture
 from workflows.exports import FinancialExportWorkflow

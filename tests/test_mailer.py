@@ -10,8 +10,8 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.errors import (
     DeliveryDeferred,
     DeliveryMisconfigured,
@@ -20,7 +20,8 @@ from petcare.errors import (
     UnsendableMessage,
 )
 from petcare.mail import Mailer, compose, header_text, stable_message_id
-from tests.support.reminder_data import FullMailboxHandler, wait_until
+from tests.support.polling import poll
+from tests.support.reminder_data import FullMailboxHandler
 
 
 def _message(to: str, subject: str = "Hello") -> EmailMessage:
@@ -183,7 +184,7 @@ async def test_a_cancelled_send_closes_its_session_and_frees_its_slot() -> None:
             with pytest.raises(asyncio.CancelledError):
                 await sending
             # The server sees the session end: nothing half-used is kept or left open.
-            await wait_until(lambda: sink.open_sessions == 0, timeout=5)
+            await poll(lambda: sink.open_sessions == 0, timeout=5, every=0.02)
             # The one connection slot is free again; the next message gets a new session.
             await asyncio.wait_for(mailer.send(_message("next@example.com")), 5)
     finally:

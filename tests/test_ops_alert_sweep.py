@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.alerts import OpsAlertActivities, timed_out_runs_query
+from devstack.smtp_sink import SmtpSink
 from petcare.alerts import (
     ALERTED_WORKFLOW_TYPES,
     TIMED_OUT_SWEEP_ACTIVITY,
@@ -23,15 +24,14 @@ from petcare.alerts import (
     TimedOutSweep,
 )
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import OPS_ALERT_SWEEP, STOCK_RECONCILIATION
 from petcare.mail import Mailer
 from petcare.metrics import _counts
 from petcare.models.reminders import DRY_RUN_WORKFLOW_TYPE
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import declared_schedules
+from tests.support.polling import until_visible
 from tests.support.reminder_data import SlowSinkHandler
-from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
 from workflows.alerts import OpsAlertSweepWorkflow
 

@@ -20,9 +20,9 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.alerts import OpsAlertActivities
+from devstack.smtp_sink import SmtpSink
 from petcare.alerts import FailedRun
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import FINANCIAL_EXPORT
 from petcare.logs import JsonFormatter
 from petcare.mail import Mailer

@@ -18,18 +18,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from api.app import create_app
+from devstack.binaries import temporal_cli
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
 from petcare.jobs import APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION, Job
-from tests.support.api import AUTH, own_postgres, poll, with_token
+from tests.support.api import AUTH, own_postgres
+from tests.support.polling import poll
 
 HEALTH = "/api/v1/workers/health"
-
-
-@pytest.fixture
-def api_settings(settings: Settings, task_queue: str) -> Settings:
-    # The API starts its runs on the test's own queue, where no worker polls: they stay Running.
-    return with_token(settings.model_copy(update={"task_queue": task_queue}))
 
 
 async def entry_for(client: TestClient[Any, Any], job: Job) -> dict[str, Any]:

@@ -12,13 +12,15 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from devstack.ports import free_port
+from devstack.rows import add_store
 from petcare.config import MetricsSettings, Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.mail import Mailer
 from petcare.metrics import worker_runtime
 from petcare.temporal_client import connect_temporal
-from tests.support.api import AUTH, closed_port
-from tests.support.stock import add_product, add_store, reconcile_store_run
+from tests.support.api import AUTH
+from tests.support.stock import add_product, reconcile_store_run
 from worker_main import WorkerResources, workers_running
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -74,7 +76,7 @@ async def test_worker_endpoint_serves_sdk_and_business_metrics(
     await add_product(pool, store, "LOW", recorded=2, threshold=5, movements=(2,))  # low stock
     await add_product(pool, store, "FINE", recorded=20, threshold=5, movements=(20,))
 
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{free_port()}"
     configured = settings.model_copy(update={"metrics": MetricsSettings(worker_bind_address=address)})
     runtime = worker_runtime(configured)
     assert runtime is not None

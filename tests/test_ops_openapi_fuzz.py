@@ -31,7 +31,7 @@ from temporalio.client import (
 from api.app import create_app
 from petcare.config import Settings
 from petcare.mail import Mailer
-from tests.support.api import AUTH, with_token
+from tests.support.api import AUTH
 from worker_main import WorkerResources, workers_running
 
 # Per operation; about 15 operations, so the whole run stays well under a minute.
@@ -59,11 +59,10 @@ def explicit_cases(schedule_id: str) -> dict[str, list[dict[str, Any]]]:
 
 @pytest_asyncio.fixture
 async def live_api(
-    settings: Settings, dev_client: Client, pool: asyncpg.Pool, task_queue: str
+    api_settings: Settings, dev_client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> AsyncIterator[str]:
     """The API on a free loopback port and a worker on the test's own queue (so dry runs and
     triggered runs really run and finish); yields the base URL."""
-    api_settings = with_token(settings.model_copy(update={"task_queue": task_queue}))
     runner = web.AppRunner(create_app(api_settings, temporal=dev_client, pool=pool))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

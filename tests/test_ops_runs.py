@@ -11,7 +11,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.workers import JobKey, RunsQuery, visibility_query
 from petcare.jobs import FINANCIAL_EXPORT, JOB_ATTRIBUTE, JOBS, STOCK_RECONCILIATION
-from tests.support.api import AUTH, poll
+from tests.support.api import AUTH
+from tests.support.polling import poll
 
 RUNS = "/api/v1/workers/runs"
 

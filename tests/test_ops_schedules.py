@@ -20,7 +20,8 @@ from petcare.config import Settings
 from petcare.jobs import STOCK_RECONCILIATION
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import ScheduleDeclaration, apply_schedules
-from tests.support.api import AUTH, poll
+from tests.support.api import AUTH
+from tests.support.polling import poll
 
 SCHEDULES = "/api/v1/schedules"
 

@@ -7,11 +7,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 from temporalio.client import Client, ScheduleIntervalSpec, ScheduleSpec
 
-from petcare.config import Settings
 from petcare.jobs import (
     EXPORT_ATTRIBUTE,
     FINANCIAL_EXPORT,
@@ -22,13 +20,8 @@ from petcare.jobs import (
 from petcare.models.stock import StockReconciliationInput
 from petcare.schedules import ScheduleDeclaration, apply_schedules
 from petcare.summaries import export_summary, period_words
-from tests.support.api import AUTH, poll, with_token
-
-
-@pytest.fixture
-def api_settings(settings: Settings, task_queue: str) -> Settings:
-    # Runs started by the API land on the test's own queue, where nobody runs them.
-    return with_token(settings.model_copy(update={"task_queue": task_queue}))
+from tests.support.api import AUTH
+from tests.support.polling import poll
 
 
 def test_summary_texts() -> None:

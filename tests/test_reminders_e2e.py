@@ -18,32 +18,20 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.rows import add_appointment, add_many_appointments, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import ReminderSettings, Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import APPOINTMENT_REMINDER
 from petcare.models.reminders import MANUAL_WORKFLOW_ID, ReminderRunInput, ReminderRunResult
 from petcare.schedules import declared_schedules
-from tests.support.api import AUTH, poll, with_token
-from tests.support.reminder_data import (
-    FullMailboxHandler,
-    SlowSinkHandler,
-    add_appointment,
-    add_many_appointments,
-    add_store,
-    reminder_settings,
-    wait_until,
-)
+from tests.support.api import AUTH
+from tests.support.polling import poll
+from tests.support.reminder_data import FullMailboxHandler, SlowSinkHandler, reminder_settings
 from tests.support.worker_process import start_worker_process, stop_worker_processes, worker_env
 from tests.support.workers import real_worker
 from workflows.reminders import AppointmentReminderWorkflow
 
 TRIGGER = "/api/v1/workers/appointment-reminder/trigger"
-
-
-@pytest.fixture
-def api_settings(settings: Settings, task_queue: str) -> Settings:
-    """The API of these tests starts its runs on the test's own task queue."""
-    return with_token(settings.model_copy(update={"task_queue": task_queue}))
 
 
 async def test_two_concurrent_triggers_make_one_run(
@@ -142,7 +130,7 @@ async def test_smtp_down_for_a_while_mid_run_loses_nothing(
                 id=f"reminders-outage-{uuid.uuid4()}",
                 task_queue=task_queue,
             )
-            await wait_until(lambda: len(sink.received) >= 10)
+            await poll(lambda: len(sink.received) >= 10, timeout=30, every=0.02)
             await sink.stop()  # the mail server crashes mid-page
             sent_before_the_outage = len(sink.received)
             # Down until the run has met the outage: its page failed and waits for a retry.
@@ -210,7 +198,7 @@ async def test_worker_killed_mid_run_then_replaced_loses_nothing(
             id=f"reminders-kill-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        await wait_until(lambda: len(sink.received) >= 60, timeout=60)
+        await poll(lambda: len(sink.received) >= 60, timeout=60, every=0.02)
         # Dies mid-page with messages in flight; the page's claims are picked up by the retry.
         first.send_signal(signal.SIGKILL)
         assert await first.wait() == -signal.SIGKILL

@@ -11,8 +11,9 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.reminders.decisions import ClaimState, Owner, Route, decide
+from devstack.rows import add_appointment, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import (
     CLAIM_LEASE,
     SEND_PAGE_TIMEOUT,
@@ -21,7 +22,7 @@ from petcare.models.reminders import (
     PreviewRequest,
     SendPage,
 )
-from tests.support.reminder_data import add_appointment, add_store, reminder_activities
+from tests.support.reminder_data import reminder_activities
 
 
 def now() -> datetime:

@@ -15,19 +15,17 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from devstack.rows import add_appointment, add_many_appointments, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
+from tests.support.polling import poll
 from tests.support.reminder_data import (
     FullMailboxHandler,
     SlowSinkHandler,
-    add_appointment,
-    add_many_appointments,
-    add_store,
     delivery_states,
     reminder_activities,
     soon,
-    wait_until,
 )
 from tests.support.twilio import TwilioGatewayServer
 
@@ -153,7 +151,7 @@ async def test_a_timed_out_attempt_still_running_stops_once_the_next_attempt_tak
             second.info = dataclasses.replace(second.info, attempt=2)  # same run, next attempt
             # Attempt 1 is still sending when Temporal, having timed it out, starts attempt 2.
             stale = asyncio.create_task(first.run(acts.send_page, SendPage(appointment_ids=ids)))
-            await wait_until(lambda: len(sink.received) >= 3)
+            await poll(lambda: len(sink.received) >= 3, timeout=30, every=0.02)
             newer = await second.run(acts.send_page, SendPage(appointment_ids=ids))
             with pytest.raises(ApplicationError) as lost:
                 await stale

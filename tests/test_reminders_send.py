@@ -14,13 +14,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.reminders import ReminderActivities
 from activities.reminders.messages import reminder_message_id
+from devstack.rows import add_appointment, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import FetchDuePage, SendPage
 from petcare.sms import build_gateway
 from tests.support.reminder_data import (
-    add_appointment,
-    add_store,
     delivery_states,
     reminder_activities,
     reminder_mailer,

@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from devstack.rows import add_appointment, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.models.reminders import (
     DRY_RUN_TIMEOUT,
     DuePage,
@@ -32,12 +33,7 @@ from petcare.models.reminders import (
     ReminderRunResult,
     SendPage,
 )
-from tests.support.reminder_data import (
-    add_appointment,
-    add_store,
-    reminder_activities,
-    reminder_settings,
-)
+from tests.support.reminder_data import reminder_activities, reminder_settings
 from tests.support.workers import real_worker
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 

@@ -20,16 +20,17 @@ from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination, SftpDestination
 from activities.exports.streaming import StreamLimits
 from activities.stock import StockActivities
+from devstack.rows import add_appointment, add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings, SmtpSettings
 from petcare.db import create_pool, create_upload_pool, is_unreachable
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.exports import BeginRequest, FileRequest, FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderRunInput
 from petcare.models.stock import ReconcileRequest
 from tests.support import reminder_data, stock
-from tests.support.api import poll
 from tests.support.exports import export_status, request_export, seed, tables_locked, upload_environment
+from tests.support.polling import poll
 from tests.support.sftp import SftpFixture
 from tests.support.workers import real_worker
 from workflows.exports import FinancialExportWorkflow
@@ -85,11 +86,11 @@ async def test_exports_held_by_a_hung_sftp_server_leave_reminders_and_stock_thei
         async with pool.acquire() as connection:
             await seed(connection)
             export_ids = [await request_export(connection) for _ in range(EXPORTS)]
-        salon = await reminder_data.add_store(pool)
-        await reminder_data.add_appointment(
+        salon = await add_store(pool)
+        await add_appointment(
             pool, store_id=salon, starts_at=datetime.now(UTC) + timedelta(hours=4), email="due@example.com"
         )
-        shop = await stock.add_store(pool, "Busy month")
+        shop = await add_store(pool, "Busy month")
         await stock.add_product(pool, shop, "DRIFT", recorded=10, movements=(4, 3))
 
         async with real_worker(dev_client, configured, pool, task_queue, upload_pool=uploads):
@@ -106,7 +107,7 @@ async def test_exports_held_by_a_hung_sftp_server_leave_reminders_and_stock_thei
                     for export_id in export_ids
                 ]
                 # Every upload slot is taken by a file whose SFTP server no longer answers.
-                await reminder_data.wait_until(lambda: server.writes_held == UPLOAD_SLOTS, timeout=60)
+                await poll(lambda: server.writes_held == UPLOAD_SLOTS, timeout=60, every=0.02)
 
                 started = asyncio.get_running_loop().time()
                 reminders, stock_run = await asyncio.wait_for(
@@ -180,7 +181,7 @@ async def test_the_stock_aggregate_runs_past_the_pool_command_timeout_on_its_act
         # The pool's default really cuts a statement that long...
         with pytest.raises(TimeoutError):
             await pool.fetchval("SELECT pg_sleep($1)", SLOW_SECONDS)
-        shop = await stock.add_store(pool, "Large store")
+        shop = await add_store(pool, "Large store")
         await stock.add_product(pool, shop, "DRIFT", recorded=10, movements=(4, 3))
 
         # ...but the aggregate, run by the real worker, has its 10 min activity's budget.
@@ -201,7 +202,7 @@ async def test_the_stock_aggregate_past_its_budget_fails_retryably_and_keeps_no_
 ) -> None:
     async with create_pool(settings) as pool:  # the default 60 s command timeout: not what cuts it
         await pool.execute(SLOW_AGGREGATE)
-        shop = await stock.add_store(pool, "Large store")
+        shop = await add_store(pool, "Large store")
         await stock.add_product(pool, shop, "DRIFT", recorded=10, movements=(4, 3))
         activities = StockActivities(
             pool, Mailer(SmtpSettings()), from_address=stock.FROM_ADDRESS, fallback_recipient=None

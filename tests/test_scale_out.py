@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,15 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.rows import add_many_appointments, add_store
+from devstack.smtp_sink import SmtpSink
+from devstack.ssh_keys import write_known_hosts
 from petcare.config import ReminderSettings
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.devstack.ssh_keys import write_known_hosts
 from petcare.models.exports import FinancialExportInput, FinancialExportResult, export_workflow_id
 from petcare.models.reminders import ReminderRunInput, ReminderRunResult
 from tests.support.exports import request_export
-from tests.support.reminder_data import SlowSinkHandler, add_many_appointments, add_store
+from tests.support.polling import poll
+from tests.support.reminder_data import SlowSinkHandler
 from tests.support.sftp import SftpFixture
 from tests.support.throttle import ThrottledProxy
 from tests.support.worker_process import (
@@ -109,10 +110,6 @@ async def add_due(pool: asyncpg.Pool, count: int, domain: str) -> list[UUID]:
     return ids
 
 
-async def _value(outcome: Any) -> Any:
-    return await outcome if inspect.isawaitable(outcome) else outcome
-
-
 def mail_to(sink: SmtpSink, domain: str) -> list[tuple[str, str]]:
     """(recipient, Message-ID) of every message the sink received for one run's domain."""
     return [
@@ -131,16 +128,6 @@ async def started(handle: WorkflowHandle[Any, Any], activity_type: str) -> set[s
         if pending.activity_type.name == activity_type
         and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
     }
-
-
-async def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Until `check()` (a value or an awaitable) is truthy; returns that value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (outcome := await _value(check())):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not met within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
-    return outcome
 
 
 async def chain_events(client: Client, workflow_id: str, first_run_id: str) -> list[HistoryEvent]:
@@ -254,7 +241,9 @@ async def test_two_workers_lose_nothing_to_a_sigkill_or_a_rolling_restart(
             id=f"scale-out-first-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        await wait_until(lambda: len(mail_to(sink, "first.test")) >= 2 * BATCH, "first pages")
+        await poll(
+            lambda: len(mail_to(sink, "first.test")) >= 2 * BATCH, timeout=30, every=0.05, what="first pages"
+        )
         export = await client.start_workflow(
             FinancialExportWorkflow.run,
             FinancialExportInput(export_id=export_id),
@@ -269,7 +258,9 @@ async def test_two_workers_lose_nothing_to_a_sigkill_or_a_rolling_restart(
             )
             return min(both, default=None)
 
-        victim_identity = await wait_until(busy_with_both, "one worker both uploads and sends", timeout=20)
+        victim_identity = await poll(
+            busy_with_both, timeout=20, every=0.05, what="one worker both uploads and sends"
+        )
         [victim] = [worker for worker in workers if worker_identity(worker) == victim_identity]
         victim.send_signal(signal.SIGKILL)
         assert await victim.wait() == -signal.SIGKILL
@@ -288,10 +279,15 @@ async def test_two_workers_lose_nothing_to_a_sigkill_or_a_rolling_restart(
             id=f"scale-out-second-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        await wait_until(lambda: len(mail_to(sink, "second.test")) >= BATCH, "second pages")
+        await poll(
+            lambda: len(mail_to(sink, "second.test")) >= BATCH, timeout=30, every=0.05, what="second pages"
+        )
         # Stop the worker that is sending a page right now: that page must finish, not be redone.
-        sending = await wait_until(
-            lambda: started(client.get_workflow_handle(second_run.id), SEND_PAGE), "a page in flight"
+        sending = await poll(
+            lambda: started(client.get_workflow_handle(second_run.id), SEND_PAGE),
+            timeout=30,
+            every=0.05,
+            what="a page in flight",
         )
         [stopping] = [worker for worker in (survivor, replacement) if worker_identity(worker) in sending]
         loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from petcare.devstack.ssh_keys import SftpLayout, ensure_private_key, write_known_hosts
+from devstack.ssh_keys import SftpLayout, ensure_private_key, write_known_hosts
 from tests.support.sftp import SftpFixture
 
 # How a cut shows on the client depends on where the read was: SSH-level loss or a TCP reset.

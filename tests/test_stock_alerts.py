@@ -12,15 +12,15 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.stock import StockActivities
+from devstack.rows import add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import AlertRequest
 from tests.support.stock import (
     FROM_ADDRESS,
     activity_env,
     add_product,
-    add_store,
     move,
     reconcile,
     reconcile_and_alert,

@@ -17,12 +17,14 @@ from temporalio.worker import Worker
 
 from activities.stock import StockActivities
 from api.app import create_app
+from devstack.ports import free_port
+from devstack.rows import add_store
+from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings, SmtpSettings
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import MANUAL_WORKFLOW_ID, StockReconciliationResult
-from tests.support.api import AUTH, closed_port
-from tests.support.stock import FROM_ADDRESS, add_product, add_store
+from tests.support.api import AUTH
+from tests.support.stock import FROM_ADDRESS, add_product
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
 TRIGGER = "/api/v1/workers/stock-reconciliation/trigger"
@@ -30,9 +32,9 @@ REPORTS = "/api/v1/stock-reconciliations"
 
 
 @pytest.fixture
-def client(queued_api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
+def client(api_client: TestClient[Any, Any]) -> TestClient[Any, Any]:
     # Workflows go to this test's own task queue, where only this test's worker polls.
-    return queued_api_client
+    return api_client
 
 
 @asynccontextmanager
@@ -175,7 +177,7 @@ async def test_routes_require_the_token(client: TestClient[Any, Any]) -> None:
 async def test_routes_answer_503_when_postgresql_is_unreachable(
     aiohttp_client: AiohttpClient, api_settings: Settings, dev_client: Client
 ) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/petcare"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/petcare"
     async with asyncpg.create_pool(url, min_size=0, max_size=2) as dead:
         client = await aiohttp_client(create_app(api_settings, temporal=dev_client, pool=dead))
         responses = [

@@ -14,12 +14,14 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.stock import StockActivities
+from devstack.rows import add_store
+from devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare import stock_repository as sql
 from petcare.config import SmtpSettings
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import AlertOutcome, AlertRequest
-from tests.support.stock import FROM_ADDRESS, activity_env, add_product, add_store, move, reconcile
+from tests.support.polling import poll
+from tests.support.stock import FROM_ADDRESS, activity_env, add_product, move, reconcile
 
 STORE_EMAIL = "manager@store.test"
 
@@ -113,11 +115,12 @@ async def test_an_older_report_waiting_for_the_lock_does_not_diff_over_a_newer_o
 
 
 async def until_a_backend_waits_for_an_advisory_lock(pool: asyncpg.Pool) -> None:
-    for _ in range(200):
-        if await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("no backend waited for the store's alert lock")
+    async def waiting() -> int:
+        return int(
+            await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        )
+
+    await poll(waiting, timeout=10, every=0.05, what="a backend waiting for the store's alert lock")
 
 
 async def test_a_lapsed_reservation_is_taken_over_a_live_one_is_not(

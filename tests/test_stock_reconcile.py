@@ -9,18 +9,12 @@ import asyncpg
 import pytest
 
 from activities.stock import StockActivities
+from devstack.rows import add_store
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
 from petcare.models.stock import DueStoresRequest, ReconcileRequest
-from tests.support.stock import (
-    FROM_ADDRESS,
-    TEST_WORKFLOW_ID,
-    activity_env,
-    add_product,
-    add_store,
-    reconcile,
-    target,
-)
+from tests.support.polling import poll
+from tests.support.stock import FROM_ADDRESS, TEST_WORKFLOW_ID, activity_env, add_product, reconcile, target
 
 
 @pytest.fixture
@@ -174,13 +168,13 @@ async def test_a_cancelled_reconciliation_stops_its_statement(
 
 async def sleeping_statements(pool: asyncpg.Pool, *, until: int) -> int:
     """Statements sleeping in pg_sleep, polled for up to 5 s until there are `until` of them."""
-    count = -1
-    for _ in range(100):
-        count = await pool.fetchval(
+
+    async def reached() -> bool:
+        sleeping: int = await pool.fetchval(
             """SELECT count(*) FROM pg_stat_activity
                 WHERE wait_event = 'PgSleep' AND datname = current_database()"""
         )
-        if count == until:
-            break
-        await asyncio.sleep(0.05)
-    return int(count)
+        return sleeping == until
+
+    await poll(reached, timeout=5, every=0.05, what=f"{until} statements in pg_sleep")
+    return until

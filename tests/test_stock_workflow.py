@@ -23,22 +23,20 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.stock import StockActivities
+from devstack.rows import add_store
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal_server import time_skipping_server
 from petcare.config import SmtpSettings
-from petcare.devstack.binaries import temporal_test_server
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.mail import Mailer
 from petcare.models.stock import StockReconciliationInput, StockReconciliationResult
-from tests.support.stock import FROM_ADDRESS, add_product, add_store
+from tests.support.stock import FROM_ADDRESS, add_product
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
 
 @pytest_asyncio.fixture(scope="module")
 async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server()), data_converter=pydantic_data_converter
-    )
-    yield env
-    await env.shutdown()
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest_asyncio.fixture

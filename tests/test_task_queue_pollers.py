@@ -8,7 +8,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from petcare.task_queue_pollers import task_queue_pollers
-from tests.support.api import poll
+from tests.support.polling import poll
 
 
 @activity.defn(name="pollers_test_noop")

@@ -23,9 +23,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.smtp_sink import SmtpSink
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.temporal_client import create_command
 from tests.support.api import AUTH
@@ -48,15 +48,6 @@ OTHER_TEAMS_ATTRIBUTES = [
 ]
 
 
-async def start_dev_server(attributes: list[SearchAttributeKey[Any]]) -> WorkflowEnvironment:
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_cli()),
-        data_converter=pydantic_data_converter,
-        search_attributes=attributes,
-        dev_server_log_level="error",
-    )
-
-
 async def registered(client: Client) -> set[str]:
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
@@ -67,25 +58,23 @@ async def registered(client: Client) -> set[str]:
 @pytest_asyncio.fixture
 async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of the test's own, started without the jobs' search attributes."""
-    env = await start_dev_server([])
-    yield env
-    await env.shutdown()
+    async with temporal_dev_server([]) as env:
+        yield env
 
 
 @pytest_asyncio.fixture(scope="module")
 async def crowded_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server without the jobs' attributes that refuses to register them (no slot left)."""
-    env = await start_dev_server(OTHER_TEAMS_ATTRIBUTES)
-    # The premise, checked: the server itself refuses one more Keyword attribute.
-    with pytest.raises(RPCError, match="cannot have more than"):
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={"Probe": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+    async with temporal_dev_server(OTHER_TEAMS_ATTRIBUTES) as env:
+        # The premise, checked: the server itself refuses one more Keyword attribute.
+        with pytest.raises(RPCError, match="cannot have more than"):
+            await env.client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=env.client.namespace,
+                    search_attributes={"Probe": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+                )
             )
-        )
-    yield env
-    await env.shutdown()
+        yield env
 
 
 async def test_the_worker_registers_missing_attributes_then_applies_schedules_and_polls(
@@ -239,11 +228,8 @@ async def test_a_missing_namespace_or_a_mistyped_attribute_is_one_line(
     assert "namespace 'petcare-missing' does not exist" in line
     assert "temporal operator namespace create --namespace petcare-missing" in line
 
-    mistyped = await start_dev_server([SearchAttributeKey.for_text("Job")])
-    try:
+    async with temporal_dev_server([SearchAttributeKey.for_text("Job")]) as mistyped:
         env = worker_env(mistyped, database_url=database_url, task_queue="petcare-refused", smtp_port=1025)
         done = await asyncio.to_thread(run_petcare, ["worker"], env, tmp_path)
-    finally:
-        await mistyped.shutdown()
     assert done.returncode == 1
     assert "search attributes of the wrong type: Job is Text, not Keyword" in one_line(done.stderr)

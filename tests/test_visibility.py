@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 
 from petcare import visibility
 from petcare.jobs import STORE_ATTRIBUTE
-from tests.support.api import poll
+from tests.support.polling import poll
 
 # None starts or ends with a single quote: the server strips those from every value (a server bug,
 # temporalio/temporal pull request 12019), whatever the quoting.

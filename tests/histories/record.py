@@ -20,21 +20,19 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
+from devstack.rows import add_appointment, add_store
+from devstack.smtp_sink import SmtpSink
+from devstack.ssh_keys import write_known_hosts
 from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import ExportSettings, Settings, SmsSettings
-from petcare.devstack.smtp_sink import SmtpSink
-from petcare.devstack.ssh_keys import write_known_hosts
 from petcare.models.exports import FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderDryRunInput, ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
 from tests.histories import RecordedHistory, save_history
 from tests.support.exports import request_export, seed
-from tests.support.reminder_data import add_appointment
-from tests.support.reminder_data import add_store as add_salon
+from tests.support.polling import until_visible
 from tests.support.sftp import SftpFixture
 from tests.support.stock import add_product
-from tests.support.stock import add_store as add_stock_store
-from tests.support.visibility import until_visible
 from tests.support.workers import real_worker
 from workflows.alerts import OpsAlertSweepWorkflow
 from workflows.exports import FinancialExportWorkflow
@@ -74,7 +72,7 @@ async def save(
 async def test_record_reminder_runs(
     dev_client: Client, job_settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
-    salon = await add_salon(pool, name="Salon Lyon", timezone="Europe/Paris", phone="+33472000000")
+    salon = await add_store(pool, name="Salon Lyon", timezone="Europe/Paris", phone="+33472000000")
     starts = datetime.now(UTC) + timedelta(hours=4)
     await add_appointment(pool, store_id=salon, starts_at=starts, email="a@example.com", locale="fr")
     await add_appointment(
@@ -174,9 +172,9 @@ async def test_record_exports(
 async def test_record_stock_runs(
     dev_client: Client, job_settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink
 ) -> None:
-    alerting = await add_stock_store(pool, "Paws Lyon", "Europe/Paris", email="lyon@petcare.test")
+    alerting = await add_store(pool, "Paws Lyon", "Europe/Paris", email="lyon@petcare.test")
     await add_product(pool, alerting, "SHAMPOO", recorded=10, threshold=5, movements=(12, -9))
-    quiet = await add_stock_store(pool, "Paws Tokyo", "Asia/Tokyo")
+    quiet = await add_store(pool, "Paws Tokyo", "Asia/Tokyo")
     await add_product(pool, quiet, "BRUSH", recorded=7, movements=(7,))
     parent_id = f"history-stock-{uuid.uuid4().hex[:8]}"
     async with real_worker(dev_client, job_settings, pool):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,11 +16,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from activities.reminders import ReminderActivities
+from devstack.smtp_sink import SinkHandler
 from petcare.config import Settings, SmsSettings
-from petcare.devstack.smtp_sink import SinkHandler
 from petcare.mail import Mailer
 from petcare.sms import build_gateway
-from tests.support.api import poll
 from tests.support.twilio import TwilioGatewayServer
 
 
@@ -34,97 +32,6 @@ async def delivery_states(pool: asyncpg.Pool, detail: str = "channel") -> dict[U
     """(state, channel or reason) of each delivery row, by appointment."""
     rows = await pool.fetch("SELECT appointment_id, state, channel, reason FROM reminder_deliveries")
     return {row["appointment_id"]: (row["state"], row[detail]) for row in rows}
-
-
-async def add_store(
-    pool: asyncpg.Pool, *, name: str = "Paws & Co", timezone: str = "UTC", phone: str | None = "+15550001111"
-) -> UUID:
-    store_id: UUID = await pool.fetchval(
-        "INSERT INTO stores (name, timezone, phone) VALUES ($1, $2, $3) RETURNING id", name, timezone, phone
-    )
-    return store_id
-
-
-async def add_appointment(
-    pool: asyncpg.Pool,
-    *,
-    store_id: UUID,
-    starts_at: datetime,
-    email: str | None = "owner@example.com",
-    phone: str | None = None,
-    consent: bool = True,
-    preferred_channel: str = "email",
-    locale: str = "en",
-    status: str = "scheduled",
-    pet: str = "Rex",
-    service: str = "Full grooming",
-    first_name: str = "Alex",
-) -> UUID:
-    async with pool.acquire() as connection, connection.transaction():
-        customer_id = await connection.fetchval(
-            """INSERT INTO customers (first_name, last_name, email, phone, locale, consent_reminders,
-                                      preferred_channel)
-               VALUES ($1, 'Doe', $2, $3, $4, $5, $6) RETURNING id""",
-            first_name,
-            email,
-            phone,
-            locale,
-            consent,
-            preferred_channel,
-        )
-        pet_id = await connection.fetchval(
-            "INSERT INTO pets (customer_id, name, species) VALUES ($1, $2, 'dog') RETURNING id",
-            customer_id,
-            pet,
-        )
-        service_id = await connection.fetchval(
-            "INSERT INTO services (name, duration_minutes) VALUES ($1, 60) RETURNING id", service
-        )
-        appointment_id: UUID = await connection.fetchval(
-            """INSERT INTO appointments (customer_id, pet_id, service_id, store_id, starts_at, status)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            customer_id,
-            pet_id,
-            service_id,
-            store_id,
-            starts_at,
-            status,
-        )
-    return appointment_id
-
-
-async def add_many_appointments(
-    pool: asyncpg.Pool, *, store_id: UUID, count: int, first_at: datetime, spacing: timedelta, domain: str
-) -> None:
-    """`count` consenting email customers, one appointment each, in a few set-based statements."""
-    tag = uuid.uuid4().hex[:8]
-    async with pool.acquire() as connection, connection.transaction():
-        service_id = await connection.fetchval(
-            "INSERT INTO services (name, duration_minutes) VALUES ('Bath & brush', 45) RETURNING id"
-        )
-        await connection.execute(
-            """
-            WITH customer AS (
-                INSERT INTO customers (first_name, last_name, email, consent_reminders)
-                SELECT 'Owner' || n, $2, 'owner' || n || '@' || $3, true FROM generate_series(1, $1) AS n
-                RETURNING id, email),
-            pet AS (
-                INSERT INTO pets (customer_id, name, species)
-                SELECT id, 'Pet ' || split_part(email, '@', 1), 'dog' FROM customer
-                RETURNING id, customer_id)
-            INSERT INTO appointments (customer_id, pet_id, service_id, store_id, starts_at)
-            SELECT pet.customer_id, pet.id, $4, $5,
-                   $6::timestamptz + $7::interval * (row_number() OVER (ORDER BY pet.id) - 1)
-            FROM pet
-            """,
-            count,
-            tag,
-            domain,
-            service_id,
-            store_id,
-            first_at,
-            spacing,
-        )
 
 
 @asynccontextmanager
@@ -196,12 +103,3 @@ class FullMailboxHandler(SinkHandler):
         if address.lower() in self.full:
             return self.answer
         return await super().handle_RCPT(server, session, envelope, address, options)
-
-
-async def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
-    """Polls a plain condition (what a sink received, say) every 20 ms."""
-
-    async def check() -> bool:
-        return condition()
-
-    await poll(check, timeout=timeout, every=0.02)

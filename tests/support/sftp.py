@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from devstack.sftp_server import SftpServer
+from devstack.ssh_keys import SftpLayout
 from petcare.config import SftpSettings
-from petcare.devstack.sftp_server import SftpServer
-from petcare.devstack.ssh_keys import SftpLayout
 
 SFTP_USERNAME = "petcare"
 SFTP_PASSWORD = "sftp-test-password"

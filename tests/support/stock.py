@@ -27,13 +27,6 @@ from workflows.stock import RECONCILE_ATTEMPT
 FROM_ADDRESS = "Petcare Stock <stock@petcare.test>"
 
 
-async def add_store(pool: asyncpg.Pool, name: str, timezone: str = "UTC", email: str | None = None) -> UUID:
-    store_id: UUID = await pool.fetchval(
-        "INSERT INTO stores (name, timezone, email) VALUES ($1, $2, $3) RETURNING id", name, timezone, email
-    )
-    return store_id
-
-
 async def add_product(
     pool: asyncpg.Pool,
     store_id: UUID,

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from petcare.task_queue_pollers import task_queue_pollers
+from tests.support.polling import poll
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -103,14 +104,14 @@ async def wait_until_polling(
     """Until every process polls the task queue for activities, so work spreads over all of them."""
     processes = list(processes)
     wanted = {worker_identity(process) for process in processes}
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not wanted <= await _activity_pollers(client, task_queue):
+
+    async def all_polling() -> bool:
         exited = [process.pid for process in processes if process.returncode is not None]
         if exited:
             raise AssertionError(f"worker processes {exited} exited before polling {task_queue}")
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"workers {sorted(wanted)} not polling {task_queue} after {timeout} s")
-        await asyncio.sleep(0.1)
+        return wanted <= await _activity_pollers(client, task_queue)
+
+    await poll(all_polling, timeout=timeout, every=0.1, what=f"workers {sorted(wanted)} polling {task_queue}")
 
 
 async def _activity_pollers(client: Client, task_queue: str) -> set[str]:

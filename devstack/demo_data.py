@@ -9,8 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from petcare.db import Connection
-from petcare.demo_rows import (
+from devstack.demo_rows import (
     PET_NAMES,
     SERVICES,
     STORES,
@@ -20,6 +19,7 @@ from petcare.demo_rows import (
     money,
     stock_rows,
 )
+from petcare.db import Connection
 
 # Column lists per table, in the order of the arrays handed to unnest().
 COLUMNS: dict[str, list[tuple[str, str]]] = {

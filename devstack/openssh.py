@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from petcare.devstack.child import ChildProcess
-from petcare.devstack.ssh_keys import SftpLayout
+from devstack.child import ChildProcess
+from devstack.ssh_keys import SftpLayout
 
 SSHD = Path("/usr/sbin/sshd")  # Debian's openssh-server (`make bench-deps`); sshd wants an absolute path
 READY_SECONDS = 10.0

@@ -10,12 +10,12 @@ import time
 import warnings
 from contextlib import AsyncExitStack
 
+from devstack.child import ChildProcess
+from devstack.children import DevEndpoints, api_token, child_environment, petcare_command
+from devstack.dev_services import prepare_database, start_mail_and_sftp, start_temporal
+from devstack.ports import PortNeed, check_ports_free
+from devstack.temporal_server import TemporalServerError
 from petcare.config import Settings
-from petcare.devstack.child import ChildProcess
-from petcare.devstack.children import DevEndpoints, api_token, child_environment, petcare_command
-from petcare.devstack.dev_services import prepare_database, start_mail_and_sftp, start_temporal
-from petcare.devstack.ports import PortNeed, check_ports_free
-from petcare.devstack.temporal_server import TemporalServerError
 
 log = logging.getLogger("petcare.dev")
 

@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.ssh_keys import SftpLayout
 from petcare.config import Settings
-from petcare.devstack.ssh_keys import SftpLayout
 
 LOOPBACK = "127.0.0.1"
 

@@ -1,1 +1,0 @@
-"""Local stand-ins for the outside world, used by `petcare dev` and by the tests."""
