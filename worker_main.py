@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -14,9 +14,8 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import pydantic
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Worker
 
 from activities.alerts import OpsAlertActivities
 from activities.exports import ExportActivities
@@ -26,12 +25,12 @@ from activities.stock import StockActivities
 from petcare.config import Settings
 from petcare.db import create_pool, create_upload_pool
 from petcare.mail import Mailer
-from petcare.metrics import BusinessMetricsInterceptor, worker_runtime
+from petcare.metrics import worker_runtime
 from petcare.models.exports import upload_task_queue
-from petcare.schedules import apply_schedules, declared_schedules
-from petcare.temporal_client import connect_temporal, ensure_search_attributes
+from petcare.process import run_command
+from petcare.schedules import add_no_schedules_option, apply_schedules, declared_schedules
+from petcare.temporal_client import connect_temporal, ensure_search_attributes, plugins_for_worker
 from workflows import WORKFLOWS
-from workflows.alerts import OpsAlertInterceptor
 
 log = logging.getLogger("petcare.worker")
 
@@ -101,8 +100,7 @@ def build_workers(
         activities=build_activities(resources, exports),
         max_concurrent_activities=settings.database.pool_max_size,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
-        interceptors=worker_interceptors(),
+        plugins=plugins_for_worker(client),
     )
     uploads = Worker(
         client,
@@ -110,7 +108,7 @@ def build_workers(
         activities=exports.upload_methods(),
         max_concurrent_activities=settings.export.upload_concurrency,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=worker_interceptors(),
+        plugins=plugins_for_worker(client),
     )
     return jobs, uploads
 
@@ -131,16 +129,6 @@ async def workers_running(
         finally:
             # Both drain at once: the whole shutdown takes GRACEFUL_SHUTDOWN, not twice that.
             await asyncio.gather(jobs.shutdown(), uploads.shutdown())
-
-
-# The replay of recorded histories (tests/test_versioning.py) runs workflows with these too.
-# Bad input fails the run with a clear error instead of retrying its task forever.
-WORKFLOW_FAILURE_EXCEPTION_TYPES: list[type[BaseException]] = [pydantic.ValidationError]
-
-
-def worker_interceptors() -> list[Interceptor]:
-    """One alert email per failed job run; business counters from activity results."""
-    return [OpsAlertInterceptor(), BusinessMetricsInterceptor()]
 
 
 async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True) -> None:
@@ -180,10 +168,14 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
 
 
 def main() -> None:
-    """`python worker_main.py` is `petcare worker`."""
-    from petcare.cli import main as petcare_main
-
-    petcare_main(["worker", *sys.argv[1:]])
+    """`python worker_main.py [--no-schedules]` is `petcare worker [--no-schedules]`."""
+    parser = argparse.ArgumentParser(prog="worker_main.py", description=main.__doc__)
+    add_no_schedules_option(parser)
+    options = parser.parse_args()
+    run_command(
+        lambda settings: asyncio.run(run_worker(settings, apply_schedule_registry=not options.no_schedules)),
+        holds_temporal_client=True,
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ from petcare.config import SftpSettings
 from petcare.exports_repository import COPY_OPTIONS, export_query
 from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
-from petcare.process_exit import exit_without_teardown
+from petcare.process import exit_without_teardown
 
 ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
 FILL = [
@@ -418,7 +418,7 @@ def main() -> None:
         else:
             result = step_crlf(args)
         print(json.dumps({**result, "rss_mb": peak_rss_mb()}))
-        exit_without_teardown(0)  # the export step held a Temporal client (petcare/process_exit.py)
+        exit_without_teardown(0)  # the export step held a Temporal client (petcare/process.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="export, COPY and put each run this often")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from petcare.config import load_settings
-from petcare.process_exit import exit_without_teardown
+from petcare.process import exit_without_teardown
 from petcare.task_queue_pollers import task_queue_pollers
 from petcare.temporal_client import connect_temporal
 

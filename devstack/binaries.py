@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from petcare.cli import DevExtraMissing
+from petcare.process import DevExtraMissing
 
 
 class BinaryNotFound(DevExtraMissing):

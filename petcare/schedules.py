@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -195,3 +196,9 @@ async def describe_schedules(client: Client) -> list[str]:
             f"next={upcoming[0].isoformat() if upcoming else '-'}\t{state.note or ''}"
         )
     return lines
+
+
+def add_no_schedules_option(parser: argparse.ArgumentParser) -> None:
+    """The worker's switch that leaves the schedule registry alone (`petcare worker` and
+    `python worker_main.py` alike): with several workers, only one deployment step applies it."""
+    parser.add_argument("--no-schedules", action="store_true", help="do not apply the schedule registry")

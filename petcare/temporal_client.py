@@ -18,17 +18,21 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import pydantic
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.plugin import SimplePlugin
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from petcare import visibility
 from petcare.jobs import CUSTOM_SEARCH_ATTRIBUTES
+from petcare.metrics import BusinessMetricsInterceptor
+from workflows.alerts import OpsAlertInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,30 @@ def is_configuration_refusal(error: BaseException) -> bool:
     return error.status in _REFUSAL_CODES or is_namespace_not_found(error)
 
 
+class PetcarePlugin(SimplePlugin):
+    """How every Temporal client, worker and replayer of the project is configured, in one place
+    (the SDK's plugin mechanism): the pydantic data converter; on workers and replayers, one
+    alert email per failed job run and the business counters from activity results; and bad
+    input (a pydantic ValidationError) failing the run with a clear error instead of retrying
+    its workflow task forever. A replay of recorded histories therefore runs exactly what a
+    worker runs."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "petcare",
+            data_converter=pydantic_data_converter,
+            interceptors=[OpsAlertInterceptor(), BusinessMetricsInterceptor()],
+            workflow_failure_exception_types=[pydantic.ValidationError],
+        )
+
+
+def plugins_for_worker(client: Client) -> list[PetcarePlugin]:
+    """What a worker on `client` adds: the plugin, unless the client carries it already (those
+    from connect_temporal do, and a worker takes its client's plugins itself)."""
+    carried = any(isinstance(plugin, PetcarePlugin) for plugin in client.config()["plugins"])
+    return [] if carried else [PetcarePlugin()]
+
+
 async def connect_temporal(
     *, env: Mapping[str, str] | None = None, runtime: Runtime | None = None, lazy: bool = False
 ) -> Client:
@@ -134,7 +162,7 @@ async def connect_temporal(
     try:
         return await Client.connect(
             target_host,
-            data_converter=pydantic_data_converter,
+            plugins=[PetcarePlugin()],
             runtime=runtime,
             lazy=lazy,
             **config,  # type: ignore[arg-type]

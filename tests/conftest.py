@@ -18,7 +18,7 @@ from devstack.smtp_sink import SmtpSink
 from devstack.temporal_server import temporal_dev_server, time_skipping_server
 from petcare.config import ExportSettings, Settings
 from petcare.migrate import migrate_database
-from petcare.process_exit import exit_without_teardown
+from petcare.process import exit_without_teardown
 from tests.support.postgres import TestPostgres, start_test_postgres
 
 # Fixtures of their own modules, registered for every test.
@@ -125,7 +125,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Every fixture is torn down (servers stopped) and the report written: the process ends here,
     # with the session's status, rather than risk the interpreter teardown that can abort after
-    # the Temporal clients' native threads (petcare/process_exit.py) and fail a green run. Skipped
+    # the Temporal clients' native threads (petcare/process.py) and fail a green run. Skipped
     # with it: pytest's own later cleanups (config.add_cleanup), nothing this suite relies on.
     if _SESSION_EXIT_STATUS:
         exit_without_teardown(_SESSION_EXIT_STATUS[-1])

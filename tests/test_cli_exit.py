@@ -1,9 +1,10 @@
 """How `petcare` commands end: without interpreter teardown when they hold a Temporal client
-(petcare/process_exit.py), and with one line, no traceback, when a server or a setting is wrong."""
+(petcare/process.py), and with one line, no traceback, when a server or a setting is wrong."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devstack.ports import free_port
-from petcare import cli
+from petcare import cli, process
 from petcare.config import Settings
 from tests.support.postgres import TestPostgres
 from tests.support.worker_process import command_env, one_line, run_petcare
@@ -39,7 +40,7 @@ def test_temporal_client_commands_leave_without_teardown(
             raise RuntimeError("the command failed")
 
     monkeypatch.setattr(cli, "run", run)
-    monkeypatch.setattr(cli, "exit_without_teardown", _record_exit)
+    monkeypatch.setattr(process, "exit_without_teardown", _record_exit)
     with pytest.raises(Exited) as exited:
         cli.main(argv)
     assert exited.value.code == code
@@ -47,7 +48,7 @@ def test_temporal_client_commands_leave_without_teardown(
 
 def test_other_commands_exit_normally(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "run", lambda command, settings: None)
-    monkeypatch.setattr(cli, "exit_without_teardown", _record_exit)
+    monkeypatch.setattr(process, "exit_without_teardown", _record_exit)
     with pytest.raises(SystemExit) as exited:
         cli.main(["migrate"])
     assert exited.value.code == 0
@@ -56,7 +57,7 @@ def test_other_commands_exit_normally(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_leaving_without_teardown_keeps_the_output_and_the_code() -> None:
     script = (
         "import logging, sys\n"
-        "from petcare.process_exit import exit_without_teardown\n"
+        "from petcare.process import exit_without_teardown\n"
         "logging.basicConfig(stream=sys.stderr)\n"
         "print('printed', end='')\n"
         "logging.getLogger('x').warning('logged')\n"
@@ -111,3 +112,23 @@ def test_a_taken_worker_metrics_port_names_the_variable(tmp_path: Path) -> None:
     line = one_line(done.stderr)
     assert f"cannot serve the worker's metrics on {address}" in line
     assert "PETCARE_METRICS__WORKER_BIND_ADDRESS" in line
+
+
+def test_the_worker_script_and_the_cli_do_not_import_each_other() -> None:
+    """`python worker_main.py` is `petcare worker`, without an import circle: both run their
+    command through petcare.process, and only the CLI imports worker_main (for `worker`)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return names | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert "petcare.cli" not in imported(root / "worker_main.py")
+    assert "worker_main" in imported(root / "petcare" / "cli.py")
+    for argv in (
+        [sys.executable, "worker_main.py", "--help"],
+        [sys.executable, "-m", "petcare", "worker", "--help"],
+    ):
+        shown = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=True, timeout=60)
+        assert "--no-schedules" in shown.stdout

@@ -18,13 +18,13 @@ import asyncpg
 import asyncssh
 import pytest
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.exports.destinations import SftpDestination
 from activities.exports.streaming import StreamLimits
 from devstack.ssh_keys import write_known_hosts
 from petcare.config import SftpSettings
+from petcare.temporal_client import PetcarePlugin
 from tests.support.exports import export_worker, request_export, seed, start_export, started_attempts
 from tests.support.sftp import SftpFixture
 from workflows.exports import FinancialExportWorkflow
@@ -64,7 +64,7 @@ async def test_export_to_sftp_with_manifest(
         handle = await start_export(dev_client, task_queue, export_id)
         result = await handle.result()
     # Determinism: the recorded history replays against the workflow code.
-    replayer = Replayer(workflows=[FinancialExportWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[FinancialExportWorkflow], plugins=[PetcarePlugin()])
     await replayer.replay_workflow(await handle.fetch_history())
 
     folder = export_dir(sftp_server, export_id)

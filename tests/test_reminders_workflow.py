@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -33,6 +32,7 @@ from petcare.models.reminders import (
     ReminderRunResult,
     SendPage,
 )
+from petcare.temporal_client import PetcarePlugin
 from tests.support.reminder_data import reminder_activities, reminder_settings
 from tests.support.workers import real_worker
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
@@ -197,7 +197,7 @@ async def test_a_fresh_history_replays_after_a_json_round_trip(
         time_skipping_env.client, task_queue, StandInActivities(), pages_per_run=50
     )
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[AppointmentReminderWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[AppointmentReminderWorkflow], plugins=[PetcarePlugin()])
     replayed = await replayer.replay_workflow(WorkflowHistory.from_json(handle.id, history.to_json()))
     assert replayed.replay_failure is None
 

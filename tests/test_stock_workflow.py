@@ -18,7 +18,6 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -29,6 +28,7 @@ from devstack.temporal_server import time_skipping_server
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
 from petcare.models.stock import StockReconciliationInput, StockReconciliationResult
+from petcare.temporal_client import PetcarePlugin
 from tests.support.stock import FROM_ADDRESS, add_product
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
@@ -214,7 +214,7 @@ async def test_a_forced_store_runs_again_replays_and_an_unknown_store_fails_clea
     # The histories replay on the current code: the workflows are deterministic.
     replayer = Replayer(
         workflows=[StockReconciliationWorkflow, StoreStockReconciliationWorkflow],
-        data_converter=pydantic_data_converter,
+        plugins=[PetcarePlugin()],
     )
     child_id = f"{scheduled_id}/store-{store}"
     for workflow_id in (scheduled_id, child_id):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Interceptor, Replayer, Worker
+from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError, _Definition
 
 from petcare.models.reminders import (
@@ -23,6 +22,7 @@ from petcare.models.reminders import (
     ReminderPreview,
     ReminderRunInput,
 )
+from petcare.temporal_client import PetcarePlugin
 from tests.histories import HISTORIES, RecordedHistory, recorded_histories
 from tests.support.workflow_variants import (
     PREVIEW_PATCH,
@@ -30,7 +30,6 @@ from tests.support.workflow_variants import (
     PreviewFirstDeprecated,
     PreviewFirstPatched,
 )
-from worker_main import WORKFLOW_FAILURE_EXCEPTION_TYPES, worker_interceptors
 from workflows import WORKFLOWS
 from workflows.reminders import AppointmentReminderWorkflow
 
@@ -40,19 +39,13 @@ REMINDER_HISTORIES = [entry for entry in RECORDED if entry.workflow_type == "App
 REMINDER_RUNS = [entry for entry in REMINDER_HISTORIES if entry.outcome != "failed"]
 
 
-def replayer(
-    reminder_workflow: type = AppointmentReminderWorkflow,
-    *,
-    interceptors: Sequence[Interceptor] | None = None,
-) -> Replayer:
-    """A replayer configured as the worker is: every workflow, converter, interceptors, failure types."""
+def replayer(reminder_workflow: type = AppointmentReminderWorkflow, *, as_worker: bool = True) -> Replayer:
+    """A replayer configured as the worker is, through the same plugin (converter, interceptors,
+    failure types); `as_worker=False` gives one with the converter alone, as if built by hand."""
     workflows = [reminder_workflow if w is AppointmentReminderWorkflow else w for w in WORKFLOWS]
-    return Replayer(
-        workflows=workflows,
-        data_converter=pydantic_data_converter,
-        interceptors=worker_interceptors() if interceptors is None else interceptors,
-        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
-    )
+    if not as_worker:
+        return Replayer(workflows=workflows, data_converter=pydantic_data_converter)
+    return Replayer(workflows=workflows, plugins=[PetcarePlugin()])
 
 
 @pytest.mark.parametrize("recorded", RECORDED, ids=[entry.file for entry in RECORDED])
@@ -73,13 +66,13 @@ def test_every_workflow_has_recorded_histories_and_every_file_is_indexed() -> No
     assert {"completed", "continued-as-new", "failed"} <= {entry.outcome for entry in RECORDED}
 
 
-async def test_a_failed_run_replays_only_with_the_worker_interceptors() -> None:
+async def test_a_failed_run_replays_only_with_the_worker_plugin() -> None:
     # The alert interceptor schedules an activity when a run fails; without it the replay misses
-    # that command: the replayer must be built exactly like the worker.
+    # that command: the replayer must be built exactly like the worker, by the same plugin.
     [failed] = [e for e in RECORDED if e.workflow_type == "FinancialExportWorkflow" and e.outcome == "failed"]
     await replayer().replay_workflow(failed.history())
     with pytest.raises(NondeterminismError):
-        await replayer(interceptors=[]).replay_workflow(failed.history())
+        await replayer(as_worker=False).replay_workflow(failed.history())
 
 
 @pytest.mark.parametrize("recorded", REMINDER_RUNS, ids=[entry.file for entry in REMINDER_RUNS])
@@ -138,8 +131,7 @@ async def run_live(client: Client, task_queue: str, variant: type) -> WorkflowHi
         task_queue=task_queue,
         workflows=[variant],
         activities=[nothing_due, empty_preview],
-        interceptors=worker_interceptors(),
-        workflow_failure_exception_types=WORKFLOW_FAILURE_EXCEPTION_TYPES,
+        plugins=[PetcarePlugin()],
     ):
         handle = await client.start_workflow(
             "AppointmentReminderWorkflow",
