@@ -80,17 +80,18 @@ async def rendered_messages(pool: asyncpg.Pool, settings: Settings) -> list[Emai
     messages = []
     earliest = as_of + timedelta(minutes=window.min_lead_minutes)
     latest = as_of + timedelta(hours=window.window_hours)
-    _, rows = await DueAppointments(pool).plan(earliest, latest, None)
+    _, rows, overrides = await DueAppointments(pool).plan(earliest, latest, None)
     for row in rows:
         route = route_of(row)
         if route is None:
             raise RuntimeError(f"benchmark appointment {row['id']} has no address")
         messages.append(
             build_email(
-                render_reminder(context_of(row)),
+                render_reminder(context_of(row, overrides)),
                 sender=settings.smtp.from_address,
                 recipient=route.address,
-                message_id=reminder_message_id(row["id"], settings.smtp.from_address),
+                message_id=reminder_message_id(row["id"], row["starts_at"], settings.smtp.from_address),
+                reply_to=row["store_email"],
             )
         )
     return messages

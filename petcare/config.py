@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +108,36 @@ class ReminderSettings(BaseModel):
     sms_concurrency: int = Field(default=4, ge=1, le=100)
     sms_rate_per_second: float = Field(default=10.0, gt=0)
     preview_limit: int = Field(default=5, ge=0, le=100)
+    # No SMS in these store-local hours ("HH:MM-HH:MM", may span midnight); empty: no quiet hours.
+    quiet_hours: str = "21:00-08:00"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value.strip()
+
+    def quiet_period(self) -> tuple[time, time] | None:
+        """(start, end) in store-local wall-clock time, or None when there are no quiet hours."""
+        return parse_quiet_hours(self.quiet_hours)
+
+
+_QUIET_HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """ "21:00-08:00" as (21:00, 08:00); "" as None. Raises ValueError on anything else."""
+    text = value.strip()
+    if not text:
+        return None
+    match = _QUIET_HOURS.fullmatch(text)
+    if match is None:
+        raise ValueError('must be "HH:MM-HH:MM" (24-hour, store-local, e.g. "21:00-08:00") or empty')
+    start_hour, start_minute, end_hour, end_minute = (int(part) for part in match.groups())
+    start, end = time(start_hour, start_minute), time(end_hour, end_minute)
+    if start == end:
+        raise ValueError("start and end are equal: leave it empty for no quiet hours")
+    return start, end
 
 
 class MetricsSettings(BaseModel):

@@ -10,8 +10,12 @@ Exceptions raised inside the project (caught and classified before they reach Te
     │   │                            (SMTP) or petcare.sms (the SMS gateway) alike
     │   ├── DeliveryRejected         this message is refused for good (5xx to its recipient,
     │   │   │                        an invalid or unsubscribed number): record it failed
-    │   │   └── UnsendableMessage    it cannot even be built from its data (several addresses
-    │   │                            in one field, a header the email package refuses)
+    │   │   ├── UnsendableMessage    it cannot even be built from its data (several addresses
+    │   │   │                        in one field, a header the email package refuses)
+    │   │   └── SmsNumberRefused     this number cannot take SMS (Twilio 21614, not a mobile):
+    │   │       │                    another channel may still reach the customer
+    │   │       └── SmsOptedOut      the number unsubscribed (Twilio 21610, texted STOP):
+    │   │                            recorded on the customer, no SMS until re-consent
     │   ├── DeliveryUnavailable      the provider cannot take anything now (down, 421, a 5xx
     │   │   │                        gateway, a timeout): the sender retries later
     │   │   └── DeliveryDeferred     only this recipient, for now (450/451/452 on RCPT TO,
@@ -122,6 +126,16 @@ class DeliveryRejected(DeliveryError):
 
 class UnsendableMessage(DeliveryRejected):
     """The message cannot be built from its data: that message fails, never the whole job."""
+
+
+class SmsNumberRefused(DeliveryRejected):
+    """The SMS provider refuses this number for good, but not the customer: reminders fall back to
+    email when the customer has an address."""
+
+
+class SmsOptedOut(SmsNumberRefused):
+    """The number unsubscribed from our texts (it texted STOP): recorded on the customer
+    (`customers.sms_opted_out_at`), and no SMS is tried again until the backend clears it."""
 
 
 class DeliveryUnavailable(DeliveryError):

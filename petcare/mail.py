@@ -154,10 +154,12 @@ def compose(
     html: str | None = None,
     sent_at: datetime | None = None,
     policy: Policy | None = None,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     """A plain-text message (with an HTML alternative if given) and the headers every mail of this
     service carries: `Date` (RFC 5322 requires it; the send time unless given), the caller's
-    `stable_message_id`, and `Auto-Submitted` so auto-responders stay quiet (RFC 3834).
+    `stable_message_id`, and `Auto-Submitted` so auto-responders stay quiet (RFC 3834); `Reply-To`
+    when given (where a reply should go instead of the sender).
 
     Headers that describe the content (Content-Language) go on after this: set_content drops them.
 
@@ -171,6 +173,8 @@ def compose(
         message["To"] = header_text(recipient)
         _require_one_address(recipient, message["To"])
         message["Subject"] = header_text(subject)
+        if reply_to:
+            message["Reply-To"] = header_text(reply_to)
         message["Date"] = format_datetime((sent_at or datetime.now(UTC)).astimezone(UTC))
         message["Message-ID"] = header_text(message_id)
         message["Auto-Submitted"] = "auto-generated"

@@ -8,14 +8,21 @@ from typing import Protocol
 import aiohttp
 
 from petcare.config import SmsSettings
-from petcare.errors import DeliveryDeferred, DeliveryMisconfigured, DeliveryRejected, DeliveryUnavailable
+from petcare.errors import (
+    DeliveryDeferred,
+    DeliveryMisconfigured,
+    DeliveryRejected,
+    DeliveryUnavailable,
+    SmsNumberRefused,
+    SmsOptedOut,
+)
 
 log = logging.getLogger(__name__)
 
 
 # Twilio error codes that blame our settings, not the recipient: authentication (20003), unknown
 # resource (20404), an invalid, missing, foreign or incapable From number (21212, 21603, 21606, 21659,
-# 21660). Recipient codes (21211 invalid To, 21614 not a mobile, 21610 unsubscribed...) stay rejections.
+# 21660). Recipient codes (21211 invalid To, 21614 not a mobile, 21610 unsubscribed...) are rejections.
 ACCOUNT_FAULT_CODES = frozenset({"20003", "20404"})
 SENDER_FAULT_CODES = frozenset({"21212", "21603", "21606", "21659", "21660"})
 # 4xx codes that name one recipient and pass with time: 14107, too many messages between our number
@@ -26,6 +33,11 @@ RECIPIENT_BUSY_CODES = frozenset({"14107", "30003"})
 # 21611: our From number's queue at Twilio is full. Not this recipient's doing: every text would
 # meet it, so the page waits and retries, as on a 429 or a 5xx.
 SENDER_BUSY_CODES = frozenset({"21611"})
+# Rejections that say this number will not take our texts, though the customer may be reached
+# otherwise: 21610, "Attempt to send to unsubscribed recipient" (the number texted STOP); 21614,
+# "'To' number is not a valid mobile number" (a landline).
+OPTED_OUT_CODE = "21610"
+NOT_MOBILE_CODE = "21614"
 
 
 class SmsGateway(Protocol):
@@ -97,6 +109,10 @@ class TwilioGateway:
                 "SMS gateway refused the account (PETCARE_SMS__ACCOUNT_SID, PETCARE_SMS__AUTH_TOKEN, "
                 f"PETCARE_SMS__BASE_URL): {detail}"
             )
+        if code == OPTED_OUT_CODE:
+            raise SmsOptedOut(f"SMS gateway rejected (the number unsubscribed): {detail}")
+        if code == NOT_MOBILE_CODE:
+            raise SmsNumberRefused(f"SMS gateway rejected (not a mobile number): {detail}")
         raise DeliveryRejected(f"SMS gateway rejected: {detail}")
 
 

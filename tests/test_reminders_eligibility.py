@@ -64,7 +64,10 @@ async def test_eligibility_edges(pool: asyncpg.Pool, settings: Settings, smtp_si
     sent, failed, skipped = [await at(timedelta(hours=6)) for _ in range(3)]
     for appointment_id, state in ((sent, "sent"), (failed, "failed"), (skipped, "skipped")):
         await pool.execute(
-            "INSERT INTO reminder_deliveries (appointment_id, state) VALUES ($1, $2)", appointment_id, state
+            """INSERT INTO reminder_deliveries (appointment_id, starts_at, state)
+               SELECT id, starts_at, $2 FROM appointments WHERE id = $1""",
+            appointment_id,
+            state,
         )
 
     found = await due_ids(pool, settings, smtp_sink, as_of)
@@ -160,8 +163,9 @@ async def test_a_fresh_claim_of_another_run_is_left_alone_until_its_lease_expire
     store = await add_store(pool)
     appointment = await add_appointment(pool, store_id=store, starts_at=now() + timedelta(hours=2))
     await pool.execute(
-        """INSERT INTO reminder_deliveries (appointment_id, state, owner, claimed_at)
-           VALUES ($1, 'claimed', 'another-workflow/another-run', now())""",
+        """INSERT INTO reminder_deliveries (appointment_id, starts_at, state, owner, claimed_at)
+           SELECT id, starts_at, 'claimed', 'another-workflow/another-run', now()
+           FROM appointments WHERE id = $1""",
         appointment,
     )
     async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:

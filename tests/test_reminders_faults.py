@@ -121,12 +121,17 @@ async def test_recipient_numbers_the_gateway_refuses_fail_alone(
         reminder_activities(pool, settings, smtp_port=smtp_sink.port, twilio=twilio) as acts,
     ):
         page = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=texts))
-    assert (page.sent_sms, page.failed, page.released, page.problems) == (1, 2, 0, [])
+    # Not a mobile number (21614): that customer's email address takes the reminder instead.
+    assert (page.sent_sms, page.sent_email, page.failed, page.released, page.problems) == (1, 1, 1, 0, [])
     rows = await states(pool)
-    assert rows[texts[0]][0] == rows[texts[1]][0] == "failed"
+    assert rows[texts[0]][0] == "failed"
+    assert rows[texts[1]][0] == "sent"
     assert "21211" in (rows[texts[0]][1] or "")
     assert "21614" in (rows[texts[1]][1] or "")
     assert [m.to for m in twilio.messages] == [numbers[2]]
+    assert [m.recipients for m in smtp_sink.received] == [["owner@example.com"]]
+    # Without opting the customer out: the number may take texts again once it is a mobile.
+    assert await pool.fetchval("SELECT count(*) FROM customers WHERE sms_opted_out_at IS NOT NULL") == 0
 
 
 async def test_a_timed_out_attempt_still_running_stops_once_the_next_attempt_takes_over(
@@ -315,27 +320,29 @@ async def test_a_deferral_that_runs_into_the_minimum_lead_is_recorded_failed(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:
     store = await add_store(pool)
+    start = datetime.now(UTC)
     fetched_late, claimed_late = [
-        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"{name}@example.com")
-        for name in ("fetched", "claimed")
+        await add_appointment(pool, store_id=store, starts_at=start + hours, email=f"{name}@example.com")
+        for name, hours in (("fetched", timedelta(hours=3)), ("claimed", timedelta(hours=5)))
     ]
     handler = FullMailboxHandler(full={"fetched@example.com", "claimed@example.com"})
     sink = SmtpSink("127.0.0.1", 0, handler)
     await sink.start()
-    move_inside_the_lead = "UPDATE appointments SET starts_at = now() + interval '20 minutes' WHERE id = $1"
+    # Time passing, seen through the minimum lead: a later run whose lead covers an appointment is
+    # a run held that much later. (Moving the appointment would make it owe a new reminder.)
     try:
         async with reminder_activities(pool, settings, smtp_port=sink.port) as acts:
             env = ActivityEnvironment()
             deferred = await env.run(acts.send_page, SendPage(appointment_ids=[fetched_late, claimed_late]))
             assert deferred.deferred == 2
-            handler.full.clear()  # too late: nothing may go out any more
+        handler.full.clear()  # too late: nothing may go out any more
 
-            # Moved inside the minimum lead before the next run: its first fetch records it failed.
-            await pool.execute(move_inside_the_lead, fetched_late)
+        # Inside the minimum lead by the next run: its first fetch records it failed.
+        async with reminder_activities(pool, settings, smtp_port=sink.port, min_lead_minutes=240) as acts:
             due = await env.run(acts.fetch_due_page, FetchDuePage(as_of=datetime.now(UTC)))
             assert (due.appointment_ids, due.late_deferrals) == ([claimed_late], 1)
-            # Moved between that fetch and the claim: the claim records it failed.
-            await pool.execute(move_inside_the_lead, claimed_late)
+        # Inside it between that fetch and the claim: the claim records it failed.
+        async with reminder_activities(pool, settings, smtp_port=sink.port, min_lead_minutes=360) as acts:
             page = await env.run(acts.send_page, SendPage(appointment_ids=due.appointment_ids))
     finally:
         await sink.stop()

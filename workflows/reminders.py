@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -43,6 +43,9 @@ class AppointmentReminderWorkflow:
     async def run(self, request: ReminderRunInput) -> ReminderRunResult:
         # One instant for the whole run, across continue-as-new, so the window does not drift.
         as_of = request.as_of or workflow.now()
+        if request.retry is not None:
+            # Only a retry from the API starts with this field (no recorded run has it): no patch.
+            return await self._retry(request, as_of)
         cursor, counts, pages = request.cursor, request.counts, request.pages
         # A channel whose provider refuses our settings: the other channel's reminders still go out
         # on every page, then the run fails with this list.
@@ -92,6 +95,25 @@ class AppointmentReminderWorkflow:
                 }
             )
         )
+
+    async def _retry(self, request: ReminderRunInput, as_of: datetime) -> ReminderRunResult:
+        """The named appointments as one page, their failed reminders claimed again."""
+        sent = await workflow.execute_activity_method(
+            ReminderActivities.send_page,
+            SendPage(appointment_ids=request.retry or [], retry_failed=True),
+            start_to_close_timeout=SEND_PAGE_TIMEOUT,
+            schedule_to_close_timeout=SEND_GIVE_UP,
+            heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
+            retry_policy=SEND_RETRY,
+        )
+        counts = ReminderCounts.model_validate(sent.model_dump(exclude={"problems"}))
+        counts = counts.plus(ReminderCounts(due=len(request.retry or [])))
+        if sent.problems:
+            problems = "; ".join(sent.problems)
+            raise application_error(
+                f"reminder settings refused: {problems}", ErrorType.REMINDER_CONFIGURATION_ERROR
+            )
+        return ReminderRunResult(as_of=as_of, pages=1, runs=1, counts=counts)
 
 
 def _details(pages: int, counts: ReminderCounts) -> str:

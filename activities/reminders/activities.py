@@ -27,6 +27,7 @@ from petcare.models.reminders import (
     SendPage,
 )
 from petcare.rate_limits import SharedRateLimiter
+from petcare.reminders_repository import Overrides
 from petcare.sms import SMS_RATE_LIMIT, SmsGateway
 
 
@@ -37,7 +38,12 @@ class ReminderActivities:
         self._span = timedelta(hours=self._settings.window_hours)
         self._due = DueAppointments(pool)
         self._claims = ClaimStore(
-            pool, lease=CLAIM_LEASE, lead=self._lead, window=self._span, sender=settings.smtp.from_address
+            pool,
+            lease=CLAIM_LEASE,
+            lead=self._lead,
+            window=self._span,
+            sender=settings.smtp.from_address,
+            quiet_hours=self._settings.quiet_period(),
         )
         self._delivery = Delivery(
             mailer,
@@ -70,7 +76,7 @@ class ReminderActivities:
         info = activity.info()
         owner = Owner(run=f"{info.workflow_id}/{info.workflow_run_id}", attempt=info.attempt)
         senders = self._settings.smtp_concurrency + self._settings.sms_concurrency
-        sender = PageSender(self._claims, self._delivery, owner, senders=senders)
+        sender = PageSender(self._claims, self._delivery, owner, senders=senders, retry=request.retry_failed)
         return await sender.run(request.appointment_ids, heartbeat_every=heartbeat_interval())
 
     @activity.defn(name="reminders.preview")
@@ -78,18 +84,19 @@ class ReminderActivities:
         """What a run would send now: the same eligibility SQL and rendering, nothing written."""
         earliest, latest = self._window(request.as_of)
         limit = self._settings.preview_limit if request.preview_limit is None else request.preview_limit
-        counts, rows = await self._due.plan(earliest, latest, limit)
-        return ReminderPreview(as_of=request.as_of, counts=counts, messages=_preview_messages(rows))
+        counts, rows, overrides = await self._due.plan(earliest, latest, limit)
+        messages = _preview_messages(rows, overrides)
+        return ReminderPreview(as_of=request.as_of, counts=counts, messages=messages)
 
 
-def _preview_messages(rows: Sequence[asyncpg.Record]) -> list[PreviewMessage]:
+def _preview_messages(rows: Sequence[asyncpg.Record], overrides: Overrides) -> list[PreviewMessage]:
     """Rows come with an address: the SQL returns only those, by the same rule as choose_route
     (tests/test_reminders_routing.py holds the two together)."""
     messages: list[PreviewMessage] = []
     for row in rows:
         route = route_of(row)
         assert route is not None
-        rendered = render_reminder(context_of(row))
+        rendered = render_reminder(context_of(row, overrides))
         email = route.channel == "email"
         messages.append(
             PreviewMessage(
@@ -100,6 +107,8 @@ def _preview_messages(rows: Sequence[asyncpg.Record]) -> list[PreviewMessage]:
                 starts_at_local=rendered.starts_at_local,
                 subject=rendered.subject if email else None,
                 text=rendered.text if email else rendered.sms,
+                rescheduled=row["rescheduled"],
+                templates="override" if rendered.overridden else "default",
             )
         )
     return messages

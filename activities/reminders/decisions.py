@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from activities.reminders.messages import ReminderContext
 from petcare.models.reminders import Channel, ReminderCounts
@@ -20,6 +22,8 @@ Decision = Literal[
     "not_due",  # cancelled, completed, started, or no longer inside the window
     "too_late",  # deferred by a provider (a full mailbox...) until inside the minimum lead: failed
     "superseded",  # a newer attempt of this same run holds it: this attempt must stop
+    "quiet_hours_wait",  # a text inside the store's quiet hours: the first run after them sends it
+    "quiet_hours",  # a text inside quiet hours, too late after them, and no email: skipped
 ]
 
 
@@ -29,9 +33,15 @@ class Route:
     address: str
 
 
-def choose_route(preferred: str, email: str | None, phone: str | None) -> Route | None:
-    """The preferred channel when its address exists, else the other one, else nothing."""
-    addresses: dict[Channel, str | None] = {"email": _clean(email), "sms": _clean(phone)}
+def choose_route(
+    preferred: str, email: str | None, phone: str | None, *, sms_opted_out: bool = False
+) -> Route | None:
+    """The preferred channel when its address exists, else the other one, else nothing. A customer
+    who opted out of SMS has no SMS address."""
+    addresses: dict[Channel, str | None] = {
+        "email": _clean(email),
+        "sms": None if sms_opted_out else _clean(phone),
+    }
     first: Channel = "sms" if preferred == "sms" else "email"
     second: Channel = "email" if first == "sms" else "sms"
     for channel in (first, second):
@@ -41,9 +51,63 @@ def choose_route(preferred: str, email: str | None, phone: str | None) -> Route 
     return None
 
 
+def email_route(email: str | None) -> Route | None:
+    """Where a text that cannot go (opted out, a landline, quiet hours) goes instead, if anywhere."""
+    address = _clean(email)
+    return Route("email", address) if address else None
+
+
 def _clean(value: str | None) -> str | None:
     stripped = (value or "").strip()
     return stripped or None
+
+
+# --- Quiet hours: no SMS in the store-local night; the wall clock, so right across DST changes.
+
+QuietVerdict = Literal["send", "wait", "email", "skip"]
+
+
+def quiet_until(now: datetime, zone: ZoneInfo, period: tuple[time, time]) -> datetime | None:
+    """When the quiet hours holding `now` end (an instant), or None when `now` is outside them.
+
+    `period` is (start, end) on the store's wall clock, and may span midnight (21:00-08:00)."""
+    start, end = period
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    today = local.date()
+    if start > end:  # spans midnight
+        if clock >= start:
+            return _at(today + timedelta(days=1), end, zone)
+        if clock < end:
+            return _at(today, end, zone)
+        return None
+    return _at(today, end, zone) if start <= clock < end else None
+
+
+def _at(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    # A wall-clock time inside a spring-forward gap reads as the offset before the change (fold 0):
+    # 02:30 on that night is 03:30 of the new offset, the first moment the clock shows past 02:30.
+    return datetime.combine(day, clock, tzinfo=zone)
+
+
+def quiet_verdict(
+    now: datetime,
+    zone: ZoneInfo,
+    period: tuple[time, time] | None,
+    *,
+    starts_at: datetime,
+    lead: timedelta,
+    has_email: bool,
+) -> tuple[QuietVerdict, datetime | None]:
+    """What becomes of a text due now: sent ("send"), left for the first run after the quiet hours
+    if that run is still before the minimum lead ("wait"), else by email ("email") or not at all
+    ("skip"). With the instant the quiet hours end, when they hold now."""
+    until = None if period is None else quiet_until(now, zone, period)
+    if until is None:
+        return "send", None
+    if until + lead <= starts_at:
+        return "wait", until
+    return ("email" if has_email else "skip"), until
 
 
 @dataclass(frozen=True)
@@ -69,6 +133,8 @@ class ClaimState:
     delivery_owner: str | None
     delivery_attempt: int | None
     claim_expired: bool
+    # A reminder of this appointment was sent for an earlier start time: it moved since.
+    rescheduled: bool = False
 
 
 def decide(state: ClaimState, owner: Owner, route: Route | None) -> Decision:
@@ -123,6 +189,17 @@ class ToSend:
     appointment_id: UUID
     context: ReminderContext
     route: Route
+    # Where a text goes when the provider refuses the number (opted out, a landline), if anywhere.
+    fallback: Route | None = None
+    customer_id: UUID | None = None
+    rescheduled: bool = False
+    # Why this reminder does not go by the customer's preferred channel (kept in its record).
+    note: str | None = None
+
+    @property
+    def starts_at(self) -> datetime:
+        """The start time this reminder names: with the appointment, its delivery record's key."""
+        return self.context.starts_at
 
 
 @dataclass(frozen=True)
@@ -160,3 +237,7 @@ def count_settled(claim: Settled, counts: ReminderCounts) -> None:
         counts.skipped_not_due += 1
     elif claim.decision == "too_late":
         counts.failed += 1
+    elif claim.decision == "quiet_hours_wait":
+        counts.quiet_hours_waiting += 1
+    elif claim.decision == "quiet_hours":
+        counts.skipped_quiet_hours += 1

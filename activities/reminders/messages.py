@@ -6,15 +6,22 @@ import email.policy
 import html
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from activities.reminders.templates import LOCALES, LocaleTexts, resolve_locale
-from petcare.mail import compose, stable_message_id
+from activities.reminders.templates import (
+    LOCALES,
+    LocaleTexts,
+    TemplateError,
+    TemplateOverride,
+    render_template,
+    resolve_locale,
+)
+from petcare.mail import compose, header_text, stable_message_id
 from petcare.timezones import InvalidTimeZone, parse_zone
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,9 @@ class ReminderContext:
     store_timezone: str
     starts_at: datetime
     locale: str | None
+    store_email: str | None = None  # the emails' Reply-To, so a reply reaches the salon
+    # The store's own words for the customer's locale, if it has any.
+    override: TemplateOverride | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class RenderedReminder:
     text: str
     html: str
     sms: str
+    overridden: bool = False  # the store's own words, in part or whole
 
 
 def store_zone(name: str) -> ZoneInfo:
@@ -52,8 +63,8 @@ def store_zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def local_when(starts_at: datetime, zone: ZoneInfo, texts: LocaleTexts) -> tuple[str, str]:
-    """(date, full date-time with zone) of an instant as seen on the store's wall clock."""
+def local_when(starts_at: datetime, zone: ZoneInfo, texts: LocaleTexts) -> tuple[str, str, str]:
+    """(date, time, full date-time with zone) of an instant as seen on the store's wall clock."""
     local = starts_at.astimezone(zone)
     if texts.twelve_hour:
         hour = local.hour % 12 or 12
@@ -64,14 +75,46 @@ def local_when(starts_at: datetime, zone: ZoneInfo, texts: LocaleTexts) -> tuple
         day_name=texts.days[local.weekday()], day=local.day, month=texts.months[local.month - 1]
     )
     zone_label = local.tzname() or zone.key
-    return date, texts.when.format(date=date, time=time, zone=zone_label)
+    return date, time, texts.when.format(date=date, time=time, zone=zone_label)
 
 
 def render_reminder(context: ReminderContext) -> RenderedReminder:
+    """The store's own words where it has an override for this locale, else the defaults.
+
+    Raises TemplateError only for an override that no longer renders (they are checked when
+    written, so only a row edited by hand): that reminder's fault alone (UnsendableMessage)."""
     locale = resolve_locale(context.locale)
     texts = LOCALES[locale]
+    plain, time, contact = _values(context, texts)
+    escaped = {key: html.escape(value) for key, value in plain.items()}
+    own = context.override or TemplateOverride()
+    values = {**plain, "time": time, "contact": contact}
+    if own.email_body is not None:
+        text = render_template(own.email_body, values)
+        body_html = _paragraphs(text)
+    else:
+        text = texts.text.format(**plain, contact=f"{contact}\n\n" if contact else "")
+        body_html = texts.html.format(**escaped, contact=html.escape(contact))
+    if own.sms is not None:
+        sms = fit_segments(render_template(own.sms, values).strip())
+    else:
+        sms = _sms(texts, plain, contact)
+    subject = render_template(own.email_subject, values) if own.email_subject is not None else None
+    return RenderedReminder(
+        locale=locale,
+        starts_at_local=plain["when"],
+        subject=subject if subject is not None else texts.subject.format(**plain),
+        text=text,
+        html=body_html,
+        sms=sms,
+        overridden=own != TemplateOverride(),
+    )
+
+
+def _values(context: ReminderContext, texts: LocaleTexts) -> tuple[dict[str, str], str, str]:
+    """(the default wordings' fields, the local time, the "call us" sentence) of an appointment."""
     starts_at = context.starts_at if context.starts_at.tzinfo else context.starts_at.replace(tzinfo=UTC)
-    date, when = local_when(starts_at, store_zone(context.store_timezone), texts)
+    date, time, when = local_when(starts_at, store_zone(context.store_timezone), texts)
     plain = {
         "first_name": context.first_name,
         "pet": context.pet_name,
@@ -82,15 +125,72 @@ def render_reminder(context: ReminderContext) -> RenderedReminder:
         "when": when,
     }
     contact = texts.contact.format(**plain) if context.store_phone else ""
-    escaped = {key: html.escape(value) for key, value in plain.items()}
-    return RenderedReminder(
-        locale=locale,
-        starts_at_local=when,
-        subject=texts.subject.format(**plain),
-        text=texts.text.format(**plain, contact=f"{contact}\n\n" if contact else ""),
-        html=texts.html.format(**escaped, contact=html.escape(contact)),
-        sms=_sms(texts, plain, contact),
+    return plain, time, contact
+
+
+def _paragraphs(text: str) -> str:
+    """A store's plain-text body as HTML: escaped, blank lines between paragraphs, line breaks kept."""
+    blocks = [block.strip("\n") for block in text.replace("\r\n", "\n").split("\n\n")]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in block.split("\n")) + "</p>"
+        for block in blocks
+        if block.strip()
     )
+
+
+# A long appointment: a store's SMS override must fit two segments even for it.
+SAMPLE_CONTEXT = ReminderContext(
+    appointment_id="00000000-0000-0000-0000-000000000000",
+    first_name="Maximiliana",
+    pet_name="Bartholomew",
+    service_name="Full grooming and de-shedding",
+    store_name="Paws & Whiskers Grooming Salon",
+    store_phone="+33 1 40 00 00 00",
+    store_timezone="Europe/Paris",
+    starts_at=datetime(2026, 9, 30, 14, 30, tzinfo=UTC),  # a Wednesday in September: long names
+    locale="en",
+    store_email="salon@example.com",
+)
+
+
+def override_problems(locale: str, override: TemplateOverride) -> list[tuple[str, str]]:
+    """(field, problem) for each field of an override that would not make a good reminder,
+    rendered against SAMPLE_CONTEXT: unknown placeholders and malformed braces, a subject with a
+    line break, an SMS over two segments, an empty field."""
+    problems: list[tuple[str, str]] = []
+    fields = {"emailSubject": override.email_subject, "emailBody": override.email_body, "sms": override.sms}
+    for name, template in fields.items():
+        if template is not None and not template.strip():
+            problems.append((name, "must not be empty (leave the field out to use the default)"))
+    if problems:
+        return problems
+    for name, template in fields.items():
+        if template is None:
+            continue
+        alone = TemplateOverride(**{_FIELDS[name]: template})
+        try:
+            rendered = render_reminder(replace(SAMPLE_CONTEXT, locale=locale, override=alone))
+        except TemplateError as error:
+            problems.append((name, str(error)))
+            continue
+        if name == "emailSubject" and header_text(rendered.subject) != rendered.subject:
+            problems.append((name, "would render with a line break (or another control character)"))
+        if name == "sms":
+            texts = LOCALES[resolve_locale(locale)]
+            plain, time, contact = _values(SAMPLE_CONTEXT, texts)
+            whole = render_template(template, {**plain, "time": time, "contact": contact}).strip()
+            if sms_segments(whole) > MAX_SEGMENTS:
+                problems.append(
+                    (
+                        name,
+                        f"renders to {sms_segments(whole)} SMS segments for a long sample; at most "
+                        f"{MAX_SEGMENTS} (306 GSM-7 characters, or 134 with characters outside GSM-7)",
+                    )
+                )
+    return problems
+
+
+_FIELDS = {"emailSubject": "email_subject", "emailBody": "email_body", "sms": "sms"}
 
 
 def _sms(texts: LocaleTexts, fields: dict[str, str], contact: str) -> str:
@@ -161,7 +261,9 @@ class _CachedHeaderRegistry(HeaderRegistry):
 POLICY = email.policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
-def build_email(rendered: RenderedReminder, *, sender: str, recipient: str, message_id: str) -> EmailMessage:
+def build_email(
+    rendered: RenderedReminder, *, sender: str, recipient: str, message_id: str, reply_to: str | None = None
+) -> EmailMessage:
     # The Message-ID is identical on every attempt: a resend after a crash is recognisable (and
     # deduplicated by many MTAs).
     message = compose(
@@ -169,6 +271,9 @@ def build_email(rendered: RenderedReminder, *, sender: str, recipient: str, mess
         recipient=recipient,
         subject=rendered.subject,
         message_id=message_id,
+        # The store's address: a customer's reply reaches the salon, not the no-reply sender. A
+        # malformed store address is left out rather than failing every reminder of the store.
+        reply_to=reply_to.strip() if reply_to and deliverable_address(reply_to.strip()) else None,
         text=rendered.text,
         html=f'<!doctype html><html lang="{rendered.locale}"><body>{rendered.html}</body></html>',
         policy=POLICY,
@@ -191,6 +296,7 @@ def deliverable_address(address: str) -> bool:
     )
 
 
-def reminder_message_id(appointment_id: UUID, sender: str) -> str:
-    """One Message-ID per appointment, in the sender's domain, on every attempt."""
-    return stable_message_id("reminder", appointment_id, sender)
+def reminder_message_id(appointment_id: UUID, starts_at: datetime, sender: str) -> str:
+    """One Message-ID per appointment and start time, in the sender's domain, on every attempt: the
+    reminder of a moved appointment is a new message (an MTA must not drop it as a duplicate)."""
+    return stable_message_id("reminder", f"{appointment_id}-{int(starts_at.timestamp())}", sender)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from functools import partial
 from typing import Literal
@@ -25,6 +26,8 @@ from petcare.errors import (
     DeliveryRejected,
     DeliveryUnavailable,
     ErrorType,
+    SmsNumberRefused,
+    SmsOptedOut,
     UnsendableMessage,
     application_error,
 )
@@ -36,6 +39,16 @@ from petcare.sms import SmsGateway
 log = logging.getLogger(__name__)
 
 Outcome = Literal["sent", "failed"]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What became of one claim: sent or failed, by which channel, and whether the SMS provider
+    said the number unsubscribed on the way."""
+
+    outcome: Outcome
+    channel: Channel
+    opted_out: bool = False
 
 
 class ClaimLost(Exception):
@@ -81,33 +94,52 @@ class Delivery:
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
         self._sms_rate = sms_rate  # unlike the bounds above, shared by every worker process
 
-    async def deliver(self, claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> Outcome:
+    async def deliver(self, claim: ToSend, confirm: Callable[[], Awaitable[Confirmation]]) -> Delivered:
         """Raises ClaimLost, DeliveryDeferred, DeliveryUnavailable or DeliveryMisconfigured (nothing
         recorded then).
 
         Whatever concerns this reminder alone (its data cannot make a message, the provider refuses
-        its recipient for good) is recorded as its failure and returns "failed".
+        its recipient for good) is recorded as its failure and returns "failed". A text refused for
+        the number (it unsubscribed, or is a landline) goes by email instead when the customer has
+        an address; an unsubscribed number is recorded on the customer, so no text is tried again.
         """
+        channel = claim.route.channel
+        opted_out = False
         try:
             content = _compose(claim, self._sender)
             if isinstance(content, EmailMessage):
                 provider_id = await self._email(claim, content, confirm)
+                await self._records.mark_sent(claim, provider_id)
             else:
-                provider_id = await self._text(claim, content, confirm)
+                try:
+                    provider_id = await self._text(claim, content, confirm)
+                    await self._records.mark_sent(claim, provider_id)
+                except SmsNumberRefused as refusal:
+                    opted_out = isinstance(refusal, SmsOptedOut)
+                    if opted_out and claim.customer_id is not None:
+                        await self._records.mark_sms_opted_out(claim.customer_id)
+                    if claim.fallback is None:
+                        raise
+                    channel = "email"
+                    by_email = replace(claim, route=claim.fallback, fallback=None)
+                    message = _compose(by_email, self._sender)
+                    assert isinstance(message, EmailMessage)
+                    provider_id = await self._email(by_email, message, confirm)
+                    note = f"sent by email: the SMS was refused ({refusal})"
+                    await self._records.mark_sent(claim, provider_id, via=claim.fallback, note=note)
         except _Finished as finished:
-            return finished.outcome
+            return Delivered(finished.outcome, channel, opted_out)
         except DeliveryRejected as error:  # UnsendableMessage included
-            await self._records.mark_failed(claim.appointment_id, str(error))
+            await self._records.mark_failed(claim, str(error))
             # The reason (which names the recipient) is in the delivery row, not in the log.
             log.info(
                 "%s reminder for appointment %s failed: %s",
-                claim.route.channel,
+                channel,
                 claim.appointment_id,
                 type(error).__name__,
             )
-            return "failed"
-        await self._records.mark_sent(claim.appointment_id, provider_id)
-        return "sent"
+            return Delivered("failed", channel, opted_out)
+        return Delivered("sent", channel, opted_out)
 
     async def _email(
         self, claim: ToSend, message: EmailMessage, confirm: Callable[[], Awaitable[Confirmation]]
@@ -141,7 +173,8 @@ def _compose(claim: ToSend, sender: str) -> EmailMessage | str:
             rendered,
             sender=sender,
             recipient=address,
-            message_id=reminder_message_id(claim.appointment_id, sender),
+            message_id=reminder_message_id(claim.appointment_id, claim.starts_at, sender),
+            reply_to=claim.context.store_email,
         )
     except UnsendableMessage:
         raise
@@ -164,8 +197,11 @@ class PageSender:
     recipient for now (a full mailbox, a busy number) defers only that reminder to a later run; a
     lost claim (a newer attempt took over) stops this attempt before it sends anything more."""
 
-    def __init__(self, claims: ClaimStore, delivery: Delivery, owner: Owner, *, senders: int) -> None:
+    def __init__(
+        self, claims: ClaimStore, delivery: Delivery, owner: Owner, *, senders: int, retry: bool = False
+    ) -> None:
         self._claims, self._delivery, self._owner, self._senders = claims, delivery, owner, senders
+        self._retry = retry
         self.counts = PageResult()
         self._done = 0
         self._unavailable: list[str] = []
@@ -210,7 +246,8 @@ class PageSender:
         for start in range(0, len(ids), CLAIM_GROUP):
             if self._stopping:
                 break  # the rest waits for the retry
-            for claim in await self._claims.claim(ids[start : start + CLAIM_GROUP], self._owner):
+            group = ids[start : start + CLAIM_GROUP]
+            for claim in await self._claims.claim(group, self._owner, retry=self._retry):
                 if isinstance(claim, ToSend):
                     await ready.put(claim)
                 else:
@@ -234,8 +271,8 @@ class PageSender:
                 self._released[channel].append(claim.appointment_id)
                 continue
             try:
-                outcome = await self._delivery.deliver(
-                    claim, partial(self._claims.confirm, claim.appointment_id, self._owner)
+                delivered = await self._delivery.deliver(
+                    claim, partial(self._claims.confirm, claim.appointment_id, claim.starts_at, self._owner)
                 )
             # The provider refused this one recipient for now (a full mailbox, greylisting, a busy
             # number): that claim goes back for a later run, the page goes on. Caught before its
@@ -258,12 +295,15 @@ class PageSender:
             except ClaimLost:
                 self._lost = True
                 continue
-            if outcome == "failed":
+            self.counts.sms_opted_out += int(delivered.opted_out)
+            if delivered.outcome == "failed":
                 self.counts.failed += 1
-            elif channel == "email":
-                self.counts.sent_email += 1
             else:
-                self.counts.sent_sms += 1
+                self.counts.rescheduled += int(claim.rescheduled)
+                if delivered.channel == "email":
+                    self.counts.sent_email += 1
+                else:
+                    self.counts.sent_sms += 1
             self._done += 1
 
     async def _release(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, time, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -13,26 +14,32 @@ from activities.reminders.decisions import (
     Claim,
     ClaimState,
     Confirmation,
+    Decision,
     Owner,
     Route,
     Settled,
     ToSend,
     choose_route,
     decide,
+    email_route,
+    quiet_verdict,
     skip_reason,
 )
-from activities.reminders.messages import ReminderContext, reminder_message_id
+from activities.reminders.messages import ReminderContext, reminder_message_id, store_zone
+from activities.reminders.templates import resolve_locale
 from petcare.db import is_transient
 from petcare.models.reminders import PageCursor, PlannedCounts
+from petcare.reminders_repository import Overrides, store_overrides
 
 log = logging.getLogger(__name__)
 
 # --- What rendering needs from an appointment: the shared SELECT list, its joins, the row's reading.
 
 DETAILS = """
-    SELECT a.id, a.starts_at, c.first_name, c.email, c.phone, c.locale, c.preferred_channel,
-           p.name AS pet_name, s.name AS service_name,
-           st.name AS store_name, st.phone AS store_phone, st.timezone AS store_timezone
+    SELECT a.id, a.starts_at, a.store_id, c.id AS customer_id, c.first_name, c.email, c.phone, c.locale,
+           c.preferred_channel, c.sms_opted_out_at IS NOT NULL AS sms_opted_out,
+           p.name AS pet_name, s.name AS service_name, st.name AS store_name, st.phone AS store_phone,
+           st.timezone AS store_timezone, st.email AS store_email
 """
 DETAILS_JOINS = """
     JOIN pets p ON p.id = a.pet_id
@@ -41,7 +48,7 @@ DETAILS_JOINS = """
 """
 
 
-def context_of(row: asyncpg.Record) -> ReminderContext:
+def context_of(row: asyncpg.Record, overrides: Overrides) -> ReminderContext:
     return ReminderContext(
         appointment_id=str(row["id"]),
         first_name=row["first_name"],
@@ -52,28 +59,42 @@ def context_of(row: asyncpg.Record) -> ReminderContext:
         store_timezone=row["store_timezone"],
         starts_at=row["starts_at"],
         locale=row["locale"],
+        store_email=row["store_email"],
+        override=overrides.get((row["store_id"], resolve_locale(row["locale"]))),
     )
 
 
 def route_of(row: asyncpg.Record) -> Route | None:
-    return choose_route(row["preferred_channel"], row["email"], row["phone"])
+    return choose_route(
+        row["preferred_channel"], row["email"], row["phone"], sms_opted_out=row["sms_opted_out"]
+    )
 
 
 # --- Eligibility: keyset pages for a run, and the dry run's counts and first rows. The claim below
 # re-checks the same conditions under the row lock, measured again from its own now().
 
-# Eligible: active, not reminded, consenting, starting inside [$1, $2], and not finished by this job.
+# A reminder is owed per appointment AND start time: a delivery record is keyed by both, so an
+# appointment moved after its reminder is owed one for its new time (and one moved twice between
+# runs, one for its latest time). `reminder_sent_at` set without any reminder sent by this job is
+# the main backend's (or an older system's) reminder: taken as covering the appointment.
+_REMINDED_ELSEWHERE = """(a.reminder_sent_at IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM reminder_deliveries s WHERE s.appointment_id = a.id AND s.state = 'sent'))"""
+_RESCHEDULED = """EXISTS (
+        SELECT 1 FROM reminder_deliveries r
+        WHERE r.appointment_id = a.id AND r.state = 'sent' AND r.starts_at <> a.starts_at)"""
+# Eligible: active, consenting, starting inside [$1, $2], not reminded elsewhere, and its current
+# start time not finished by this job.
 _DUE_FROM = """
     FROM appointments a
     JOIN customers c ON c.id = a.customer_id"""
-_DUE_WHERE = """
+_DUE_WHERE = f"""
     a.status IN ('scheduled', 'confirmed')
-    AND a.reminder_sent_at IS NULL
     AND c.consent_reminders
     AND a.starts_at >= $1 AND a.starts_at <= $2
+    AND NOT {_REMINDED_ELSEWHERE}
     AND NOT EXISTS (
         SELECT 1 FROM reminder_deliveries d
-        WHERE d.appointment_id = a.id AND d.state IN ('sent', 'failed'))"""
+        WHERE d.appointment_id = a.id AND d.starts_at = a.starts_at AND d.state IN ('sent', 'failed'))"""
 _FIRST_PAGE = f"SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE} ORDER BY a.starts_at, a.id LIMIT $3"
 # The plain `>=` lets the starts_at index bound the scan; the row comparison does the exact keyset.
 _NEXT_PAGE = f"""SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE}
@@ -85,7 +106,8 @@ _NEXT_PAGE = f"""SELECT a.id, a.starts_at {_DUE_FROM} WHERE {_DUE_WHERE}
 # so an address of only, say, no-break spaces counts as missing here as it does when sending.
 _STRIPPED = "".join(char for char in map(chr, range(0x3001)) if char.isspace())  # none above U+3000
 _EMAIL = f"NULLIF(btrim(c.email, '{_STRIPPED}'), '')"
-_PHONE = f"NULLIF(btrim(c.phone, '{_STRIPPED}'), '')"
+# A customer who opted out of SMS has no phone for this purpose.
+_PHONE = f"CASE WHEN c.sms_opted_out_at IS NULL THEN NULLIF(btrim(c.phone, '{_STRIPPED}'), '') END"
 _CHANNEL = f"""CASE
     WHEN c.preferred_channel = 'sms' AND {_PHONE} IS NOT NULL THEN 'sms'
     WHEN {_EMAIL} IS NOT NULL THEN 'email'
@@ -94,10 +116,14 @@ _PLANNED = f"""
     SELECT count(*) AS due,
            count(*) FILTER (WHERE channel = 'email') AS email,
            count(*) FILTER (WHERE channel = 'sms') AS sms,
-           count(*) FILTER (WHERE channel IS NULL) AS skipped_no_address
-    FROM (SELECT {_CHANNEL} AS channel {_DUE_FROM} WHERE {_DUE_WHERE}) AS routed"""
+           count(*) FILTER (WHERE channel IS NULL) AS skipped_no_address,
+           count(*) FILTER (WHERE rescheduled) AS rescheduled,
+           count(*) FILTER (WHERE opted_out) AS sms_opted_out
+    FROM (SELECT {_CHANNEL} AS channel, {_RESCHEDULED} AS rescheduled,
+                 c.sms_opted_out_at IS NOT NULL AS opted_out
+          {_DUE_FROM} WHERE {_DUE_WHERE}) AS routed"""
 # The first rows that would be sent (with an address), in run order; LIMIT NULL is every row.
-_DETAILED = f"""{DETAILS} {_DUE_FROM} {DETAILS_JOINS}
+_DETAILED = f"""{DETAILS}, {_RESCHEDULED} AS rescheduled {_DUE_FROM} {DETAILS_JOINS}
     WHERE {_DUE_WHERE} AND {_CHANNEL} IS NOT NULL
     ORDER BY a.starts_at, a.id LIMIT $3"""
 
@@ -117,19 +143,19 @@ class DueAppointments:
 
     async def plan(
         self, earliest: datetime, latest: datetime, limit: int | None
-    ) -> tuple[PlannedCounts, list[asyncpg.Record]]:
+    ) -> tuple[PlannedCounts, list[asyncpg.Record], Overrides]:
         """Counts by channel over every due appointment (one aggregate), and the first `limit` rows
-        to render, from one snapshot so the two agree."""
+        to render with their stores' own words, from one snapshot so they agree."""
         async with (
             self._pool.acquire() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
             planned = await connection.fetchrow(_PLANNED, earliest, latest)
             assert planned is not None  # an aggregate without GROUP BY answers exactly one row
-            due, email, sms, no_address = planned
             rows = await connection.fetch(_DETAILED, earliest, latest, limit)
-        counts = PlannedCounts(due=due, email=email, sms=sms, skipped_no_address=no_address)
-        return counts, rows
+            overrides = await store_overrides(connection, {row["store_id"] for row in rows})
+        counts = PlannedCounts.model_validate(dict(planned))
+        return counts, rows, overrides
 
 
 # --- Claims: re-check each appointment under its row lock and claim it, confirm before each send,
@@ -141,7 +167,8 @@ _LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR 
 # Read after the lock, in a new statement, so a delivery committed by a run we waited for is seen.
 # The window is measured again from this transaction's now(): lead $3, window $4.
 _CLAIM_READ = f"""{DETAILS},
-           a.status, a.reminder_sent_at IS NOT NULL AS reminder_sent, a.starts_at <= now() AS started,
+           a.status, {_REMINDED_ELSEWHERE} AS reminder_sent, {_RESCHEDULED} AS rescheduled,
+           now() AS checked_at, a.starts_at <= now() AS started,
            a.starts_at < now() + $3::interval AS too_soon, a.starts_at > now() + $4::interval AS beyond,
            c.consent_reminders, d.state AS delivery_state, d.owner AS delivery_owner,
            d.owner_attempt AS delivery_attempt, d.channel AS delivery_channel,
@@ -149,24 +176,28 @@ _CLAIM_READ = f"""{DETAILS},
     FROM appointments a
     JOIN customers c ON c.id = a.customer_id
     {DETAILS_JOINS}
-    LEFT JOIN reminder_deliveries d ON d.appointment_id = a.id
+    LEFT JOIN reminder_deliveries d ON d.appointment_id = a.id AND d.starts_at = a.starts_at
     WHERE a.id = ANY($1::uuid[])"""
-# Never over a final row: a stale attempt may have recorded a send since the read above.
+# Never over a final row: a stale attempt may have recorded a send since the read above. A retry
+# ($8) claims a failed row again (never a sent one).
 _UPSERT_CLAIMED = """
-    INSERT INTO reminder_deliveries (appointment_id, state, channel, recipient, message_id, owner,
-                                     owner_attempt, attempts, claimed_at, updated_at)
-    SELECT id, 'claimed', channel, recipient, message_id, $5, $6, 1, now(), now()
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t (id, channel, recipient, message_id)
-    ON CONFLICT (appointment_id) DO UPDATE SET
+    INSERT INTO reminder_deliveries (appointment_id, starts_at, state, channel, recipient, message_id,
+                                     owner, owner_attempt, reason, attempts, claimed_at, updated_at)
+    SELECT id, starts_at, 'claimed', channel, recipient, message_id, $5, $6, note, 1, now(), now()
+    FROM unnest($1::uuid[], $7::timestamptz[], $2::text[], $3::text[], $4::text[], $9::text[])
+        AS t (id, starts_at, channel, recipient, message_id, note)
+    ON CONFLICT (appointment_id, starts_at) DO UPDATE SET
         state = 'claimed', channel = EXCLUDED.channel, recipient = EXCLUDED.recipient,
         message_id = EXCLUDED.message_id, owner = EXCLUDED.owner, owner_attempt = EXCLUDED.owner_attempt,
-        reason = NULL, attempts = reminder_deliveries.attempts + 1, claimed_at = now(), updated_at = now()
-    WHERE reminder_deliveries.state NOT IN ('sent', 'failed')
+        reason = EXCLUDED.reason, attempts = reminder_deliveries.attempts + 1, claimed_at = now(),
+        updated_at = now()
+    WHERE reminder_deliveries.state <> 'sent' AND (reminder_deliveries.state <> 'failed' OR $8)
     RETURNING appointment_id"""
 _UPSERT_SKIPPED = """
-    INSERT INTO reminder_deliveries (appointment_id, state, reason, owner, updated_at)
-    SELECT id, 'skipped', reason, $3, now() FROM unnest($1::uuid[], $2::text[]) AS t (id, reason)
-    ON CONFLICT (appointment_id) DO UPDATE SET
+    INSERT INTO reminder_deliveries (appointment_id, starts_at, state, reason, owner, updated_at)
+    SELECT id, starts_at, 'skipped', reason, $4, now()
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS t (id, starts_at, reason)
+    ON CONFLICT (appointment_id, starts_at) DO UPDATE SET
         state = 'skipped', reason = EXCLUDED.reason, owner = EXCLUDED.owner, updated_at = now()
     WHERE reminder_deliveries.state NOT IN ('sent', 'failed')"""
 # Right before the provider call: still ours, from this very attempt? A superseded attempt stops.
@@ -176,9 +207,10 @@ _UPSERT_SKIPPED = """
 # over from was sending it at that instant and has recorded the outcome since.
 _CONFIRM = """
     SELECT owner = $2 AND owner_attempt = $3 AND state = 'claimed' AS mine, state
-    FROM reminder_deliveries WHERE appointment_id = $1"""
+    FROM reminder_deliveries WHERE appointment_id = $1 AND starts_at = $4"""
 # Skipped and deferred rows stay eligible: the next run claims them again. Only this attempt's own
-# claims: one a newer attempt took over is the newer attempt's to send.
+# claims: one a newer attempt took over is the newer attempt's to send. (An attempt claims an
+# appointment once, for one start time: its owner and attempt name the row.)
 _GIVE_BACK = """
     UPDATE reminder_deliveries SET state = $5, reason = $4, updated_at = now()
     WHERE appointment_id = ANY($1::uuid[]) AND owner = $2 AND owner_attempt = $3 AND state = 'claimed'"""
@@ -186,50 +218,80 @@ _GIVE_BACK = """
 # Appointments first, as the claim transaction locks them; one a claim holds is left to the claim
 # (which records it the same way) or to the next run.
 _LATE_DEFERRALS = """
-    SELECT a.id FROM reminder_deliveries d JOIN appointments a ON a.id = d.appointment_id
+    SELECT a.id FROM reminder_deliveries d
+    JOIN appointments a ON a.id = d.appointment_id AND a.starts_at = d.starts_at
     WHERE d.state = 'deferred' AND a.starts_at < now() + $1::interval
     ORDER BY a.id
     FOR UPDATE OF a SKIP LOCKED"""
 _FAIL_DEFERRED = """
-    UPDATE reminder_deliveries
+    UPDATE reminder_deliveries d
     SET state = 'failed', updated_at = now(),
-        reason = left('deferred until too late (last answer: ' || coalesce(reason, '') || ')', 500)
-    WHERE appointment_id = ANY($1::uuid[]) AND state = 'deferred'
-    RETURNING appointment_id"""
+        reason = left('deferred until too late (last answer: ' || coalesce(d.reason, '') || ')', 500)
+    FROM appointments a
+    WHERE a.id = d.appointment_id AND a.starts_at = d.starts_at
+      AND d.appointment_id = ANY($1::uuid[]) AND d.state = 'deferred'
+    RETURNING d.appointment_id"""
+# A deferral of a start time the appointment has moved from: nothing is owed for that time any more
+# (the new time is owed on its own row).
+_MOVED_DEFERRALS = """
+    UPDATE reminder_deliveries d
+    SET state = 'skipped', reason = 'moved to another time', updated_at = now()
+    FROM appointments a
+    WHERE a.id = d.appointment_id AND d.state = 'deferred' AND a.starts_at <> d.starts_at"""
 
 
 class ClaimStore:
     def __init__(
-        self, pool: asyncpg.Pool, *, lease: timedelta, lead: timedelta, window: timedelta, sender: str
+        self,
+        pool: asyncpg.Pool,
+        *,
+        lease: timedelta,
+        lead: timedelta,
+        window: timedelta,
+        sender: str,
+        quiet_hours: tuple[time, time] | None = None,
     ) -> None:
         self._pool = pool
         self._lease, self._lead, self._window = lease, lead, window
         self._sender = sender
+        self._quiet_hours = quiet_hours
 
-    async def claim(self, appointment_ids: list[UUID], owner: Owner) -> list[Claim]:
+    async def claim(self, appointment_ids: list[UUID], owner: Owner, *, retry: bool = False) -> list[Claim]:
         """Re-check everything under the appointments' row locks, then claim each or record a skip.
 
         One transaction for a small group: the check stays a fraction of a second ahead of the send.
+        With `retry`, a reminder another run recorded as failed is claimed again (an operator's
+        retry once the address is fixed).
         """
         claims: dict[UUID, Claim] = {}
-        skipped: list[tuple[UUID, str]] = []
+        skipped: list[tuple[UUID, datetime, str]] = []
         too_late: list[UUID] = []
         async with self._pool.acquire() as connection, connection.transaction():
             locked = [row["id"] for row in await connection.fetch(_LOCK, appointment_ids)]
             read = _CLAIM_READ, locked, self._lease, self._lead, self._window
-            for row in await connection.fetch(*read) if locked else []:
+            rows = await connection.fetch(*read) if locked else []
+            overrides = await store_overrides(connection, {row["store_id"] for row in rows})
+            for row in rows:
                 state = _state(row)
+                if retry and state.delivery_state == "failed" and state.delivery_owner != owner.run:
+                    state = replace(state, delivery_state="skipped")
                 route = route_of(row)
                 decision = decide(state, owner, route)
                 if decision == "send" and route is not None:
-                    claims[row["id"]] = ToSend(row["id"], context_of(row), route)
+                    claim = self._quiet_hours_rule(row, route, context_of(row, overrides))
+                    if isinstance(claim, ToSend):
+                        claims[row["id"]] = claim
+                        continue
+                    quiet, why = claim
+                    claims[row["id"]] = Settled(row["id"], quiet)
+                    skipped.append((row["id"], row["starts_at"], why))
                     continue
                 claims[row["id"]] = Settled(
                     row["id"], decision, row["delivery_state"], row["delivery_channel"]
                 )
                 reason = skip_reason(state, decision)
                 if reason is not None:
-                    skipped.append((row["id"], reason))
+                    skipped.append((row["id"], row["starts_at"], reason))
                 elif decision == "too_late":
                     too_late.append(row["id"])
             sending = [claim for claim in claims.values() if isinstance(claim, ToSend)]
@@ -238,11 +300,19 @@ class ClaimStore:
                     [c.appointment_id for c in sending],
                     [c.route.channel for c in sending],
                     [c.route.address for c in sending],
-                    [reminder_message_id(c.appointment_id, self._sender) for c in sending],
+                    [reminder_message_id(c.appointment_id, c.starts_at, self._sender) for c in sending],
                 ]
                 taken = {
                     r["appointment_id"]
-                    for r in await connection.fetch(_UPSERT_CLAIMED, *columns, owner.run, owner.attempt)
+                    for r in await connection.fetch(
+                        _UPSERT_CLAIMED,
+                        *columns,
+                        owner.run,
+                        owner.attempt,
+                        [c.starts_at for c in sending],
+                        retry,
+                        [c.note for c in sending],
+                    )
                 }
                 for claim in sending:
                     if claim.appointment_id not in taken:  # finished by a stale attempt meanwhile
@@ -257,9 +327,45 @@ class ClaimStore:
             for appointment_id in appointment_ids
         ]
 
-    async def confirm(self, appointment_id: UUID, owner: Owner) -> Confirmation:
+    def _quiet_hours_rule(
+        self, row: asyncpg.Record, route: Route, context: ReminderContext
+    ) -> ToSend | tuple[Decision, str]:
+        """The claim of a reminder that may send: a text inside the store's quiet hours waits for
+        the first run after them, or goes by email, or is skipped; with the reason recorded."""
+        fallback = email_route(row["email"]) if route.channel == "sms" else None
+        claim = ToSend(
+            row["id"],
+            context,
+            route,
+            fallback=fallback,
+            customer_id=row["customer_id"],
+            rescheduled=row["rescheduled"],
+        )
+        if route.channel != "sms":
+            return claim
+        zone = store_zone(row["store_timezone"])
+        verdict, until = quiet_verdict(
+            row["checked_at"],
+            zone,
+            self._quiet_hours,
+            starts_at=row["starts_at"],
+            lead=self._lead,
+            has_email=fallback is not None,
+        )
+        if verdict == "send":
+            return claim
+        assert until is not None
+        local_end = until.astimezone(zone).strftime("%H:%M")
+        if verdict == "wait":
+            return "quiet_hours_wait", f"quiet hours: the SMS waits for the first run after {local_end} local"
+        if verdict == "email" and fallback is not None:
+            note = "quiet hours: sent by email instead of SMS"
+            return replace(claim, route=fallback, fallback=None, note=note)
+        return "quiet_hours", f"quiet hours until {local_end} local, too late after them, and no email"
+
+    async def confirm(self, appointment_id: UUID, starts_at: datetime, owner: Owner) -> Confirmation:
         """Whether this attempt still holds the claim, in one statement."""
-        row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt)
+        row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt, starts_at)
         if row is None:
             return "lost"
         if row["mine"]:
@@ -282,6 +388,7 @@ class ClaimStore:
         """Records as failed every deferred reminder whose appointment is now inside the minimum
         lead (no run would fetch it again); returns how many."""
         async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_MOVED_DEFERRALS)
             late = [row["id"] for row in await connection.fetch(_LATE_DEFERRALS, self._lead)]
             if not late:
                 return 0
@@ -300,6 +407,7 @@ def _state(row: asyncpg.Record) -> ClaimState:
         delivery_owner=row["delivery_owner"],
         delivery_attempt=row["delivery_attempt"],
         claim_expired=row["claim_expired"],
+        rescheduled=row["rescheduled"],
     )
 
 
@@ -308,18 +416,25 @@ def _state(row: asyncpg.Record) -> ClaimState:
 # A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
 # locked first (an InitPlan runs before the scan), the order the claim transaction takes its
 # locks in, so a claim by an overlapping attempt and this record never deadlock.
+# The channel and recipient are those the reminder went by ($4, $5: an SMS refused for the number
+# went by email), and the reason keeps why ($6). `reminder_sent_at` is the latest reminder's time.
 _MARK_SENT = """
     WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
     delivery AS (
         UPDATE reminder_deliveries
-        SET state = 'sent', sent_at = now(), provider_id = $2, reason = NULL, updated_at = now()
-        WHERE appointment_id = (SELECT id FROM locked)
+        SET state = 'sent', sent_at = now(), provider_id = $2, channel = $4, recipient = $5, reason = $6,
+            updated_at = now()
+        WHERE appointment_id = (SELECT id FROM locked) AND starts_at = $3
         RETURNING appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
-    WHERE id IN (SELECT appointment_id FROM delivery) AND reminder_sent_at IS NULL"""
+    WHERE id IN (SELECT appointment_id FROM delivery)"""
 _MARK_FAILED = """
-    UPDATE reminder_deliveries SET state = 'failed', reason = $2, updated_at = now()
-    WHERE appointment_id = $1 AND state = 'claimed'"""
+    UPDATE reminder_deliveries SET state = 'failed', reason = $3, updated_at = now()
+    WHERE appointment_id = $1 AND starts_at = $2 AND state = 'claimed'"""
+# The provider's answer that the number unsubscribed (it texted STOP); the main backend clears it
+# on re-consent. The first answer's time is kept.
+_OPTED_OUT = """
+    UPDATE customers SET sms_opted_out_at = now() WHERE id = $1 AND sms_opted_out_at IS NULL"""
 
 # Pauses between local retries of the "sent" record: about 4 s in all.
 RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -330,12 +445,17 @@ class DeliveryRecords:
         self._pool = pool
         self._retry_delays = retry_delays
 
-    async def mark_sent(self, appointment_id: UUID, provider_id: str | None) -> None:
+    async def mark_sent(
+        self, claim: ToSend, provider_id: str | None, *, via: Route | None = None, note: str | None = None
+    ) -> None:
         """Retried here a few times: the message is out, and failing the activity now would send
         it again on the retry, where a short database blip is better simply waited out."""
+        route = via or claim.route
+        appointment_id = claim.appointment_id
+        record = (claim.starts_at, route.channel, route.address, (note or claim.note or "")[:500] or None)
         for delay in (*self._retry_delays, None):
             try:
-                await self._pool.execute(_MARK_SENT, appointment_id, provider_id)
+                await self._pool.execute(_MARK_SENT, appointment_id, provider_id, *record)
                 return
             except Exception as error:
                 if delay is None or not is_transient(error):
@@ -348,5 +468,8 @@ class DeliveryRecords:
                 )
                 await asyncio.sleep(delay)
 
-    async def mark_failed(self, appointment_id: UUID, reason: str) -> None:
-        await self._pool.execute(_MARK_FAILED, appointment_id, reason[:500])
+    async def mark_failed(self, claim: ToSend, reason: str) -> None:
+        await self._pool.execute(_MARK_FAILED, claim.appointment_id, claim.starts_at, reason[:500])
+
+    async def mark_sms_opted_out(self, customer_id: UUID) -> None:
+        await self._pool.execute(_OPTED_OUT, customer_id)

@@ -1,8 +1,13 @@
-"""Reminder wording per locale: email subject, text and HTML bodies, SMS variants, date formats."""
+"""Reminder wording per locale: email subject, text and HTML bodies, SMS variants, date formats; and a
+store's own overrides, with their placeholders and the safe way to render them."""
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from petcare.models.reminders import TemplateOverride as TemplateOverride  # stored per store and locale
 
 
 @dataclass(frozen=True)
@@ -139,3 +144,54 @@ def resolve_locale(locale: str | None) -> str:
     """'fr-CA' and 'fr_FR' use French; anything without templates falls back to English."""
     language = (locale or "").strip().lower().replace("_", "-").split("-")[0]
     return language if language in LOCALES else DEFAULT_LOCALE
+
+
+# --- A store's own words: per store and locale, each field optional (None: the default wording).
+
+# The placeholders an override may use, documented in the API's GET and in the README. The
+# defaults above use the same names.
+PLACEHOLDERS: dict[str, str] = {
+    "pet": "the pet's name",
+    "first_name": "the customer's first name",
+    "service": "the service booked",
+    "store": "the store's name",
+    "date": "the local date, in the customer's language (e.g. Friday, March 27)",
+    "time": "the local time (e.g. 2:30 PM, or 14:30)",
+    "when": "local date, time and zone (e.g. Friday, March 27 at 2:30 PM (CET))",
+    "store_phone": "the store's phone number (empty when it has none)",
+    "contact": "the 'call us at <store phone>' sentence in the customer's language (empty without a phone)",
+}
+
+
+class TemplateError(ValueError):
+    """A template that cannot be rendered: malformed braces, an unknown placeholder, a format spec."""
+
+
+def placeholders_in(template: str) -> list[str]:
+    """The placeholders a template uses. Raises TemplateError for anything but `{name}` with a
+    known name: no attribute or index access, no format spec or conversion, no positional `{}`."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise TemplateError(f"cannot be rendered: {error}") from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
+            known = ", ".join(f"{{{known}}}" for known in PLACEHOLDERS)
+            raise TemplateError(f"unknown placeholder {{{name}}} (known: {known})")
+        if spec or conversion:
+            raise TemplateError(f"placeholder {{{name}}} takes no format spec or conversion")
+        names.append(name)
+    return names
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Literal text and each placeholder's value, nothing else: never str.format on a stored
+    template (which would allow `{pet.__class__}` and friends). Raises TemplateError."""
+    placeholders_in(template)
+    return "".join(
+        literal + (values[name] if name is not None else "")
+        for literal, name, _, _ in string.Formatter().parse(template)
+    )

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Channel = Literal["email", "sms"]
 
@@ -54,6 +54,15 @@ class ReminderCounts(BaseModel):
     # Given back because the provider refused the recipient for now (a full mailbox, greylisting, a
     # busy number): a later run tries again, until the appointment is inside the minimum lead.
     deferred: int = 0
+    # Of the sent: reminders of an appointment moved after an earlier reminder (its new time).
+    rescheduled: int = 0
+    # SMS refused because the number unsubscribed (texted STOP): recorded on the customer, sent by
+    # email when there is an address, else failed.
+    sms_opted_out: int = 0
+    # Texts held back by the store's quiet hours: waiting for the first run after them, or recorded
+    # skipped (no email address, and after the quiet hours it would be too late).
+    quiet_hours_waiting: int = 0
+    skipped_quiet_hours: int = 0
 
     def plus(self, other: ReminderCounts) -> ReminderCounts:
         return ReminderCounts(
@@ -85,6 +94,9 @@ class ReminderRunInput(BaseModel):
     heartbeat_timeout_seconds: float = Field(default=30.0, ge=2, le=600)
     # Configuration problems met by earlier pages: the run sends what it can, then fails with them.
     problems: list[str] = Field(default_factory=list)
+    # A retry from the API (POST /api/v1/reminders/deliveries/{id}/retry): only these appointments,
+    # one page, their failed reminders sent again. None: every due appointment.
+    retry: list[UUID] | None = Field(default=None, max_length=100)
 
 
 class ReminderRunResult(BaseModel):
@@ -110,6 +122,8 @@ class DuePage(BaseModel):
 
 class SendPage(BaseModel):
     appointment_ids: list[UUID]
+    # A retry: a failed reminder of these appointments (recorded by another run) is claimed again.
+    retry_failed: bool = False
 
 
 class ReminderDryRunInput(BaseModel):
@@ -130,6 +144,10 @@ class PreviewMessage(BaseModel):
     starts_at_local: str
     subject: str | None
     text: str
+    # A reminder of an appointment moved since an earlier reminder: this one names the new time.
+    rescheduled: bool = False
+    # Where the words come from: the store's own templates for this locale, or the defaults.
+    templates: Literal["override", "default"] = "default"
 
 
 class PlannedCounts(BaseModel):
@@ -137,6 +155,10 @@ class PlannedCounts(BaseModel):
     email: int = 0
     sms: int = 0
     skipped_no_address: int = 0
+    # Reminders owed again because their appointment moved after an earlier reminder.
+    rescheduled: int = 0
+    # Due appointments whose customer opted out of SMS (no text is tried; email if they have one).
+    sms_opted_out: int = 0
 
 
 class ReminderPreview(BaseModel):
@@ -145,3 +167,13 @@ class ReminderPreview(BaseModel):
     as_of: datetime
     counts: PlannedCounts
     messages: list[PreviewMessage]
+
+
+class TemplateOverride(BaseModel):
+    """A store's own words for one locale (`reminder_templates`); None: the default wording."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email_subject: str | None = None
+    email_body: str | None = None  # plain text; the HTML alternative is made from it
+    sms: str | None = None

@@ -31,6 +31,8 @@ class TwilioGatewayServer:
     invalid_numbers: set[str] = field(default_factory=set)
     # Valid numbers that cannot take SMS (landlines): Twilio's 21614.
     landline_numbers: set[str] = field(default_factory=set)
+    # Numbers that texted STOP: Twilio's 21610 until they text START again.
+    unsubscribed_numbers: set[str] = field(default_factory=set)
     # From numbers the account may not send from: Twilio's 21606 (our configuration, not the recipient).
     invalid_senders: set[str] = field(default_factory=set)
     # Numbers that have had too many messages from our number lately: Twilio's 429 with code 14107,
@@ -45,6 +47,8 @@ class TwilioGatewayServer:
     delay_seconds: float = 0.0
     messages: list[SentSms] = field(default_factory=list)
     requests: int = 0
+    # Every number a message was asked for, refused or not, in order.
+    attempted: list[str] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -93,6 +97,7 @@ class TwilioGatewayServer:
             return self._error(self.fail_status, 20500, "Internal Server Error")
         form = await request.post()
         to, sender, body = (str(form.get(name, "")) for name in ("To", "From", "Body"))
+        self.attempted.append(to)
         if not to or not sender or not body:
             return self._error(400, 21604, "A 'To', 'From' and 'Body' are required.")
         if sender in self.invalid_senders:
@@ -101,6 +106,8 @@ class TwilioGatewayServer:
             )
         if to in self.invalid_numbers:
             return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if to in self.unsubscribed_numbers:
+            return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         if to in self.landline_numbers:
             return self._error(400, 21614, f"'To' number {to} is not a valid mobile number")
         if to in self.busy_numbers:

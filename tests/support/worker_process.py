@@ -38,6 +38,7 @@ def worker_env(
         "PETCARE_TASK_QUEUE": task_queue,
         "PETCARE_SMTP__PORT": str(smtp_port),
         "PETCARE_SMTP__TIMEOUT_SECONDS": "5",
+        "PETCARE_REMINDERS__QUIET_HOURS": "",  # as in the settings fixture: any hour sends texts
         "PETCARE_LOG_LEVEL": "WARNING",
         # Several workers on one host: no metrics endpoint, so none fights over the port.
         "PETCARE_METRICS__WORKER_BIND_ADDRESS": "",
