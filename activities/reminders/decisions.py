@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -87,7 +87,8 @@ def quiet_until(now: datetime, zone: ZoneInfo, period: tuple[time, time]) -> dat
 def _at(day: date, clock: time, zone: ZoneInfo) -> datetime:
     # A wall-clock time inside a spring-forward gap reads as the offset before the change (fold 0):
     # 02:30 on that night is 03:30 of the new offset, the first moment the clock shows past 02:30.
-    return datetime.combine(day, clock, tzinfo=zone)
+    # As UTC: an aware time inside a gap compares unequal to every other zone's (PEP 495).
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
 
 
 def quiet_verdict(
