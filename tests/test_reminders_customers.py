@@ -37,7 +37,7 @@ async def run_once(acts: ReminderActivities) -> tuple[list[UUID], PageResult]:
 def body(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def named(starts_at: datetime) -> str:
