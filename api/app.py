@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 from temporalio.client import Client
 
-from api import exports, metrics, openapi, schedules, stock, workers
+from api import exports, metrics, openapi, reminders, schedules, stock, workers
 from api.backends import POOL, SETTINGS, TEMPORAL
 from api.metrics import API_METRICS, ApiMetrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware
@@ -61,6 +61,11 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/v1/financial-exports/{id}", exports.get_export),
             web.get("/api/v1/stock-reconciliations", stock.list_reconciliations),
             web.get("/api/v1/stock-reconciliations/{runId}", stock.get_reconciliation),
+            web.get("/api/v1/stores/{storeId}/reminder-templates/{locale}", reminders.get_templates),
+            web.put("/api/v1/stores/{storeId}/reminder-templates/{locale}", reminders.put_templates),
+            web.delete("/api/v1/stores/{storeId}/reminder-templates/{locale}", reminders.delete_templates),
+            web.get("/api/v1/reminders/deliveries", reminders.list_deliveries),
+            web.post("/api/v1/reminders/deliveries/{appointmentId}/retry", reminders.retry_delivery),
             web.get("/api/v1/schedules", schedules.list_schedules),
             web.post("/api/v1/schedules/{scheduleId}/pause", schedules.pause),
             web.post("/api/v1/schedules/{scheduleId}/unpause", schedules.unpause),
