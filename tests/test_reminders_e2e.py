@@ -92,10 +92,13 @@ async def test_dry_run_shows_what_would_be_sent_and_sends_nothing(
         body = await answer.json()
     assert answer.status == 200, body
     assert body["dryRun"] is True
-    assert body["counts"] == {"due": 3, "email": 1, "sms": 1, "skippedNoAddress": 1}
+    assert body["counts"] == {
+        "due": 3, "email": 1, "sms": 1, "skippedNoAddress": 1, "rescheduled": 0, "smsOptedOut": 0,
+    }  # fmt: skip
     [message] = body["messages"]
     assert message["channel"] == "email"
     assert message["recipient"] == "a@example.com"
+    assert (message["rescheduled"], message["templates"]) == (False, "default")
     assert message["subject"].startswith("Rappel : rendez-vous de Noisette chez Salon Lyon")
     assert "Noisette" in message["text"]
     assert smtp_sink.received == []
