@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from uuid import UUID
+from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 from activities.reminders.templates import (
@@ -298,5 +298,9 @@ def deliverable_address(address: str) -> bool:
 
 def reminder_message_id(appointment_id: UUID, starts_at: datetime, sender: str) -> str:
     """One Message-ID per appointment and start time, in the sender's domain, on every attempt: the
-    reminder of a moved appointment is a new message (an MTA must not drop it as a duplicate)."""
-    return stable_message_id("reminder", f"{appointment_id}-{int(starts_at.timestamp())}", sender)
+    reminder of a moved appointment is a new message (an MTA must not drop it as a duplicate).
+
+    A name-based UUID of the two, so the header keeps a UUID's length and is not folded; the
+    delivery record keeps it beside the appointment id."""
+    key = uuid5(appointment_id, str(int(starts_at.timestamp())))
+    return stable_message_id("reminder", key, sender)
