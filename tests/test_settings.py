@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import time
 
 import pytest
 
@@ -101,3 +102,15 @@ def test_cli_fails_fast_naming_the_variable(tmp_path: os.PathLike[str]) -> None:
     assert finished.returncode == 2
     assert "PETCARE_API__PORT" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def test_quiet_hours_are_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().reminders.quiet_period() == (time(21, 0), time(8, 0))
+    monkeypatch.setenv("PETCARE_REMINDERS__QUIET_HOURS", " 22:30-07:15 ")
+    assert load_settings().reminders.quiet_period() == (time(22, 30), time(7, 15))
+    monkeypatch.setenv("PETCARE_REMINDERS__QUIET_HOURS", "")
+    assert load_settings().reminders.quiet_period() is None
+    for bad in ("21h-8h", "24:00-08:00", "21:00", "08:00-08:00"):
+        monkeypatch.setenv("PETCARE_REMINDERS__QUIET_HOURS", bad)
+        with pytest.raises(SettingsError, match="PETCARE_REMINDERS__QUIET_HOURS"):
+            load_settings()
