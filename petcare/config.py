@@ -21,6 +21,10 @@ class ApiSettings(BaseModel):
     # A backfill starting more runs than this is refused (422): one mistyped range must not queue
     # weeks of hourly jobs. At most 500: the server lists no more than 1000 matching times.
     backfill_max_runs: int = Field(default=48, ge=1, le=500)
+    # Health counts a worker as polling while it polled the task queue this recently: about two
+    # of the server's long polls (a minute each by default), so a worker between two polls counts
+    # and one that stopped no longer does after ~2.5 minutes (the server keeps listing it longer).
+    poller_max_age_seconds: float = Field(default=150.0, gt=0)
 
     @field_validator("token", "previous_token")
     @classmethod
