@@ -157,9 +157,21 @@ class Settings(BaseSettings):
     reminders: ReminderSettings = ReminderSettings()
     metrics: MetricsSettings = MetricsSettings()
     ops_email: str | None = None
+    # Failure alerts also go here as Slack-compatible JSON ({"text": ...}): a channel that does
+    # not depend on SMTP. A secret (the URL is the credential), never logged.
+    ops_webhook_url: SecretStr | None = None
     web_ui_url: str = "http://localhost:8233"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("ops_webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an https:// (or http://) URL")
+        return value
 
     @field_validator("database_url")
     @classmethod
