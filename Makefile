@@ -10,7 +10,7 @@ RUN_STAMP := $(VENV)/.installed-run-$(INPUTS_HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(INPUTS_HASH)
 PIP := $(BIN)/python -m pip install -c constraints.txt
 
-.PHONY: run test lint typecheck pytest clean bench-deps constraints
+.PHONY: run test lint typecheck pytest clean bench-deps constraints monitoring
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "petcare-workers needs Python >= 3.11 (set PYTHON=...)")'
@@ -52,6 +52,12 @@ SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 bench-deps:
 	@test -x /usr/sbin/sshd && command -v wrk >/dev/null && echo "sshd and wrk already installed" || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends openssh-server wrk; }
+
+# Regenerate the Grafana dashboards and the Kubernetes PrometheusRule under deploy/ (committed;
+# tests/test_monitoring.py fails when they are stale) after editing devstack/monitoring.py or
+# deploy/monitoring/prometheus/rules.yml.
+monitoring: $(RUN_STAMP)
+	$(BIN)/python -m devstack.monitoring
 
 # Pin what the current .venv holds (after a deliberate upgrade of pyproject.toml's ranges).
 constraints: $(TEST_STAMP)

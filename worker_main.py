@@ -17,7 +17,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.alerts import OpsAlertActivities
+from activities.alerts import OpsAlertActivities, OpsWebhook
 from activities.exports import ExportActivities
 from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
@@ -71,8 +71,10 @@ def build_activities(resources: WorkerResources, exports: ExportActivities) -> l
     # that workers before that change scheduled on this queue: they finish instead of failing as
     # unregistered during a rollout. The export workflow never schedules them here any more.
     activities += exports.upload_methods()
-    alerts = OpsAlertActivities(resources.pool, resources.mailer, settings)
-    activities += [alerts.alert_failed_run, alerts.alert_timed_out_runs]
+    alerts = OpsAlertActivities(
+        resources.pool, resources.mailer, settings, OpsWebhook.from_settings(settings, resources.http)
+    )
+    activities += [alerts.alert_failed_run, alerts.alert_timed_out_runs, alerts.alert_failed_stores]
     return activities
 
 

@@ -4,7 +4,9 @@
 
 Health: only connectivity errors (no answer, timeouts, refused connections) make a service
 "unreachable"; any other error is logged with its traceback and reported as "error", so a bug or
-a misconfiguration is not mistaken for an outage. Either way the answer is a 503.
+a misconfiguration is not mistaken for an outage. Either way the answer is a 503. Whether a worker
+polls the task queue is reported too, but answers 503 only with `?strict=true`: the API's readiness
+must not depend on the workers.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Generic, Literal, TypeVar
 
@@ -22,7 +24,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import Field
 from temporalio.client import Client, WorkflowExecution, WorkflowFailureError
-from temporalio.common import SearchAttributePair
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 from temporalio.service import RPCError
 
 from api.backends import (
@@ -51,6 +53,7 @@ from api.models import (
 )
 from api.openapi import documented
 from petcare import db, temporal_client, visibility
+from petcare.config import Settings
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, JOBS, Job
 from petcare.models.reminders import (
     DRY_RUN_TIMEOUT,
@@ -63,6 +66,7 @@ from petcare.models.reminders import (
     ReminderRunInput,
 )
 from petcare.summaries import reminder_summary
+from petcare.task_queue_pollers import live_pollers
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,15 @@ class LastFailure(CamelModel):
     type: str
 
 
+class TaskQueueHealth(CamelModel):
+    """Whether a worker polls the jobs' task queue: the distinct workers seen on any partition
+    within PETCARE_API__POLLER_MAX_AGE_SECONDS ("unknown" while Temporal cannot be asked)."""
+
+    name: str
+    pollers: int | None
+    status: Literal["ok", "no_pollers", "unknown"]
+
+
 class WorkerHealth(CamelModel):
     name: str  # the old NestJS worker name, e.g. AppointmentReminderWorker
     is_running: bool
@@ -172,10 +185,16 @@ class HealthResponse(CamelModel):
     workers: list[WorkerHealth]
     temporal: ServiceStatus
     database: ServiceStatus
+    task_queue: TaskQueueHealth
 
     @property
     def healthy(self) -> bool:
         return self.temporal.status == "ok" and self.database.status == "ok"
+
+    def status_code(self, *, strict: bool) -> int:
+        """503 when Temporal or PostgreSQL is not ok; with `strict`, also when no worker polls."""
+        polled = self.task_queue.status == "ok" or not strict
+        return 200 if self.healthy and polled else 503
 
     @cached_property
     def json_text(self) -> str:
@@ -191,34 +210,57 @@ UNREACHABLE = ServiceStatus(status="unreachable")
 ERROR = ServiceStatus(status="error")
 
 
+class HealthQuery(CamelRequest):
+    # true: no worker polling the task queue is a 503 too (for a probe that checks the workers).
+    strict: bool = False
+
+
 @documented(
-    "Each job's state (running, last run and the type of its last failure, next scheduled run) and "
-    "the state of Temporal and PostgreSQL (ok, unreachable, or error: a failed check that is not "
-    "a connectivity problem)",
+    "Each job's state (running, last run and the type of its last failure, next scheduled run), "
+    "whether a worker polls the task queue, and the state of Temporal and PostgreSQL (ok, "
+    "unreachable, or error: a failed check that is not a connectivity problem)",
     response=HealthResponse,
+    query=HealthQuery,
     other_responses={503: HealthResponse},
+    errors=(422,),
     tags=("workers",),
 )
 async def get_health(request: web.Request) -> web.Response:
-    app = request.app
-    health = await app[HEALTH_CACHE].get(lambda: probe(app[TEMPORAL], app[POOL]))
-    return web.json_response(text=health.json_text, status=200 if health.healthy else 503)
+    query = read_query(request, HealthQuery)
+    health = await current_health(request.app)
+    return web.json_response(text=health.json_text, status=health.status_code(strict=query.strict))
 
 
-async def probe(client: Client, pool: asyncpg.Pool) -> HealthResponse:
-    (temporal, workers), database = await asyncio.gather(_workers(client), _database(pool))
-    return HealthResponse(workers=workers, temporal=temporal, database=database)
+async def current_health(app: web.Application) -> HealthResponse:
+    """The shared, cached health answer (also what /metrics reports the pollers from)."""
+    settings = app[SETTINGS]
+    return await app[HEALTH_CACHE].get(lambda: probe(app[TEMPORAL], app[POOL], settings))
 
 
-async def _workers(client: Client) -> tuple[ServiceStatus, list[WorkerHealth]]:
+async def probe(client: Client, pool: asyncpg.Pool, settings: Settings) -> HealthResponse:
+    max_age = timedelta(seconds=settings.api.poller_max_age_seconds)
+    (temporal, workers, task_queue), database = await asyncio.gather(
+        _workers(client, settings.task_queue, max_age), _database(pool)
+    )
+    return HealthResponse(workers=workers, temporal=temporal, database=database, task_queue=task_queue)
+
+
+async def _workers(
+    client: Client, task_queue: str, max_age: timedelta
+) -> tuple[ServiceStatus, list[WorkerHealth], TaskQueueHealth]:
     try:
         async with asyncio.timeout(CALL_TIMEOUT.total_seconds()):
-            return OK, list(await asyncio.gather(*(worker_health(client, job) for job in JOBS)))
+            pollers, workers = await asyncio.gather(
+                live_pollers(client, task_queue, max_age, timeout=CALL_TIMEOUT),
+                asyncio.gather(*(worker_health(client, job) for job in JOBS)),
+            )
     except Exception as error:
         # Health must answer whatever happened.
-        return _status("Temporal", error, temporal_client.is_unreachable(error)), [
-            unknown_health(job) for job in JOBS
-        ]
+        unknown = TaskQueueHealth(name=task_queue, pollers=None, status="unknown")
+        status = _status("Temporal", error, temporal_client.is_unreachable(error))
+        return status, [unknown_health(job) for job in JOBS], unknown
+    queue = TaskQueueHealth(name=task_queue, pollers=len(pollers), status="ok" if pollers else "no_pollers")
+    return OK, list(workers), queue
 
 
 async def _database(pool: asyncpg.Pool) -> ServiceStatus:
@@ -284,6 +326,45 @@ async def _last_run(client: Client, job: Job) -> LastRun | None:
 
 
 async def _last_failure(client: Client, job: Job) -> LastFailure | None:
+    # A run stuck on failing workflow tasks first: it is going on now, and nothing else reports it.
+    stuck, closed = await asyncio.gather(_stuck_run(client, job), _last_closed_failure(client, job))
+    return stuck or closed
+
+
+REPORTED_PROBLEMS = SearchAttributeKey.for_keyword_list(visibility.REPORTED_PROBLEMS)
+
+
+async def _stuck_run(client: Client, job: Job) -> LastFailure | None:
+    """The latest running run whose workflow tasks keep failing or timing out (a NonDeterminismError
+    after a bad deploy, a bug in workflow code): no failure closes such a run, so neither the alert
+    interceptor nor the timeout sweep sees it. The server marks it after 5 failed tasks in a row."""
+    query = visibility.all_of(
+        visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type),
+        visibility.equals(visibility.EXECUTION_STATUS, "Running"),
+        visibility.one_of(visibility.REPORTED_PROBLEMS, visibility.WORKFLOW_TASK_PROBLEMS),
+    )
+    recent = await _recent(client, query)
+    if not recent:
+        return None
+    latest = max(recent, key=lambda execution: execution.start_time)
+    return LastFailure(
+        workflow_id=latest.id,
+        run_id=latest.run_id,
+        status="Running",
+        closed_at=None,
+        type=workflow_task_problem(latest.typed_search_attributes.get(REPORTED_PROBLEMS) or []),
+    )
+
+
+def workflow_task_problem(problems: Sequence[str]) -> str:
+    """`NonDeterministicError` for ["category=WorkflowTaskFailed",
+    "cause=WorkflowTaskFailedCauseNonDeterministicError"]; the category when no cause is given."""
+    values = dict(problem.partition("=")[::2] for problem in problems)
+    cause = values.get("cause", "").removeprefix("WorkflowTaskFailedCause")
+    return cause or values.get("category") or "WorkflowTaskFailed"
+
+
+async def _last_closed_failure(client: Client, job: Job) -> LastFailure | None:
     failed = visibility.all_of(
         visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type),
         visibility.one_of(visibility.EXECUTION_STATUS, ("Failed", "TimedOut")),

@@ -28,14 +28,22 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def temporal_dev_server(
     search_attributes: Sequence[SearchAttributeKey[Any]] = CUSTOM_SEARCH_ATTRIBUTES,
+    dynamic_config: dict[str, str] | None = None,
 ) -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server in memory with the jobs' search attributes (or those given), shut down at the
-    end; its client speaks pydantic, as every client of the project does."""
+    """A dev server in memory with the jobs' search attributes (or those given) and dynamic config
+    values (`{"matching.longPollExpirationInterval": '"3s"'}`), shut down at the end; its client
+    speaks pydantic, as every client of the project does."""
+    extra_args = [
+        argument
+        for key, value in (dynamic_config or {}).items()
+        for argument in ("--dynamic-config-value", f"{key}={value}")
+    ]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli()),
         data_converter=pydantic_data_converter,
         search_attributes=list(search_attributes),
         dev_server_log_level="error",
+        dev_server_extra_args=extra_args,
     )
     try:
         yield env

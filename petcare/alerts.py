@@ -5,15 +5,20 @@ The workflow side is workflows/alerts.py; the activities, their SQL and the emai
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from petcare.jobs import JOBS, STORE_STOCK_RECONCILIATION_TYPE
 
 # The activities' registered names: workflows call them by name, importing no I/O code.
 ALERT_ACTIVITY = "ops.alert_failed_run"
 TIMED_OUT_SWEEP_ACTIVITY = "ops.alert_timed_out_runs"
+FAILED_STORES_ACTIVITY = "ops.alert_failed_stores"
+# Where an alert goes: PETCARE_OPS_EMAIL and PETCARE_OPS_WEBHOOK_URL, each sent once per alert.
+Channel = Literal["email", "webhook"]
 # The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
 # previews (the reminder dry run answers an API call that already reports its error) never alert.
 ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), STORE_STOCK_RECONCILIATION_TYPE})
@@ -33,8 +38,32 @@ class FailedRun(BaseModel):
 
 
 class AlertOutcome(BaseModel):
-    sent: bool
-    reason: str  # "sent", "already sent", "no PETCARE_OPS_EMAIL"
+    sent: bool  # some channel was sent by this call
+    reason: str  # "sent", "already sent", "no PETCARE_OPS_EMAIL nor PETCARE_OPS_WEBHOOK_URL"
+    channels: list[Channel] = Field(default_factory=list)  # sent by this call
+
+
+class FailedStore(BaseModel):
+    store_id: UUID
+    day: date  # the store's local business date (the run's UTC date when its zone is unusable)
+    status: str
+    error: str | None
+
+
+class FailedStores(BaseModel):
+    """A stock run's failed stores: one alert per store and local day, however many runs see it."""
+
+    workflow_id: str
+    run_id: str
+    namespace: str
+    stores: list[FailedStore]
+    failed_at: datetime
+
+
+class FailedStoresOutcome(BaseModel):
+    failed: int  # stores reported failed by the run
+    sent: int  # store alerts sent by this call (on some channel)
+    sent_by_channel: dict[str, int] = Field(default_factory=dict)
 
 
 class TimedOutSweep(BaseModel):
@@ -53,3 +82,4 @@ class SweepOutcome(BaseModel):
     timed_out: int  # top-level runs of the job types found timed out in the lookback
     sent: int  # alerts sent by this sweep (the others were sent before)
     failed: int = 0  # alerts refused for good (a recipient or content the mail server refuses)
+    sent_by_channel: dict[str, int] = Field(default_factory=dict)

@@ -23,6 +23,10 @@ class ApiSettings(BaseModel):
     # A backfill starting more runs than this is refused (422): one mistyped range must not queue
     # weeks of hourly jobs. At most 500: the server lists no more than 1000 matching times.
     backfill_max_runs: int = Field(default=48, ge=1, le=500)
+    # Health counts a worker as polling while it polled the task queue this recently: about two
+    # of the server's long polls (a minute each by default), so a worker between two polls counts
+    # and one that stopped no longer does after ~2.5 minutes (the server keeps listing it longer).
+    poller_max_age_seconds: float = Field(default=150.0, gt=0)
 
     @field_validator("token", "previous_token")
     @classmethod
@@ -185,9 +189,21 @@ class Settings(BaseSettings):
     reminders: ReminderSettings = ReminderSettings()
     metrics: MetricsSettings = MetricsSettings()
     ops_email: str | None = None
+    # Failure alerts also go here as Slack-compatible JSON ({"text": ...}): a channel that does
+    # not depend on SMTP. A secret (the URL is the credential), never logged.
+    ops_webhook_url: SecretStr | None = None
     web_ui_url: str = "http://localhost:8233"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("ops_webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an https:// (or http://) URL")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -57,6 +57,10 @@ class ErrorType(StrEnum):
     MAIL_REJECTED = "MailRejected"
     MAIL_MISCONFIGURED = "MailMisconfigured"
     MAIL_UNAVAILABLE = "MailUnavailable"
+    # Ops alerts to PETCARE_OPS_WEBHOOK_URL: it refuses our request (a wrong or revoked URL, a
+    # redirect), or cannot take it now (timeout, 429, 5xx).
+    OPS_WEBHOOK_MISCONFIGURED = "OpsWebhookMisconfigured"
+    OPS_WEBHOOK_UNAVAILABLE = "OpsWebhookUnavailable"
     # Appointment reminders.
     REMINDER_CLAIM_LOST = "ReminderClaimLost"
     REMINDER_PROVIDER_UNAVAILABLE = "ReminderProviderUnavailable"
@@ -88,6 +92,7 @@ PERMANENT: frozenset[ErrorType] = frozenset(
     {
         ErrorType.MAIL_REJECTED,
         ErrorType.MAIL_MISCONFIGURED,
+        ErrorType.OPS_WEBHOOK_MISCONFIGURED,
         ErrorType.REMINDER_CONFIGURATION_ERROR,
         ErrorType.FINANCIAL_EXPORT_FAILED,
         ErrorType.EXPORT_NOT_FOUND,
@@ -167,6 +172,14 @@ def delivery_failure(error: DeliveryError) -> ApplicationError:
             prefix = "mail configuration: " if kind is DeliveryMisconfigured else ""
             return application_error(f"{prefix}{error}", error_type)
     return application_error(str(error), ErrorType.MAIL_UNAVAILABLE)
+
+
+def webhook_failure(error: DeliveryError) -> ApplicationError:
+    """The ops webhook's error as the activity's failure: our settings fail for good, the rest is
+    retried (a webhook refusing one message is a webhook refusing them all)."""
+    if isinstance(error, DeliveryUnavailable):
+        return application_error(str(error), ErrorType.OPS_WEBHOOK_UNAVAILABLE)
+    return application_error(str(error), ErrorType.OPS_WEBHOOK_MISCONFIGURED)
 
 
 # How a failure reads to an operator (alerts, run views, a failed export's record).

@@ -17,7 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from petcare.alerts import AlertOutcome as OpsAlertOutcome
-from petcare.alerts import SweepOutcome
+from petcare.alerts import FailedStoresOutcome, SweepOutcome
 from petcare.config import ENV_PREFIX, Settings, SettingsError
 from petcare.models.exports import ExportedFile
 from petcare.models.reminders import DuePage, ReminderCounts
@@ -36,6 +36,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
         "reminders",
     ),
     "petcare_reminders_skipped": ("Due appointments not reminded, by reason", "reminders"),
+    "petcare_reminders_due": (
+        "Due appointments found by reminder runs (eligible, not yet reminded)",
+        "appointments",
+    ),
     "petcare_export_files": ("Financial export files uploaded, by kind", "files"),
     "petcare_export_rows": ("Rows written to financial export files, by kind", "rows"),
     "petcare_export_bytes": ("Bytes written to financial export files, by kind", "bytes"),
@@ -43,7 +47,11 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "petcare_stock_discrepancies": ("Products whose recorded stock differs from the movements", "products"),
     "petcare_stock_low_stock": ("Products at or under their low-stock threshold", "products"),
     "petcare_stock_alerts_opened": ("New stock alerts emailed to stores", "alerts"),
-    "petcare_ops_alerts_sent": ("Failure alerts emailed to PETCARE_OPS_EMAIL", "alerts"),
+    "petcare_stock_stores_failed": ("Stores a stock run could not reconcile or alert", "stores"),
+    "petcare_ops_alerts_sent": (
+        "Failure alerts sent, by channel (email to PETCARE_OPS_EMAIL, webhook to PETCARE_OPS_WEBHOOK_URL)",
+        "alerts",
+    ),
 }
 
 
@@ -55,12 +63,14 @@ def worker_runtime(settings: Settings) -> Runtime | None:
     # Counters as `<name>_total` and durations in seconds: what Prometheus users expect.
     prometheus = PrometheusConfig(bind_address=address, counters_total_suffix=True, durations_as_seconds=True)
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
         raise SettingsError(
             f"cannot serve the worker's metrics on {address} ({error}): set "
             f"{ENV_PREFIX}METRICS__WORKER_BIND_ADDRESS to a free host:port, or empty to turn them off"
         ) from None
+    announce_counters(runtime.metric_meter)
+    return runtime
 
 
 def record_result(meter: MetricMeter, result: Any) -> None:
@@ -84,7 +94,10 @@ def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
             ("petcare_reminders_skipped", result.skipped_not_due, {"reason": "not_due"}),
         ]
     if isinstance(result, DuePage):
-        return [("petcare_reminders_failed", result.late_deferrals, {})]
+        return [
+            ("petcare_reminders_due", len(result.appointment_ids), {}),
+            ("petcare_reminders_failed", result.late_deferrals, {}),
+        ]
     if isinstance(result, ExportedFile):
         kind = {"kind": str(result.kind)}
         return [
@@ -101,10 +114,24 @@ def _counts(result: Any) -> list[tuple[str, int, dict[str, str]]]:
     if isinstance(result, StockAlertOutcome):
         return [("petcare_stock_alerts_opened", result.new_alerts, {})]
     if isinstance(result, OpsAlertOutcome):
-        return [("petcare_ops_alerts_sent", int(result.sent), {})]
-    if isinstance(result, SweepOutcome):
-        return [("petcare_ops_alerts_sent", result.sent, {})]
+        return [("petcare_ops_alerts_sent", 1, {"channel": channel}) for channel in result.channels]
+    if isinstance(result, SweepOutcome | FailedStoresOutcome):
+        # An outcome of a worker before the webhook existed: every alert it sent was an email.
+        by_channel = result.sent_by_channel or {"email": result.sent}
+        counts = [
+            ("petcare_ops_alerts_sent", sent, {"channel": channel}) for channel, sent in by_channel.items()
+        ]
+        if isinstance(result, FailedStoresOutcome):
+            counts.append(("petcare_stock_stores_failed", result.failed, {}))
+        return counts
     return []
+
+
+def announce_counters(meter: MetricMeter) -> None:
+    """Every counter at 0 from the worker's start, so each name is exported before its first event
+    and Prometheus sees the first increase (a series born at 1 shows no increase())."""
+    for name, (description, unit) in COUNTERS.items():
+        meter.create_counter(name, description, unit).add(0)
 
 
 class BusinessMetricsInterceptor(Interceptor):

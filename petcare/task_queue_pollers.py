@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
@@ -47,3 +47,26 @@ async def task_queue_pollers(
         *(client.workflow_service.describe_task_queue(request, timeout=timeout) for request in requests)
     )
     return [poller for answer in answers for poller in answer.pollers]
+
+
+async def live_pollers(
+    client: Client,
+    task_queue: str,
+    max_age: timedelta,
+    *,
+    now: datetime | None = None,
+    timeout: timedelta | None = None,
+) -> set[str]:
+    """The identities of the workers that polled `task_queue` within `max_age`.
+
+    The server keeps a stopped worker listed for minutes, with the time of its last poll, and a
+    live worker's entry on a partition is as old as its current long poll (up to about a minute on
+    an idle queue); so a worker counts while one of its entries is younger than `max_age`, which
+    should be about two long polls.
+    """
+    cutoff = (now or datetime.now(UTC)) - max_age
+    return {
+        poller.identity
+        for poller in await task_queue_pollers(client, task_queue, timeout=timeout)
+        if poller.last_access_time.ToDatetime(tzinfo=UTC) >= cutoff
+    }

@@ -18,6 +18,12 @@ EXECUTION_STATUS = "ExecutionStatus"
 TASK_QUEUE = "TaskQueue"
 CLOSE_TIME = "CloseTime"
 SCHEDULED_BY_ID = "TemporalScheduledById"
+# Set by the server (1.30+) on a run whose workflow tasks keep failing or timing out (5 in a row by
+# default: system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute), cleared once one
+# succeeds; values such as "category=WorkflowTaskFailed",
+# "cause=WorkflowTaskFailedCauseNonDeterministicError".
+REPORTED_PROBLEMS = "TemporalReportedProblems"
+WORKFLOW_TASK_PROBLEMS = ("category=WorkflowTaskFailed", "category=WorkflowTaskTimedOut")
 
 
 def literal(value: str) -> str:

@@ -123,7 +123,14 @@ def test_a_name_that_could_end_a_query_literal_stays_one_literal() -> None:
 
 
 def test_the_sweeps_alerts_count_in_the_alerts_sent_metric() -> None:
-    assert _counts(SweepOutcome(timed_out=3, sent=2)) == [("petcare_ops_alerts_sent", 2, {})]
+    # An outcome recorded before the webhook: every alert was an email.
+    earlier = SweepOutcome(timed_out=3, sent=2)
+    assert _counts(earlier) == [("petcare_ops_alerts_sent", 2, {"channel": "email"})]
+    both = SweepOutcome(timed_out=3, sent=2, sent_by_channel={"email": 2, "webhook": 1})
+    assert _counts(both) == [
+        ("petcare_ops_alerts_sent", 2, {"channel": "email"}),
+        ("petcare_ops_alerts_sent", 1, {"channel": "webhook"}),
+    ]
 
 
 @workflow.defn(name="OpsAlertSweepShortHeartbeat")

@@ -159,7 +159,7 @@ async def test_without_ops_email_the_run_still_fails_and_nothing_is_sent(
             OpsAlertActivities(pool, mailer, unset).alert_failed_run,
             stock_run_failed(),
         )
-    assert (outcome.sent, outcome.reason) == (False, "no PETCARE_OPS_EMAIL")
+    assert (outcome.sent, outcome.reason) == (False, "no PETCARE_OPS_EMAIL nor PETCARE_OPS_WEBHOOK_URL")
     assert smtp_sink.received == []
     assert await pool.fetchval("SELECT count(*) FROM ops_alerts") == 0
 

@@ -35,14 +35,17 @@ with workflow.unsafe.imports_passed_through():
     from petcare.errors import ErrorType, describe_failure, non_retryable, root_cause
     from petcare.jobs import OPS_ALERT_SWEEP, job_key_of
 
-# Sending is retried for a few minutes; after that the failure is only in the Web UI and health:
+# Sending is retried for a few minutes (a channel already sent is not sent again); after that the
+# failure is only in the Web UI, health and the metrics:
 # the run's own failure must not wait on the mail server for hours.
 ALERT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
-    non_retryable_error_types=non_retryable(ErrorType.MAIL_REJECTED, ErrorType.MAIL_MISCONFIGURED),
+    non_retryable_error_types=non_retryable(
+        ErrorType.MAIL_REJECTED, ErrorType.MAIL_MISCONFIGURED, ErrorType.OPS_WEBHOOK_MISCONFIGURED
+    ),
 )
 ALERT_TIMEOUT = timedelta(seconds=30)
 

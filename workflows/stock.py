@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
+from workflows.alerts import ALERT_RETRY, ALERT_TIMEOUT
+
 with workflow.unsafe.imports_passed_through():
     from activities.stock.activities import StockActivities
-    from petcare.errors import ErrorType, describe_failure, non_retryable
+    from petcare.alerts import FAILED_STORES_ACTIVITY, FailedStore, FailedStores, FailedStoresOutcome
+    from petcare.errors import ErrorType, describe_failure, non_retryable, root_cause
     from petcare.jobs import STOCK_RECONCILIATION, STORE_STOCK_RECONCILIATION_TYPE
     from petcare.models.stock import (
         ALERT_DEADLINE,
@@ -54,6 +57,8 @@ RECONCILE_ATTEMPT = timedelta(minutes=10)
 RECONCILE_DEADLINE = timedelta(minutes=30)
 ALERT_ATTEMPT = timedelta(minutes=2)
 STORE_TIMEOUT = RECONCILE_DEADLINE + ALERT_DEADLINE + timedelta(minutes=5)
+# Runs recorded before the failed-store alerts existed replay without them.
+FAILED_STORES_PATCH = "alert-failed-stores"
 
 
 @workflow.defn(name=STOCK_RECONCILIATION.workflow_type)
@@ -76,9 +81,12 @@ class StockReconciliationWorkflow:
         )
         slots = asyncio.Semaphore(MAX_PARALLEL_STORES)
         outcomes = await asyncio.gather(*(self._reconcile(target, slots) for target in due.targets))
+        stores = [*due.invalid, *outcomes]
+        if workflow.patched(FAILED_STORES_PATCH):
+            await _alert_failed_stores(stores, now)
         result = StockReconciliationResult(
             started_at=now,
-            stores=[*due.invalid, *outcomes],
+            stores=stores,
             earlier_runs=chain.earlier_runs if chain else 0,
             earlier_stores=chain.earlier_stores if chain else 0,
             earlier_failed=chain.earlier_failed if chain else 0,
@@ -117,6 +125,45 @@ class StockReconciliationWorkflow:
                     status="failed",
                     error=describe_failure(error)[1],
                 )
+
+
+async def _alert_failed_stores(stores: list[StoreOutcome], now: datetime) -> None:
+    """One ops alert per store that failed (or whose alert email failed), once per local day; the
+    run itself still completes, and its failures are in its result and the report."""
+    failed = [
+        FailedStore(
+            store_id=outcome.store_id,
+            day=outcome.business_date or now.date(),
+            status=outcome.status,
+            error=outcome.error,
+        )
+        for outcome in stores
+        if outcome.status in ("failed", "alert_failed")
+    ]
+    if not failed:
+        return
+    info = workflow.info()
+    report = FailedStores(
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        namespace=info.namespace,
+        stores=failed,
+        failed_at=workflow.now(),
+    )
+    workflow.logger.error("stock run: %d stores failed", len(failed))
+    try:
+        outcome: FailedStoresOutcome = await workflow.execute_activity(
+            FAILED_STORES_ACTIVITY,
+            report,
+            start_to_close_timeout=ALERT_TIMEOUT * 4,
+            heartbeat_timeout=ALERT_TIMEOUT,
+            retry_policy=ALERT_RETRY,
+            result_type=FailedStoresOutcome,
+        )
+    except ActivityError as error:
+        workflow.logger.warning("failed-store alerts not sent: %s", root_cause(error))
+        return
+    workflow.logger.info("failed-store alerts sent: %d", outcome.sent)
 
 
 @workflow.defn(name=STORE_STOCK_RECONCILIATION_TYPE)
