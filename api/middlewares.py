@@ -3,7 +3,8 @@
 Every failure is answered as {"error": {"code", "message"}}; what becomes which answer:
 
     ApiError(status, code, message)  raised by the handlers and the bounded backend calls:
-                                     400 malformed_json / malformed_id, 401 unauthorized,
+                                     400 malformed_json / malformed_id / invalid_cursor,
+                                     401 unauthorized,
                                      404 not_found, 422 validation_error, 503 temporal_unavailable /
                                      temporal_misconfigured / database_unavailable / dry_run_failed
     web.HTTPException                aiohttp's own (404 no route, 405 method): code from the status
