@@ -58,6 +58,7 @@ def setup_routes(app: web.Application) -> None:
             web.post("/api/v1/workers/financial-export/process/{exportId}", exports.process_export),
             web.post("/api/v1/workers/stock-reconciliation/trigger", stock.trigger_stock_reconciliation),
             web.post("/api/v1/financial-exports", exports.create_export),
+            web.get("/api/v1/financial-exports", exports.list_exports),
             web.get("/api/v1/financial-exports/{id}", exports.get_export),
             web.get("/api/v1/stock-reconciliations", stock.list_reconciliations),
             web.get("/api/v1/stock-reconciliations/{runId}", stock.get_reconciliation),

@@ -146,7 +146,7 @@ def decode_cursor(scope: str, cursor: str, *, size: int) -> list[str]:
         raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
     if not (
         isinstance(data, list)
-        and len(data) == size + 2
+        and len(data) >= 2
         and data[0] == CURSOR_VERSION
         and all(isinstance(item, str) for item in data[1:])
     ):
@@ -158,6 +158,8 @@ def decode_cursor(scope: str, cursor: str, *, size: int) -> list[str]:
             "cursor belongs to another list or other filters: page with the same filters, "
             "or start again without a cursor",
         )
+    if len(data) != size + 2:
+        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
     return list(data[2:])
 
 

@@ -9,14 +9,21 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from petcare.jobs import JOBS, STORE_STOCK_RECONCILIATION_TYPE
+from petcare.jobs import JOBS, MONTHLY_FINANCIAL_EXPORT, STORE_STOCK_RECONCILIATION_TYPE
 
 # The activities' registered names: workflows call them by name, importing no I/O code.
 ALERT_ACTIVITY = "ops.alert_failed_run"
 TIMED_OUT_SWEEP_ACTIVITY = "ops.alert_timed_out_runs"
-# The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
-# previews (the reminder dry run answers an API call that already reports its error) never alert.
-ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), STORE_STOCK_RECONCILIATION_TYPE})
+# The jobs' runs, the monthly close, and a store's reconciliation should an operator start one on
+# its own. Short previews (the reminder dry run answers an API call that already reports its
+# error) never alert.
+ALERTED_WORKFLOW_TYPES = frozenset(
+    {
+        *(job.workflow_type for job in JOBS),
+        MONTHLY_FINANCIAL_EXPORT.workflow_type,
+        STORE_STOCK_RECONCILIATION_TYPE,
+    }
+)
 
 
 class FailedRun(BaseModel):
