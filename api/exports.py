@@ -18,14 +18,14 @@ from temporalio.client import Client
 from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
 from api.middlewares import ApiError
 from api.models import (
-    CURSOR_DESCRIPTION,
-    MAX_CURSOR_LENGTH,
     CamelModel,
     CamelRequest,
     Keyset,
+    PageQuery,
     StartedRun,
     cursor_scope,
     json_model,
+    keyset_page,
     path_uuid,
     read_model,
     read_query,
@@ -282,14 +282,12 @@ async def _replayed_export(request: web.Request, key: str, digest: str) -> web.R
     return json_model(ExportAccepted(id=row.id, status=row.status, workflow_id=workflow_id), status=200)
 
 
-class ExportListQuery(CamelRequest):
+class ExportListQuery(PageQuery):
     status: ExportStatus | None = None
     store_id: UUID | None = None
     origin: ExportOrigin | None = None
     period_from: date | None = Field(default=None, description="periods starting on or after this day")
     period_to: date | None = Field(default=None, description="periods ending on or before this day")
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
 
     @field_validator("period_from", "period_to", mode="before")
     @classmethod
@@ -312,7 +310,7 @@ class ExportList(CamelModel):
 )
 async def list_exports(request: web.Request) -> web.Response:
     query = read_query(request, ExportListQuery)
-    scope = cursor_scope("financial-exports", query.model_dump(mode="json", exclude={"cursor", "limit"}))
+    scope = cursor_scope("financial-exports", query)
     after = Keyset.from_cursor(scope, query.cursor)
     filters = exports_repository.ExportFilters(
         status=query.status,
@@ -326,12 +324,9 @@ async def list_exports(request: web.Request) -> web.Response:
             connection,
             filters,
             after=None if after is None else (after.time, after.id),
-            limit=query.limit + 1,  # one more: is there a next page?
+            limit=query.limit + 1,
         )
-    page = rows[: query.limit]
-    next_cursor = None
-    if len(rows) > query.limit:
-        next_cursor = Keyset(time=page[-1].requested_at, id=page[-1].id).cursor(scope)
+    page, next_cursor = keyset_page(rows, query.limit, scope, lambda row: Keyset(row.requested_at, row.id))
     return json_model(
         ExportList(
             exports=[ExportView.model_validate(row, from_attributes=True) for row in page],

@@ -8,19 +8,20 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.middlewares import ApiError
 from petcare.models.base import CamelModel as CamelModel  # the one definition, re-exported
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Temporal's own names (as in visibility queries: ExecutionStatus="Running"), so operators can
 # paste them into `temporal workflow list --query` and the Web UI.
@@ -124,9 +125,18 @@ MAX_CURSOR_LENGTH = 4096
 CURSOR_DESCRIPTION = "opaque: the nextCursor of the previous page, with the same filters"
 
 
-def cursor_scope(list_name: str, filters: Mapping[str, Any] | None = None) -> str:
-    """The scope of one list with these filters: `list_name` and a digest of the filters."""
-    described = json.dumps(filters or {}, sort_keys=True, default=str)
+class PageQuery(CamelRequest):
+    """The paging parameters of every list; a list's filters are the fields its query adds."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
+
+
+def cursor_scope(list_name: str, query: PageQuery | None = None) -> str:
+    """The scope of one list with these filters: `list_name` and a digest of the query's filters
+    (its fields but the limit, which may change from page to page, and the cursor)."""
+    filters = {} if query is None else query.model_dump(mode="json", exclude={"cursor", "limit"})
+    described = json.dumps(filters, sort_keys=True, default=str)
     return f"{list_name}:{hashlib.sha256(described.encode()).hexdigest()[:16]}"
 
 
@@ -186,3 +196,12 @@ class Keyset:
         if parsed.time.tzinfo is None:
             raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
         return parsed
+
+
+def keyset_page(
+    rows: list[T], limit: int, scope: str, key: Callable[[T], Keyset]
+) -> tuple[list[T], str | None]:
+    """The page of `rows` (read with `limit + 1`, to know whether more follow) and the cursor to
+    the next page, or None when this is the last one."""
+    page = rows[:limit]
+    return page, key(page[-1]).cursor(scope) if len(rows) > limit else None

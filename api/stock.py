@@ -6,21 +6,20 @@ from datetime import date, datetime
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
 from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
 from api.middlewares import ApiError
 from api.models import (
-    CURSOR_DESCRIPTION,
-    MAX_CURSOR_LENGTH,
     CamelModel,
     CamelRequest,
     Keyset,
+    PageQuery,
     StartedRun,
     cursor_scope,
     json_model,
+    keyset_page,
     path_uuid,
     read_model,
     read_query,
@@ -64,11 +63,9 @@ class ReconciliationReport(CamelModel):
     low_stock: list[ReportLine]
 
 
-class ReportQuery(CamelRequest):
+class ReportQuery(PageQuery):
     store_id: UUID | None = None
     latest: bool = False  # only each store's latest reconciliation
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
 
 
 class ReportList(CamelModel):
@@ -140,7 +137,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
 )
 async def list_reconciliations(request: web.Request) -> web.Response:
     query = read_query(request, ReportQuery)
-    scope = cursor_scope("stock-reconciliations", query.model_dump(mode="json", exclude={"cursor", "limit"}))
+    scope = cursor_scope("stock-reconciliations", query)
     after = Keyset.from_cursor(scope, query.cursor)
     async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.recent_reports(
@@ -150,8 +147,10 @@ async def list_reconciliations(request: web.Request) -> web.Response:
             limit=query.limit + 1,  # one more: is there a next page?
             after=None if after is None else (after.time, after.id),
         )
-    page = [ReconciliationReport.model_validate(report) for report in found[: query.limit]]
-    next_cursor = None
-    if len(found) > query.limit:
-        next_cursor = Keyset(time=page[-1].finished_at, id=page[-1].id).cursor(scope)
+    page, next_cursor = keyset_page(
+        [ReconciliationReport.model_validate(report) for report in found],
+        query.limit,
+        scope,
+        lambda report: Keyset(report.finished_at, report.id),
+    )
     return json_model(ReportList(reconciliations=page, next_cursor=next_cursor))

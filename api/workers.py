@@ -42,10 +42,9 @@ from api.backends import (
 )
 from api.middlewares import ApiError
 from api.models import (
-    CURSOR_DESCRIPTION,
-    MAX_CURSOR_LENGTH,
     CamelModel,
     CamelRequest,
+    PageQuery,
     RunResponse,
     RunStatus,
     StartedRun,
@@ -340,11 +339,9 @@ JobKey = Literal["appointment-reminder", "financial-export", "stock-reconciliati
 WORKFLOW_TYPES = {job.key: job.workflow_type for job in JOBS}
 
 
-class RunsQuery(CamelRequest):
+class RunsQuery(PageQuery):
     job: JobKey | None = None
     status: RunStatus | None = None
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
 
 
 class RunSummary(CamelModel):
@@ -372,7 +369,7 @@ class RunList(CamelModel):
 )
 async def list_runs(request: web.Request) -> web.Response:
     query = read_query(request, RunsQuery)
-    scope = cursor_scope("workers/runs", query.model_dump(mode="json", exclude={"cursor", "limit"}))
+    scope = cursor_scope("workers/runs", query)
     token = None
     if query.cursor is not None:
         [encoded] = decode_cursor(scope, query.cursor, size=1)

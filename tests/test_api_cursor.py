@@ -9,10 +9,11 @@ from uuid import uuid4
 
 import pytest
 
+from api.exports import ExportListQuery
 from api.middlewares import ApiError
 from api.models import Keyset, cursor_scope, decode_cursor, encode_cursor
 
-SCOPE = cursor_scope("financial-exports", {"status": "completed"})
+SCOPE = cursor_scope("financial-exports", ExportListQuery(status="completed"))
 
 
 def test_keyset_round_trip_keeps_microseconds_and_zone() -> None:
@@ -26,10 +27,13 @@ def test_token_round_trip() -> None:
     assert decode_cursor(SCOPE, encode_cursor(SCOPE, token), size=1) == [token]
 
 
-def test_scope_depends_on_list_and_filters() -> None:
-    assert cursor_scope("runs", {"a": 1}) == cursor_scope("runs", {"a": 1})
-    assert cursor_scope("runs", {"a": 1}) != cursor_scope("runs", {"a": 2})
-    assert cursor_scope("runs") != cursor_scope("stock-reconciliations")
+def test_scope_depends_on_list_and_filters_not_on_the_limit() -> None:
+    completed = ExportListQuery(status="completed")
+    assert cursor_scope("exports", completed) == cursor_scope(
+        "exports", ExportListQuery(status="completed", limit=5)
+    )
+    assert cursor_scope("exports", completed) != cursor_scope("exports", ExportListQuery(status="failed"))
+    assert cursor_scope("exports", completed) != cursor_scope("runs", completed)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +62,10 @@ def test_malformed_cursor_is_400(cursor: str) -> None:
 
 def test_foreign_cursor_is_400() -> None:
     key = Keyset(time=datetime.now(UTC), id=uuid4())
-    others = (cursor_scope("stock-reconciliations"), cursor_scope("financial-exports", {"status": "failed"}))
+    others = (
+        cursor_scope("stock-reconciliations"),
+        cursor_scope("financial-exports", ExportListQuery(status="failed")),
+    )
     for other in others:
         with pytest.raises(ApiError) as raised:
             Keyset.from_cursor(SCOPE, key.cursor(other))

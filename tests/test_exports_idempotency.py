@@ -40,6 +40,7 @@ async def test_same_key_same_body_answers_the_first_export(
     assert again == first
     assert await exports(pool) == 1
     row = await pool.fetchrow("SELECT origin, workflow_id FROM financial_exports")
+    assert row is not None
     assert row["origin"] == "api"
     assert row["workflow_id"] == first["workflowId"]
     # Without a key, or with another key, a request is a new export.
