@@ -4,18 +4,24 @@ one now, trigger every startable one."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import logging
 import re
 from datetime import date, datetime
+from pathlib import PurePosixPath
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
+import asyncssh
+from aiohttp import hdrs, web
 from pydantic import Field, field_validator, model_validator
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
-from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
+from activities.exports.destinations import StoredFile, StoredFileMissing
+from api.backends import DESTINATION, POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
 from api.middlewares import ApiError
 from api.models import (
     CamelModel,
@@ -45,6 +51,8 @@ from petcare.models.exports import (
     export_workflow_id,
 )
 from petcare.summaries import export_summaries
+
+log = logging.getLogger(__name__)
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Business periods: anything outside is a typo (0001, 9999), and such dates break arithmetic downstream.
@@ -409,3 +417,92 @@ async def trigger_exports(request: web.Request) -> web.Response:
     accepted = await asyncio.gather(*(start(export_id, store_id) for export_id, store_id in startable))
     started = sum(not item.already_running for item in accepted)
     return json_model(ExportTriggerAccepted(started=started, exports=list(accepted)), status=202)
+
+
+# --- GET /api/v1/financial-exports/{id}/files/{name} ---
+
+MEDIA_TYPES = {
+    ".csv": "text/csv; charset=utf-8",
+    ".jsonl": "application/x-ndjson",
+    ".json": "application/json",
+}
+
+
+@documented(
+    "Download one file of a completed export from its destination (SFTP or local), streamed; "
+    "Content-Length, ETag and Digest come from the recorded size and sha256",
+    file_types=tuple(MEDIA_TYPES.values()),
+    errors=(400, 404, 409, 503),
+    path_formats={"id": "uuid"},
+    tags=("financial-exports",),
+)
+async def download_file(request: web.Request) -> web.StreamResponse:
+    export_id = path_uuid(request, "id")
+    name = request.match_info["name"]
+    async with database_call(), request.app[POOL].acquire() as connection:
+        row = await exports_repository.fetch_export(connection, export_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no financial export with id {export_id}")
+    if row.status != "completed":
+        raise ApiError(
+            409,
+            "export_not_completed",
+            f"financial export {export_id} is {row.status}: its files come once it completes",
+        )
+    file = next((file for file in row.files if file.name == name), None)
+    if file is None:
+        names = ", ".join(file.name for file in row.files)
+        raise ApiError(
+            404, "not_found", f"financial export {export_id} has no file {name!r} (its files: {names})"
+        )
+    etag = f'"{file.sha256}"'
+    headers = {
+        hdrs.ETAG: etag,
+        # RFC 3230's Digest, and its successor RFC 9530's Repr-Digest: a client checks the bytes.
+        "Digest": f"sha-256={base64.b64encode(bytes.fromhex(file.sha256)).decode()}",
+        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(file.sha256)).decode()}:",
+        hdrs.CONTENT_TYPE: MEDIA_TYPES.get(PurePosixPath(file.name).suffix, "application/octet-stream"),
+        hdrs.CONTENT_DISPOSITION: f'attachment; filename="{file.name}"',
+    }
+    if etag in request.headers.getall(hdrs.IF_NONE_MATCH, []):
+        return web.Response(status=304, headers={hdrs.ETAG: etag})
+    try:
+        async with (
+            request.app[DESTINATION].session() as session,
+            session.read(file.remote_path) as stored,
+        ):
+            if stored.size != file.bytes:
+                raise ApiError(
+                    409,
+                    "file_changed",
+                    f"{file.remote_path} holds {stored.size} bytes where the export recorded "
+                    f"{file.bytes}: it was changed at the destination",
+                )
+            return await _stream(request, stored, headers, file.bytes)
+    except StoredFileMissing as error:
+        raise ApiError(404, "not_found", f"{name} of financial export {export_id} is gone: {error}") from None
+    except (ApplicationError, OSError, asyncssh.Error) as error:
+        raise ApiError(
+            503, "destination_unavailable", f"cannot read the export destination: {error}"
+        ) from None
+
+
+async def _stream(
+    request: web.Request, stored: StoredFile, headers: dict[str, str], size: int
+) -> web.StreamResponse:
+    """Block after block, each written (and drained to the client) before the next is read."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = size
+    await response.prepare(request)
+    try:
+        async for block in stored.blocks:
+            await response.write(block)
+    except (ApplicationError, OSError, asyncssh.Error) as error:
+        # The status is sent: all a client can be told is a connection closed short of
+        # Content-Length.
+        log.warning("download of %s stopped: %r", request.path, error)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
