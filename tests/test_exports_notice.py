@@ -8,13 +8,16 @@ from pathlib import Path
 from uuid import UUID
 
 import asyncpg
+import pytest
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.exports import ExportNoticeActivities
 from devstack.rows import add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import ExportSettings, Settings, SmtpSettings
+from petcare.errors import ErrorType
 from petcare.mail import Mailer
 from petcare.models.exports import ExportedFile, FinancialExportInput, NoticeRequest, export_workflow_id
 from tests.support.exports import OCTOBER, request_export
@@ -125,3 +128,17 @@ async def test_a_skipped_export_sends_no_second_notice(
     assert result.skipped
     assert len(smtp_sink.received) == 1
     assert OCTOBER[0].isoformat() in smtp_sink.received[0].message.get_content()
+
+
+async def test_a_store_email_of_two_addresses_fails_the_notice_for_good(
+    pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Twins", email="a@petcare.test, b@petcare.test")
+    async with pool.acquire() as connection:
+        export_id = await request_export(connection, store_id=store)
+    with pytest.raises(ApplicationError) as raised:
+        await notify(notices(pool, smtp_sink), export_id)
+    assert raised.value.type == ErrorType.MAIL_REJECTED
+    assert raised.value.non_retryable
+    assert "2 addresses" in raised.value.message
+    assert smtp_sink.received == []

@@ -54,14 +54,16 @@ class ExportNoticeActivities:
             )
         if already_sent:
             return NoticeOutcome(sent=False, reason="already sent", recipient=recipient)
-        message = notice_email(
-            request,
-            target,
-            sender=self._sender,
-            recipient=recipient,
-            message_id=stable_message_id("financial-export-notice", request.run_id, self._sender),
-        )
         try:
+            # A recipient of several addresses, or data the email package refuses, is this
+            # notice's fault for good (MailRejected), like an address the server refuses.
+            message = notice_email(
+                request,
+                target,
+                sender=self._sender,
+                recipient=recipient,
+                message_id=stable_message_id("financial-export-notice", request.run_id, self._sender),
+            )
             await self._mailer.send(message)
         except DeliveryError as error:
             raise delivery_failure(error) from None
