@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import OpsAlertActivities, OpsWebhook
-from activities.exports import ExportActivities
+from activities.exports import ExportActivities, ExportNoticeActivities, MonthlyExportActivities
 from activities.reminders import ReminderActivities
 from activities.reminders import build_gateway as build_sms_gateway
 from activities.stock import StockActivities
@@ -71,6 +71,11 @@ def build_activities(resources: WorkerResources, exports: ExportActivities) -> l
     # that workers before that change scheduled on this queue: they finish instead of failing as
     # unregistered during a rollout. The export workflow never schedules them here any more.
     activities += exports.upload_methods()
+    notices = ExportNoticeActivities(
+        resources.pool, resources.mailer, settings.export, sender=settings.smtp.from_address
+    )
+    monthly = MonthlyExportActivities(resources.pool)
+    activities += [notices.notify_completed, monthly.create_monthly, monthly.start_runs]
     alerts = OpsAlertActivities(
         resources.pool, resources.mailer, settings, OpsWebhook.from_settings(settings, resources.http)
     )

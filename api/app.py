@@ -8,8 +8,9 @@ import asyncpg
 from aiohttp import web
 from temporalio.client import Client
 
+from activities.exports.destinations import destination_for
 from api import exports, metrics, openapi, reminders, schedules, stock, workers
-from api.backends import POOL, SETTINGS, TEMPORAL
+from api.backends import DESTINATION, POOL, SETTINGS, TEMPORAL
 from api.metrics import API_METRICS, ApiMetrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware
 from api.workers import (
@@ -34,6 +35,7 @@ def create_app(
     app[API_METRICS] = ApiMetrics()
     app[HEALTH_CACHE] = TtlCache(HEALTH_CACHE_SECONDS, stale=HEALTH_CACHE_SECONDS)
     app[RUNNING_REMINDER_CACHE] = TtlCache(RUNNING_RUN_CACHE_SECONDS)
+    app[DESTINATION] = destination_for(settings)
     if temporal is not None:
         app[TEMPORAL] = temporal
     else:
@@ -58,7 +60,9 @@ def setup_routes(app: web.Application) -> None:
             web.post("/api/v1/workers/financial-export/process/{exportId}", exports.process_export),
             web.post("/api/v1/workers/stock-reconciliation/trigger", stock.trigger_stock_reconciliation),
             web.post("/api/v1/financial-exports", exports.create_export),
+            web.get("/api/v1/financial-exports", exports.list_exports),
             web.get("/api/v1/financial-exports/{id}", exports.get_export),
+            web.get("/api/v1/financial-exports/{id}/files/{name}", exports.download_file),
             web.get("/api/v1/stock-reconciliations", stock.list_reconciliations),
             web.get("/api/v1/stock-reconciliations/{runId}", stock.get_reconciliation),
             web.get("/api/v1/stores/{storeId}/reminder-templates/{locale}", reminders.get_templates),

@@ -24,6 +24,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.exports.destinations import Destination
 from api.middlewares import ApiError
 from api.models import RunFailure, RunResponse, RunStatus, StartedRun
 from petcare import db, temporal_client
@@ -34,6 +35,8 @@ from petcare.errors import describe_failure
 SETTINGS = web.AppKey("settings", Settings)
 TEMPORAL = web.AppKey("temporal", Client)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# Where exports' files are, read back for downloads (the workers write them).
+DESTINATION = web.AppKey("export_destination", Destination)
 
 # Long enough for a healthy server under load, short enough that a health probe answers promptly.
 CALL_TIMEOUT = timedelta(seconds=2)

@@ -3,9 +3,12 @@
 Every failure is answered as {"error": {"code", "message"}}; what becomes which answer:
 
     ApiError(status, code, message)  raised by the handlers and the bounded backend calls:
-                                     400 malformed_json / malformed_id, 401 unauthorized,
-                                     404 not_found, 422 validation_error, 503 temporal_unavailable /
-                                     temporal_misconfigured / database_unavailable / dry_run_failed
+                                     400 malformed_json / malformed_id / invalid_cursor /
+                                     invalid_idempotency_key, 401 unauthorized, 404 not_found,
+                                     409 idempotency_conflict / export_not_completed / file_changed,
+                                     422 validation_error, 503 temporal_unavailable /
+                                     temporal_misconfigured / database_unavailable / dry_run_failed /
+                                     destination_unavailable
     web.HTTPException                aiohttp's own (404 no route, 405 method): code from the status
     json.JSONDecodeError             400 malformed_json (a handler that read request.json() itself)
     any other exception              500 internal_error; the traceback stays in the server log

@@ -1,20 +1,27 @@
-"""The API's wire format: camelCase models shared by the routes, and requests read into models
-(400 malformed, 422 naming each invalid field) or models sent back as JSON."""
+"""The API's wire format: camelCase models shared by the routes, requests read into models
+(400 malformed, 422 naming each invalid field) or models sent back as JSON, and the one opaque
+cursor every paged list uses (400 when malformed or from another list)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.middlewares import ApiError
 from petcare.models.base import CamelModel as CamelModel  # the one definition, re-exported
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Temporal's own names (as in visibility queries: ExecutionStatus="Running"), so operators can
 # paste them into `temporal workflow list --query` and the Web UI.
@@ -102,3 +109,99 @@ def describe_validation_error(error: ValidationError) -> str:
 
 def json_model(body: BaseModel, *, status: int = 200) -> web.Response:
     return web.json_response(text=body.model_dump_json(by_alias=True), status=status)
+
+
+# --- Paged lists: one opaque cursor ---
+#
+# A cursor is base64url(JSON [version, scope, *position]). The scope names the list and a digest
+# of its filters, so a cursor is only good for the list (and filters) that made it: anything else
+# is a 400 `invalid_cursor`, never a page of something unrelated. The position is what the list
+# needs to resume: a keyset (time, id) for lists read from PostgreSQL newest first, or a page
+# token for lists read from Temporal's visibility.
+
+CURSOR_VERSION = 1
+# Far above any cursor this API writes (a visibility page token is a few hundred bytes).
+MAX_CURSOR_LENGTH = 4096
+CURSOR_DESCRIPTION = "opaque: the nextCursor of the previous page, with the same filters"
+
+
+class PageQuery(CamelRequest):
+    """The paging parameters of every list; a list's filters are the fields its query adds."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_LENGTH, description=CURSOR_DESCRIPTION)
+
+
+def cursor_scope(list_name: str, query: PageQuery | None = None) -> str:
+    """The scope of one list with these filters: `list_name` and a digest of the query's filters
+    (its fields but the limit, which may change from page to page, and the cursor)."""
+    filters = {} if query is None else query.model_dump(mode="json", exclude={"cursor", "limit"})
+    described = json.dumps(filters, sort_keys=True, default=str)
+    return f"{list_name}:{hashlib.sha256(described.encode()).hexdigest()[:16]}"
+
+
+def encode_cursor(scope: str, *position: str) -> str:
+    """The cursor to the page after `position` in the list `scope`."""
+    raw = json.dumps([CURSOR_VERSION, scope, *position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(scope: str, cursor: str, *, size: int) -> list[str]:
+    """The `size` position values of a cursor `encode_cursor(scope, ...)` made; a 400 otherwise."""
+    try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
+    if not (
+        isinstance(data, list)
+        and len(data) >= 2
+        and data[0] == CURSOR_VERSION
+        and all(isinstance(item, str) for item in data[1:])
+    ):
+        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
+    if data[1] != scope:
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            "cursor belongs to another list or other filters: page with the same filters, "
+            "or start again without a cursor",
+        )
+    if len(data) != size + 2:
+        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
+    return list(data[2:])
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where a page read newest first ended: the last item's time and id (the tie-breaker)."""
+
+    time: datetime
+    id: UUID
+
+    def cursor(self, scope: str) -> str:
+        return encode_cursor(scope, self.time.isoformat(), str(self.id))
+
+    @classmethod
+    def from_cursor(cls, scope: str, cursor: str | None) -> Keyset | None:
+        """The keyset a cursor names (None without one); a 400 when it is not one of `scope`'s."""
+        if cursor is None:
+            return None
+        time, key = decode_cursor(scope, cursor, size=2)
+        try:
+            parsed = cls(time=datetime.fromisoformat(time), id=UUID(key))
+        except ValueError:
+            raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
+        if parsed.time.tzinfo is None:
+            raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
+        return parsed
+
+
+def keyset_page(
+    rows: list[T], limit: int, scope: str, key: Callable[[T], Keyset]
+) -> tuple[list[T], str | None]:
+    """The page of `rows` (read with `limit + 1`, to know whether more follow) and the cursor to
+    the next page, or None when this is the last one."""
+    page = rows[:limit]
+    return page, key(page[-1]).cursor(scope) if len(rows) > limit else None

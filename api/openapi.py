@@ -47,6 +47,8 @@ class Operation:
     other_responses: Mapping[int, type[BaseModel]] = field(default_factory=dict)  # e.g. health's 503
     path_formats: Mapping[str, str] = field(default_factory=dict)  # e.g. {"exportId": "uuid"}
     tags: tuple[str, ...] = ()
+    headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # request header: schema
+    file_types: tuple[str, ...] = ()  # a success answered with a file of one of these media types
 
 
 def documented(
@@ -60,6 +62,8 @@ def documented(
     other_responses: Mapping[int, type[BaseModel]] | None = None,
     path_formats: Mapping[str, str] | None = None,
     tags: Iterable[str] = (),
+    headers: Mapping[str, Mapping[str, Any]] | None = None,
+    file_types: Iterable[str] = (),
 ) -> Callable[[HandlerT], HandlerT]:
     """Attach the route's contract to its handler (read back by `build_document`)."""
     operation = Operation(
@@ -72,6 +76,8 @@ def documented(
         dict(other_responses or {}),
         dict(path_formats or {}),
         tuple(tags),
+        dict(headers or {}),
+        tuple(file_types),
     )
 
     def attach(handler: HandlerT) -> HandlerT:
@@ -134,6 +140,12 @@ def _operation(
         responses[str(operation.status)] = _json(
             _phrase(operation.status), refs[(operation.response, "serialization")]
         )
+    elif operation.file_types:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        responses[str(operation.status)] = {
+            "description": _phrase(operation.status),
+            "content": {media_type: binary for media_type in operation.file_types},
+        }
     else:
         responses[str(operation.status)] = {"description": _phrase(operation.status)}
     error_ref = refs[(ErrorResponse, "serialization")]
@@ -168,6 +180,8 @@ def _parameters(
         if name in operation.path_formats:
             schema["format"] = operation.path_formats[name]
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    for name, header_schema in operation.headers.items():
+        parameters.append({"name": name, "in": "header", "required": False, "schema": dict(header_schema)})
     if operation.query is not None:
         # The query model's own component, so nested references resolve within the document.
         ref = refs[(operation.query, "validation")]["$ref"]

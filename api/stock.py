@@ -6,13 +6,24 @@ from datetime import date, datetime
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
 from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
 from api.middlewares import ApiError
-from api.models import CamelModel, CamelRequest, StartedRun, json_model, path_uuid, read_model, read_query
+from api.models import (
+    CamelModel,
+    CamelRequest,
+    Keyset,
+    PageQuery,
+    StartedRun,
+    cursor_scope,
+    json_model,
+    keyset_page,
+    path_uuid,
+    read_model,
+    read_query,
+)
 from api.openapi import documented
 from petcare import stock_repository as reports
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
@@ -52,14 +63,14 @@ class ReconciliationReport(CamelModel):
     low_stock: list[ReportLine]
 
 
-class ReportQuery(CamelRequest):
+class ReportQuery(PageQuery):
     store_id: UUID | None = None
     latest: bool = False  # only each store's latest reconciliation
-    limit: int = Field(default=20, ge=1, le=100)
 
 
 class ReportList(CamelModel):
     reconciliations: list[ReconciliationReport]
+    next_cursor: str | None = None  # null on the last page
 
 
 @documented(
@@ -117,16 +128,29 @@ async def get_reconciliation(request: web.Request) -> web.Response:
 
 
 @documented(
-    "Recent reconciliations, newest first; storeId for one store, latest=true for each store's latest",
+    "Recent reconciliations, newest first (by finish time); storeId for one store, latest=true for "
+    "each store's latest; page on with nextCursor",
     response=ReportList,
     query=ReportQuery,
-    errors=(422,),
+    errors=(400, 422),
     tags=("stock-reconciliations",),
 )
 async def list_reconciliations(request: web.Request) -> web.Response:
     query = read_query(request, ReportQuery)
+    scope = cursor_scope("stock-reconciliations", query)
+    after = Keyset.from_cursor(scope, query.cursor)
     async with database_call(), request.app[POOL].acquire() as connection:
         found = await reports.recent_reports(
-            connection, query.store_id, latest_only=query.latest, limit=query.limit
+            connection,
+            query.store_id,
+            latest_only=query.latest,
+            limit=query.limit + 1,  # one more: is there a next page?
+            after=None if after is None else (after.time, after.id),
         )
-    return json_model(ReportList(reconciliations=[ReconciliationReport.model_validate(r) for r in found]))
+    page, next_cursor = keyset_page(
+        [ReconciliationReport.model_validate(report) for report in found],
+        query.limit,
+        scope,
+        lambda report: Keyset(report.finished_at, report.id),
+    )
+    return json_model(ReportList(reconciliations=page, next_cursor=next_cursor))

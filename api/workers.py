@@ -12,6 +12,8 @@ must not depend on the workers.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +27,7 @@ from aiohttp import web
 from pydantic import Field
 from temporalio.client import Client, WorkflowExecution, WorkflowFailureError
 from temporalio.common import SearchAttributeKey, SearchAttributePair
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.backends import (
     CALL_TIMEOUT,
@@ -44,9 +46,13 @@ from api.middlewares import ApiError
 from api.models import (
     CamelModel,
     CamelRequest,
+    PageQuery,
     RunResponse,
     RunStatus,
     StartedRun,
+    cursor_scope,
+    decode_cursor,
+    encode_cursor,
     json_model,
     read_model,
     read_query,
@@ -414,10 +420,9 @@ JobKey = Literal["appointment-reminder", "financial-export", "stock-reconciliati
 WORKFLOW_TYPES = {job.key: job.workflow_type for job in JOBS}
 
 
-class RunsQuery(CamelRequest):
+class RunsQuery(PageQuery):
     job: JobKey | None = None
     status: RunStatus | None = None
-    limit: int = Field(default=20, ge=1, le=100)
 
 
 class RunSummary(CamelModel):
@@ -432,20 +437,39 @@ class RunSummary(CamelModel):
 
 class RunList(CamelModel):
     runs: list[RunSummary]
+    next_cursor: str | None = None  # null on the last page
 
 
 @documented(
-    "Recent runs, newest first, optionally of one job and in one status (Temporal's visibility)",
+    "Recent runs, optionally of one job and in one status (Temporal's visibility), in visibility's "
+    "order (running first, then by close time) and newest first within a page; page on with nextCursor",
     response=RunList,
     query=RunsQuery,
-    errors=(422, 503),
+    errors=(400, 422, 503),
     tags=("runs",),
 )
 async def list_runs(request: web.Request) -> web.Response:
     query = read_query(request, RunsQuery)
-    async with temporal_call():
-        runs = await recent_runs(request.app[TEMPORAL], query)
-    return json_model(RunList(runs=runs))
+    scope = cursor_scope("workers/runs", query)
+    token = None
+    if query.cursor is not None:
+        [encoded] = decode_cursor(scope, query.cursor, size=1)
+        try:
+            token = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
+    try:
+        async with temporal_call():
+            runs, next_token = await recent_runs(request.app[TEMPORAL], query, token)
+    except RPCError as error:
+        if token is not None and error.status == RPCStatusCode.INVALID_ARGUMENT:
+            # A token visibility no longer accepts (or never made): the cursor, not the server.
+            raise ApiError(
+                400, "invalid_cursor", f"cursor is not accepted by Temporal: {error.message}"
+            ) from None
+        raise
+    next_cursor = None if next_token is None else encode_cursor(scope, base64.b64encode(next_token).decode())
+    return json_model(RunList(runs=runs, next_cursor=next_cursor))
 
 
 def visibility_query(query: RunsQuery) -> str:
@@ -460,7 +484,14 @@ def visibility_query(query: RunsQuery) -> str:
     return visibility.all_of(job, status)
 
 
-async def recent_runs(client: Client, query: RunsQuery) -> list[RunSummary]:
+async def recent_runs(
+    client: Client, query: RunsQuery, page_token: bytes | None = None
+) -> tuple[list[RunSummary], bytes | None]:
+    """One page of visibility (the first, or the one `page_token` names) and the next page's token."""
+    pages = client.list_workflows(
+        visibility_query(query), page_size=query.limit, next_page_token=page_token, rpc_timeout=CALL_TIMEOUT
+    )
+    await pages.fetch_next_page()
     runs = [
         RunSummary(
             workflow_id=execution.id,
@@ -471,11 +502,9 @@ async def recent_runs(client: Client, query: RunsQuery) -> list[RunSummary]:
             started_at=execution.start_time,
             closed_at=execution.close_time,
         )
-        async for execution in client.list_workflows(
-            visibility_query(query), limit=query.limit, page_size=query.limit, rpc_timeout=CALL_TIMEOUT
-        )
+        for execution in pages.current_page or []
     ]
-    return sorted(runs, key=lambda run: run.started_at, reverse=True)
+    return sorted(runs, key=lambda run: run.started_at, reverse=True), pages.next_page_token
 
 
 @documented(

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from petcare.jobs import JOBS, STORE_STOCK_RECONCILIATION_TYPE
+from petcare.jobs import JOBS, MONTHLY_FINANCIAL_EXPORT, STORE_STOCK_RECONCILIATION_TYPE
 
 # The activities' registered names: workflows call them by name, importing no I/O code.
 ALERT_ACTIVITY = "ops.alert_failed_run"
@@ -19,9 +19,16 @@ TIMED_OUT_SWEEP_ACTIVITY = "ops.alert_timed_out_runs"
 FAILED_STORES_ACTIVITY = "ops.alert_failed_stores"
 # Where an alert goes: PETCARE_OPS_EMAIL and PETCARE_OPS_WEBHOOK_URL, each sent once per alert.
 Channel = Literal["email", "webhook"]
-# The jobs' runs, and a store's reconciliation should an operator start one on its own. Short
-# previews (the reminder dry run answers an API call that already reports its error) never alert.
-ALERTED_WORKFLOW_TYPES = frozenset({*(job.workflow_type for job in JOBS), STORE_STOCK_RECONCILIATION_TYPE})
+# The jobs' runs, the monthly close, and a store's reconciliation should an operator start one on
+# its own. Short previews (the reminder dry run answers an API call that already reports its
+# error) never alert.
+ALERTED_WORKFLOW_TYPES = frozenset(
+    {
+        *(job.workflow_type for job in JOBS),
+        MONTHLY_FINANCIAL_EXPORT.workflow_type,
+        STORE_STOCK_RECONCILIATION_TYPE,
+    }
+)
 
 
 class FailedRun(BaseModel):

@@ -90,6 +90,23 @@ class ExportSettings(BaseModel):
     stall_seconds: float = Field(default=600.0, gt=0)
     # Pending exports started by one call of the trigger route (the rest wait for the next call).
     trigger_limit: int = Field(default=500, ge=1, le=10_000)
+    # Completion notices: a store's export goes to the store's email, an all-store export (or a
+    # store without an email) to notify_email; notify_override sends every notice there instead.
+    notify_email: str | None = None
+    notify_override: bool = False
+    # The monthly close (schedule `financial-export-monthly`): on this day of the month at this
+    # hour (UTC), every store's previous local calendar month. From 12:00 UTC on the 1st every
+    # zone (UTC-12 to UTC+14) is in the new month; earlier, stores west of UTC still are in the
+    # old one, and would get the month before it. `monthly_enabled=false` removes the schedule.
+    monthly_enabled: bool = True
+    monthly_format: Literal["csv", "json"] = "csv"
+    monthly_day: int = Field(default=1, ge=1, le=28)
+    monthly_hour: int = Field(default=12, ge=0, le=23)
+
+    @field_validator("notify_email")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
 
 class DevSettings(BaseModel):

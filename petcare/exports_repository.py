@@ -30,7 +30,15 @@ from uuid import UUID
 import asyncpg
 
 from petcare.db import Connection
-from petcare.models.exports import DATA_KINDS, ExportedFile, ExportFormat, ExportStatus, FileKind
+from petcare.models.exports import (
+    DATA_KINDS,
+    ExportedFile,
+    ExportFormat,
+    ExportOrigin,
+    ExportStatus,
+    FileKind,
+    MonthlyExport,
+)
 
 # --- The export's row: requests, status transitions and reads ---
 
@@ -39,18 +47,104 @@ MAX_ERROR_LENGTH = 2000
 
 INSERT_REQUEST = """
 WITH new AS (SELECT gen_random_uuid() AS id)
-INSERT INTO financial_exports (id, store_id, period_start, period_end, format, workflow_id)
-SELECT new.id, $1, $2, $3, $4, $5 || new.id::text
+INSERT INTO financial_exports (id, store_id, period_start, period_end, format, workflow_id, origin)
+SELECT new.id, $1, $2, $3, $4, $5 || new.id::text, $6
 FROM new
 WHERE $1::uuid IS NULL OR EXISTS (SELECT 1 FROM stores WHERE id = $1::uuid)
 RETURNING id, status, workflow_id
 """
 
-SELECT_EXPORT = """
-SELECT id, store_id, period_start, period_end, format, status, requested_at, started_at,
-       completed_at, error, files, workflow_id
-FROM financial_exports WHERE id = $1
+_EXPORT_COLUMNS = """id, store_id, period_start, period_end, format, status, origin, requested_at,
+       started_at, completed_at, error, files, workflow_id"""
+
+SELECT_EXPORT = f"SELECT {_EXPORT_COLUMNS} FROM financial_exports WHERE id = $1"
+
+# Newest first, paged by the keyset (requested_at, id) of the last row of the previous page ($6,
+# $7). A period filter keeps the exports whose period lies within [periodFrom, periodTo].
+LIST_EXPORTS = f"""
+SELECT {_EXPORT_COLUMNS} FROM financial_exports
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::uuid IS NULL OR store_id = $2)
+  AND ($3::text IS NULL OR origin = $3)
+  AND ($4::date IS NULL OR period_start >= $4)
+  AND ($5::date IS NULL OR period_end <= $5)
+  AND ($6::timestamptz IS NULL OR (requested_at, id) < ($6, $7::uuid))
+ORDER BY requested_at DESC, id DESC
+LIMIT $8
 """
+
+# --- Idempotent requests: the key, the request's digest, the export it created ---
+
+# Inserted in the export's own transaction: of two requests with one key, the second waits here
+# for the first to commit, then inserts nothing (and rolls its own export back).
+CLAIM_IDEMPOTENCY_KEY = """
+INSERT INTO financial_export_requests (idempotency_key, request_digest, export_id)
+VALUES ($1, $2, $3)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING export_id
+"""
+
+SELECT_IDEMPOTENCY_KEY = """
+SELECT request_digest, export_id FROM financial_export_requests WHERE idempotency_key = $1
+"""
+
+# Keys are kept at least IDEMPOTENCY_KEY_HOURS; older ones go a few at a time with each new key.
+PURGE_IDEMPOTENCY_KEYS = """
+DELETE FROM financial_export_requests
+WHERE idempotency_key IN (
+    SELECT idempotency_key FROM financial_export_requests
+    WHERE created_at < now() - make_interval(hours => $1)
+    ORDER BY created_at LIMIT 100
+)
+"""
+IDEMPOTENCY_KEY_HOURS = 24
+
+# --- The monthly close: one export per store, month, format (the partial unique key) ---
+
+STORES_PAGE = """
+SELECT id, timezone FROM stores
+WHERE $1::uuid IS NULL OR id > $1::uuid
+ORDER BY id
+LIMIT $2
+"""
+
+# Set-based for a page of stores ($1, $2, $3 in step). A row an earlier trigger made is left alone.
+INSERT_MONTHLY = """
+INSERT INTO financial_exports (id, store_id, period_start, period_end, format, origin, workflow_id)
+SELECT w.id, w.store_id, w.period_start, w.period_end, $4, 'monthly', $5 || w.id::text
+FROM (SELECT gen_random_uuid() AS id, u.*
+      FROM unnest($1::uuid[], $2::date[], $3::date[]) AS u(store_id, period_start, period_end)) AS w
+ON CONFLICT (store_id, period_start, period_end, format) WHERE origin = 'monthly' DO NOTHING
+RETURNING id
+"""
+
+SELECT_MONTHLY = """
+SELECT e.id, e.store_id, e.period_start, e.period_end, e.status
+FROM financial_exports e
+JOIN unnest($1::uuid[], $2::date[], $3::date[]) AS u(store_id, period_start, period_end)
+  ON e.store_id = u.store_id AND e.period_start = u.period_start AND e.period_end = u.period_end
+WHERE e.origin = 'monthly' AND e.format = $4
+ORDER BY e.store_id
+"""
+
+# --- The completion notice: where it goes, and the record that it went ---
+
+NOTICE_TARGET = """
+SELECT e.id, e.store_id, e.period_start, e.period_end, e.format, s.name AS store_name,
+       s.email AS store_email
+FROM financial_exports e LEFT JOIN stores s ON s.id = e.store_id
+WHERE e.id = $1
+"""
+
+# The claim exists before the send; only a run whose notice has `sent_at` is skipped on retry.
+CLAIM_NOTICE = """
+INSERT INTO financial_export_notices (run_id, export_id, recipient)
+VALUES ($1, $2, $3)
+ON CONFLICT (run_id) DO UPDATE SET recipient = EXCLUDED.recipient
+RETURNING sent_at IS NOT NULL
+"""
+
+MARK_NOTICE_SENT = "UPDATE financial_export_notices SET sent_at = now() WHERE run_id = $1"
 
 # Pending exports, and `processing` ones: a run that was terminated or timed out leaves its export
 # `processing` (no workflow code runs then). Starting under the export's fixed workflow id decides:
@@ -127,6 +221,7 @@ class ExportRow:
     period_end: date
     format: ExportFormat
     status: ExportStatus
+    origin: ExportOrigin
     requested_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
@@ -157,19 +252,111 @@ async def insert_request(
     period_end: date,
     export_format: ExportFormat,
     workflow_id_prefix: str,
+    origin: ExportOrigin = "backend",
 ) -> tuple[UUID, ExportStatus, str] | None:
     """The new export's id, status and workflow id; None when the store does not exist."""
     row = await connection.fetchrow(
-        INSERT_REQUEST, store_id, period_start, period_end, export_format, workflow_id_prefix
+        INSERT_REQUEST, store_id, period_start, period_end, export_format, workflow_id_prefix, origin
     )
     return None if row is None else (row["id"], row["status"], row["workflow_id"])
 
 
+def _export_row(row: asyncpg.Record) -> ExportRow:
+    return ExportRow(**{**dict(row), "files": _files(row["files"])})
+
+
 async def fetch_export(connection: Connection, export_id: UUID) -> ExportRow | None:
     row = await connection.fetchrow(SELECT_EXPORT, export_id)
-    if row is None:
-        return None
-    return ExportRow(**{**dict(row), "files": _files(row["files"])})
+    return None if row is None else _export_row(row)
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    status: ExportStatus | None = None
+    store_id: UUID | None = None
+    origin: ExportOrigin | None = None
+    period_from: date | None = None
+    period_to: date | None = None
+
+
+async def list_exports(
+    connection: Connection,
+    filters: ExportFilters,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[ExportRow]:
+    """Newest first; `after` is the (requested_at, id) of the previous page's last export."""
+    after_time, after_id = after or (None, None)
+    rows = await connection.fetch(
+        LIST_EXPORTS,
+        filters.status,
+        filters.store_id,
+        filters.origin,
+        filters.period_from,
+        filters.period_to,
+        after_time,
+        after_id,
+        limit,
+    )
+    return [_export_row(row) for row in rows]
+
+
+async def claim_idempotency_key(
+    connection: Connection, key: str, digest: str, export_id: UUID
+) -> UUID | None:
+    """Record `key` for this new export (in its transaction); None if the key was taken already."""
+    await connection.execute(PURGE_IDEMPOTENCY_KEYS, IDEMPOTENCY_KEY_HOURS)
+    claimed: UUID | None = await connection.fetchval(CLAIM_IDEMPOTENCY_KEY, key, digest, export_id)
+    return claimed
+
+
+async def idempotency_key(connection: Connection, key: str) -> tuple[str, UUID] | None:
+    """The request digest and the export of a key already used, if any."""
+    row = await connection.fetchrow(SELECT_IDEMPOTENCY_KEY, key)
+    return None if row is None else (row["request_digest"], row["export_id"])
+
+
+async def stores_page(
+    connection: Connection, after_store_id: UUID | None, limit: int
+) -> list[tuple[UUID, str]]:
+    """Id and time zone of the next `limit` stores by id."""
+    rows = await connection.fetch(STORES_PAGE, after_store_id, limit)
+    return [(row["id"], row["timezone"]) for row in rows]
+
+
+async def create_monthly(
+    connection: Connection,
+    periods: list[tuple[UUID, date, date]],
+    export_format: ExportFormat,
+    workflow_id_prefix: str,
+) -> list[MonthlyExport]:
+    """The monthly export of each (store, first day, last day): created, or the one made before."""
+    columns = [list(column) for column in zip(*periods, strict=True)] if periods else [[], [], []]
+    async with connection.transaction():
+        created = {
+            row["id"]
+            for row in await connection.fetch(INSERT_MONTHLY, *columns, export_format, workflow_id_prefix)
+        }
+        rows = await connection.fetch(SELECT_MONTHLY, *columns, export_format)
+    return [
+        MonthlyExport(**{**dict(row), "export_id": row["id"]}, created=row["id"] in created) for row in rows
+    ]
+
+
+async def notice_target(connection: Connection, export_id: UUID) -> asyncpg.Record | None:
+    """Period, format, store name and store email of an export (see NOTICE_TARGET)."""
+    row: asyncpg.Record | None = await connection.fetchrow(NOTICE_TARGET, export_id)
+    return row
+
+
+async def claim_notice(connection: Connection, run_id: str, export_id: UUID, recipient: str) -> bool:
+    """Record the notice of this run as being sent; True if it was sent already."""
+    return bool(await connection.fetchval(CLAIM_NOTICE, run_id, export_id, recipient))
+
+
+async def mark_notice_sent(connection: Connection, run_id: str) -> None:
+    await connection.execute(MARK_NOTICE_SENT, run_id)
 
 
 async def startable_exports(connection: Connection, limit: int) -> list[tuple[UUID, UUID | None]]:

@@ -31,6 +31,11 @@ STOCK_RECONCILIATION = Job("stock-reconciliation", "StockReconciliationWorker", 
 JOBS = (APPOINTMENT_REMINDER, FINANCIAL_EXPORT, STOCK_RECONCILIATION)
 # A store's part of the stock job, a workflow of its own (started by the job, or alone).
 STORE_STOCK_RECONCILIATION_TYPE = "StoreStockReconciliationWorkflow"
+# The monthly close of the exports: it creates and starts FINANCIAL_EXPORT runs, one per store (not
+# in JOBS: health and the runs filter keep the three jobs of the old workers).
+MONTHLY_FINANCIAL_EXPORT = Job(
+    "financial-export-monthly", "FinancialExportMonthlyWorker", "MonthlyFinancialExportWorkflow"
+)
 # Not a job of the business (health does not list it): it alerts on the jobs' timed-out runs.
 OPS_ALERT_SWEEP = Job("ops-alert-sweep", "OpsAlertSweep", "OpsAlertSweepWorkflow")
 

@@ -18,8 +18,10 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -27,10 +29,19 @@ from temporalio.client import (
 )
 from temporalio.client import ScheduleOverlapPolicy as Overlap
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
 
 from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import Settings
-from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE, OPS_ALERT_SWEEP, STOCK_RECONCILIATION, Job
+from petcare.jobs import (
+    APPOINTMENT_REMINDER,
+    JOB_ATTRIBUTE,
+    MONTHLY_FINANCIAL_EXPORT,
+    OPS_ALERT_SWEEP,
+    STOCK_RECONCILIATION,
+    Job,
+)
+from petcare.models.exports import MonthlyExportInput
 from petcare.models.reminders import ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
 from petcare.summaries import schedule_summary
@@ -40,7 +51,7 @@ log = logging.getLogger(__name__)
 # Kept in the scheduled workflows' memo: lets `apply` see whether a declaration changed.
 FINGERPRINT_MEMO_KEY = "petcareScheduleFingerprint"
 
-Outcome = Literal["created", "updated", "unchanged"]
+Outcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class ScheduleDeclaration:
     overlap: Overlap = Overlap.SKIP
     execution_timeout: timedelta | None = None
     extra_memo: dict[str, str] = field(default_factory=dict)
+    # Switched off by a setting: `apply` deletes the schedule (and creates it again once on).
+    enabled: bool = True
 
     def fingerprint(self, task_queue: str) -> str:
         described = {
@@ -136,6 +149,32 @@ def declared_schedules(settings: Settings) -> list[ScheduleDeclaration]:
             execution_timeout=timedelta(minutes=15),
         )
     )
+    export = settings.export
+    declarations.append(
+        ScheduleDeclaration(
+            schedule_id=MONTHLY_FINANCIAL_EXPORT.key,
+            job=MONTHLY_FINANCIAL_EXPORT,
+            argument=MonthlyExportInput(format=export.monthly_format),
+            spec=ScheduleSpec(
+                calendars=[
+                    ScheduleCalendarSpec(
+                        day_of_month=[ScheduleRange(export.monthly_day)],
+                        hour=[ScheduleRange(export.monthly_hour)],
+                        minute=[ScheduleRange(0)],
+                        second=[ScheduleRange(0)],
+                        comment="the monthly close, in UTC",
+                    )
+                ]
+            ),
+            note=f"Monthly close: every store's {export.monthly_format} export of its previous local "
+            "calendar month, once per store and month",
+            # A month missed during downtime is still made once the worker is back within 3 weeks;
+            # the run takes the time it was scheduled for, so the month is the one it was meant for.
+            catchup_window=timedelta(days=21),
+            execution_timeout=timedelta(hours=1),
+            enabled=export.monthly_enabled,
+        )
+    )
     return declarations
 
 
@@ -147,6 +186,8 @@ async def apply_schedules(
 
 
 async def _apply_one(client: Client, declaration: ScheduleDeclaration, task_queue: str) -> Outcome:
+    if not declaration.enabled:
+        return await _delete(client, declaration.schedule_id)
     wanted = declaration.to_schedule(task_queue)
     try:
         await client.create_schedule(declaration.schedule_id, wanted)
@@ -167,6 +208,17 @@ async def _apply_one(client: Client, declaration: ScheduleDeclaration, task_queu
     await handle.update(keep_state)
     log.info("schedule %s updated", declaration.schedule_id)
     return "updated"
+
+
+async def _delete(client: Client, schedule_id: str) -> Outcome:
+    try:
+        await client.get_schedule_handle(schedule_id).delete()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return "absent"
+        raise
+    log.info("schedule %s deleted (switched off in the settings)", schedule_id)
+    return "deleted"
 
 
 def _fingerprint_of(client: Client, schedule: Schedule) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -367,7 +367,8 @@ SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_r
                              FROM stock_reconciliations l
                             WHERE $1::uuid IS NULL OR l.store_id = $1
                             ORDER BY l.store_id, l.finished_at DESC))
- ORDER BY r.finished_at DESC, r.id
+   AND ($4::timestamptz IS NULL OR (r.finished_at, r.id) < ($4, $5::uuid))
+ ORDER BY r.finished_at DESC, r.id DESC
  LIMIT $3
 """
 
@@ -390,9 +391,16 @@ async def report(connection: Connection, reconciliation_id: UUID) -> dict[str, o
 
 
 async def recent_reports(
-    connection: Connection, store_id: UUID | None, *, latest_only: bool, limit: int
+    connection: Connection,
+    store_id: UUID | None,
+    *,
+    latest_only: bool,
+    limit: int,
+    after: tuple[datetime, UUID] | None = None,
 ) -> list[dict[str, object]]:
-    rows = await connection.fetch(RECENT, store_id, latest_only, limit)
+    """Newest first; `after` is the (finished_at, id) of the previous page's last report."""
+    after_time, after_id = after or (None, None)
+    rows = await connection.fetch(RECENT, store_id, latest_only, limit, after_time, after_id)
     return await _with_lines(connection, rows)
 
 

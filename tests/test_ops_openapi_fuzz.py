@@ -139,6 +139,8 @@ async def test_no_generated_request_gets_a_5xx(
         "GET /api/v1/schedules",
         "POST /api/v1/schedules/{scheduleId}/backfill",
         "GET /metrics",
+        "GET /api/v1/financial-exports",
+        "GET /api/v1/financial-exports/{id}/files/{name}",
     ):
         assert calls.get(label, 0) >= 1, (label, calls)
     assert len(calls) >= 12, calls

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workflows.alerts import OpsAlertSweepWorkflow
-from workflows.exports import FinancialExportWorkflow
+from workflows.exports import FinancialExportWorkflow, MonthlyFinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
@@ -11,5 +11,5 @@ from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliatio
 WORKFLOWS: list[type] = []
 WORKFLOWS += [StockReconciliationWorkflow, StoreStockReconciliationWorkflow]
 WORKFLOWS += [AppointmentReminderWorkflow, AppointmentReminderDryRunWorkflow]
-WORKFLOWS += [FinancialExportWorkflow]
+WORKFLOWS += [FinancialExportWorkflow, MonthlyFinancialExportWorkflow]
 WORKFLOWS += [OpsAlertSweepWorkflow]

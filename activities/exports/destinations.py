@@ -12,6 +12,9 @@ retracts its manifest there, so no manifest ever stands beside a file it does no
 SFTP's permanent faults (unknown or changed host key, refused credentials, missing trust or key
 file, permission denied) become non-retryable ApplicationErrors with a message an operator can
 act on; a refused or lost connection stays retryable, and the retry rewrites the file from the start.
+
+The API reads files back (`read`) through the same sessions, so the same settings and the same
+host key check apply; a read holds one block at a time, whatever the file's size.
 """
 
 from __future__ import annotations
@@ -52,6 +55,22 @@ class Upload(Protocol):
     async def write(self, data: bytes) -> None: ...
 
 
+# What a read hands over at a time: the memory a download holds, whatever the file's size.
+READ_BLOCK_BYTES = 256 * 1024
+
+
+class StoredFileMissing(Exception):
+    """The file is not (or no longer) at the destination, or its path is outside the destination."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file being read from the destination: its size, and its bytes block after block."""
+
+    size: int
+    blocks: AsyncIterator[bytes]
+
+
 BeforeReplace = Callable[[], Awaitable[None]]
 
 
@@ -67,6 +86,10 @@ class DestinationSession(Protocol):
 
     async def remove(self, directory: str, name: str) -> None:
         """Remove `directory/name`; nothing to do if it is not there."""
+        ...
+
+    def read(self, path: str) -> AbstractAsyncContextManager[StoredFile]:
+        """The file at `path` (a `final_path`), or StoredFileMissing."""
         ...
 
 
@@ -121,6 +144,26 @@ class LocalSession:
 
     async def remove(self, directory: str, name: str) -> None:
         await asyncio.to_thread(_remove_durably, self._root / directory / name)
+
+    @asynccontextmanager
+    async def read(self, path: str) -> AsyncIterator[StoredFile]:
+        resolved = await asyncio.to_thread(Path(path).resolve)
+        if not resolved.is_relative_to(self._root):
+            raise StoredFileMissing(f"{path} is outside the export directory {self._root}")
+        try:
+            file = await asyncio.to_thread(resolved.open, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise StoredFileMissing(f"{path} is not in the export directory") from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+            yield StoredFile(size, _local_blocks(file))
+        finally:
+            file.close()
+
+
+async def _local_blocks(file: BinaryIO) -> AsyncIterator[bytes]:
+    while block := await asyncio.to_thread(file.read, READ_BLOCK_BYTES):
+        yield block
 
 
 def _flush_to_disk(file: BinaryIO) -> None:
@@ -227,6 +270,21 @@ class SftpSession:
         with contextlib.suppress(asyncssh.SFTPNoSuchFile):
             await self._sftp.remove(posixpath.join(self._remote_dir, directory, name))
 
+    @asynccontextmanager
+    async def read(self, path: str) -> AsyncIterator[StoredFile]:
+        try:
+            file = await self._sftp.open(path, "rb")
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
+            raise StoredFileMissing(f"{path} is not on SFTP server {self._where}") from None
+        except asyncssh.SFTPPermissionDenied as error:
+            raise application_error(
+                f"SFTP server {self._where} denied reading {path}: {error.reason}",
+                ErrorType.SFTP_PERMISSION_DENIED,
+            ) from None
+        async with file:
+            size = (await file.stat()).size or 0
+            yield StoredFile(size, _sftp_blocks(file))
+
     async def _replace(self, temp: str, final: str) -> None:
         try:
             await self._sftp.posix_rename(temp, final)  # atomic overwrite (OpenSSH extension)
@@ -235,6 +293,14 @@ class SftpSession:
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await self._sftp.remove(final)
             await self._sftp.rename(temp, final)
+
+
+async def _sftp_blocks(file: asyncssh.SFTPClientFile) -> AsyncIterator[bytes]:
+    offset = 0
+    while block := await file.read(READ_BLOCK_BYTES, offset):
+        assert isinstance(block, bytes)  # opened in binary mode
+        offset += len(block)
+        yield block
 
 
 class SftpDestination:

@@ -25,7 +25,7 @@ from devstack.smtp_sink import SmtpSink
 from devstack.ssh_keys import write_known_hosts
 from petcare.alerts import ALERTED_WORKFLOW_TYPES, TimedOutSweep
 from petcare.config import ExportSettings, Settings, SmsSettings
-from petcare.models.exports import FinancialExportInput, export_workflow_id
+from petcare.models.exports import FinancialExportInput, MonthlyExportInput, export_workflow_id
 from petcare.models.reminders import ReminderDryRunInput, ReminderRunInput
 from petcare.models.stock import StockReconciliationInput
 from tests.histories import RecordedHistory, save_history
@@ -35,7 +35,7 @@ from tests.support.sftp import SftpFixture
 from tests.support.stock import add_product
 from tests.support.workers import real_worker
 from workflows.alerts import OpsAlertSweepWorkflow
-from workflows.exports import FinancialExportWorkflow
+from workflows.exports import FinancialExportWorkflow, MonthlyFinancialExportWorkflow
 from workflows.reminders import AppointmentReminderDryRunWorkflow, AppointmentReminderWorkflow
 from workflows.stock import StockReconciliationWorkflow
 
@@ -167,6 +167,36 @@ async def test_record_exports(
     name = "FinancialExportWorkflow"
     await save(dev_client, name, "csv to local directory", "completed", export_workflow_id(good))
     await save(dev_client, name, "unknown host key", "failed", export_workflow_id(refused))
+
+
+async def test_record_monthly_close(
+    dev_client: Client, job_settings: Settings, pool: asyncpg.Pool, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    async with pool.acquire() as connection:
+        seeded = await seed(connection)
+    await pool.execute("UPDATE stores SET email = 'tokyo@petcare.test' WHERE id = $1", seeded.tokyo)
+    local = job_settings.model_copy(
+        update={"export": ExportSettings(destination="local", local_dir=tmp_path / "exports")}
+    )
+    close_id = f"financial-export-monthly-record-{uuid.uuid4().hex[:8]}"
+    async with real_worker(dev_client, local, pool):
+        await dev_client.execute_workflow(
+            MonthlyFinancialExportWorkflow.run,
+            MonthlyExportInput(as_of=datetime(2025, 11, 1, 2, tzinfo=UTC)),
+            id=close_id,
+            task_queue=local.task_queue,
+        )
+        tokyo = await pool.fetchval("SELECT id FROM financial_exports WHERE store_id = $1", seeded.tokyo)
+        await dev_client.get_workflow_handle(export_workflow_id(tokyo)).result()
+    assert len(smtp_sink.received) == 1
+    await save(dev_client, "MonthlyFinancialExportWorkflow", "two stores", "completed", close_id)
+    await save(
+        dev_client,
+        "FinancialExportWorkflow",
+        "csv with completion notice",
+        "completed",
+        export_workflow_id(tokyo),
+    )
 
 
 async def test_record_stock_runs(

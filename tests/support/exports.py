@@ -19,10 +19,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.exports import ExportActivities
+from activities.exports import ExportActivities, ExportNoticeActivities
 from activities.exports.destinations import Destination
 from activities.exports.streaming import StreamLimits
+from petcare.config import ExportSettings, SmtpSettings
 from petcare.db import Connection
+from petcare.mail import Mailer
 from petcare.models.exports import (
     FinancialExportInput,
     FinancialExportResult,
@@ -291,12 +293,16 @@ async def export_worker(
     least every second (the SDK's default throttle is 0.8 x the heartbeat timeout), so a
     cancellation reaches the uploads within a second or two of their next heartbeat."""
     activities = ExportActivities(pool, destination, limits or StreamLimits(heartbeat_seconds=0.5))
+    # Notices go nowhere unless a test's stores have an email (these have none): no SMTP needed.
+    notices = ExportNoticeActivities(
+        pool, Mailer(SmtpSettings()), ExportSettings(), sender="exports@petcare.test"
+    )
     async with (
         Worker(
             client,
             task_queue=task_queue,
             workflows=[FinancialExportWorkflow],
-            activities=activities.status_methods(),
+            activities=[*activities.status_methods(), notices.notify_completed],
             max_cached_workflows=max_cached_workflows,
         ),
         Worker(
