@@ -6,10 +6,6 @@ the retry of a failed reminder once its address is fixed.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
@@ -24,7 +20,19 @@ from activities.reminders.messages import override_problems
 from activities.reminders.templates import LOCALES, PLACEHOLDERS
 from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
 from api.middlewares import ApiError
-from api.models import CamelModel, CamelRequest, StartedRun, json_model, path_uuid, read_model, read_query
+from api.models import (
+    CamelModel,
+    CamelRequest,
+    PageQuery,
+    StartedRun,
+    cursor_scope,
+    decode_cursor,
+    encode_cursor,
+    json_model,
+    path_uuid,
+    read_model,
+    read_query,
+)
 from api.openapi import documented
 from petcare import reminders_repository as repository
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE
@@ -179,13 +187,12 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
-class DeliveriesQuery(CamelRequest):
+class DeliveriesQuery(PageQuery):
     appointment_id: UUID | None = None
     customer_id: UUID | None = None
     state: DeliveryState | None = None
     since: AwareDatetime | None = None  # records changed at or after this instant
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = Field(default=None, max_length=500)  # the previous page's nextCursor
 
     @field_validator("since")
     @classmethod
@@ -217,37 +224,24 @@ class DeliveryList(CamelModel):
     next_cursor: str | None  # null on the last page
 
 
-def _fingerprint(query: DeliveriesQuery) -> str:
-    """Which filters a cursor was made for: a cursor is refused with other filters."""
-    filters = [query.appointment_id, query.customer_id, query.state, query.since]
-    return hashlib.sha256(json.dumps([str(v) for v in filters]).encode()).hexdigest()[:16]
+DELIVERIES_LIST = "reminder-deliveries"
 
 
 def _encode_cursor(query: DeliveriesQuery, last: Delivery) -> str:
-    position = [last.updated_at.isoformat(), str(last.appointment_id), last.starts_at.isoformat()]
-    raw = json.dumps({"v": 1, "f": _fingerprint(query), "p": position}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    position = (last.updated_at.isoformat(), str(last.appointment_id), last.starts_at.isoformat())
+    return encode_cursor(cursor_scope(DELIVERIES_LIST, query), *position)
 
 
 def _decode_cursor(query: DeliveriesQuery) -> tuple[datetime, UUID, datetime] | None:
-    """The position after which the page starts: 400 for a cursor that is not one of ours, or was
-    made for other filters."""
+    """The position after which the page starts (the shared cursor of api/models.py: a 400 for a
+    cursor that is not one of this list's with these filters)."""
     if query.cursor is None:
         return None
-    text = query.cursor
+    updated, appointment, starts = decode_cursor(cursor_scope(DELIVERIES_LIST, query), query.cursor, size=3)
     try:
-        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        if not isinstance(data, dict) or data.get("v") != 1:
-            raise ValueError("unknown cursor version")
-        updated, appointment, starts = data["p"]
         position = _Position.model_validate({"u": updated, "a": appointment, "s": starts})
-        fingerprint = data["f"]
-    except (ValueError, KeyError, TypeError, binascii.Error, ValidationError):
-        raise ApiError(400, "malformed_cursor", "cursor is not a nextCursor of this list") from None
-    if fingerprint != _fingerprint(query):
-        raise ApiError(
-            400, "malformed_cursor", "cursor was made for other filters: repeat the filters of its first page"
-        )
+    except ValidationError:
+        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
     return position.u, position.a, position.s
 
 

@@ -175,7 +175,9 @@ async def test_deliveries_are_listed_by_filter_and_paged_with_cursors(
 
     foreign = await api_client.get(DELIVERIES, params={"cursor": first["nextCursor"]}, headers=AUTH)
     assert foreign.status == 400
-    assert "other filters" in (await foreign.json())["error"]["message"]
+    refused = (await foreign.json())["error"]
+    assert refused["code"] == "invalid_cursor"  # the one cursor of every paged list (api/models.py)
+    assert "other filters" in refused["message"]
     for garbage in ("nope", "eyJ2IjoxfQ", "!!!"):
         malformed = await api_client.get(DELIVERIES, params={"cursor": garbage}, headers=AUTH)
         assert malformed.status == 400, garbage
