@@ -109,7 +109,7 @@ class StockActivities:
                 due.invalid.append(failed)
                 continue
             if target is not None:
-                due.targets.append(target)
+                due.targets.append(target.model_copy(update={"full_recompute": request.full_recompute}))
         return due
 
     @activity.defn(name="stock_reconcile_store")
