@@ -123,10 +123,10 @@ async def test_concurrent_writers_and_runs_agree_with_the_full_aggregate(
             open_writers.append((connection, transaction))
         rng.shuffle(open_writers)
         # Half commit (in shuffled order, not id order), then a run with the others still open.
-        for connection, transaction in open_writers[:2]:
+        for _connection, transaction in open_writers[:2]:
             await transaction.commit()
         await reconcile(activities, store)
-        for connection, transaction in open_writers[2:]:
+        for _connection, transaction in open_writers[2:]:
             if rng.random() < 0.25:
                 await transaction.rollback()  # an id that never appears
             else:
