@@ -358,6 +358,8 @@ class ReservedAlert:
     threshold: int | None
 
 
+# Worst first within a kind (the email lists the head of each): the largest difference, the
+# deepest under its threshold.
 RESERVE = """
 WITH reserved AS (
     UPDATE stock_alerts a
@@ -368,7 +370,8 @@ WITH reserved AS (
 )
 SELECT r.id, r.kind, r.recorded, r.computed, r.threshold, p.sku, p.name
   FROM reserved r JOIN products p ON p.id = r.product_id
- ORDER BY p.sku, r.kind
+ ORDER BY r.kind, abs(r.computed - coalesce(r.recorded, r.computed)) DESC,
+          r.computed - coalesce(r.threshold, 0), p.sku
 """
 
 # A retry of the same run: exactly the alerts its first attempt reserved and has not yet sent.
@@ -376,7 +379,8 @@ RESERVED = """
 SELECT a.id, a.kind, a.recorded, a.computed, a.threshold, p.sku, p.name
   FROM stock_alerts a JOIN products p ON p.id = a.product_id
  WHERE a.notified_by = $1 AND a.notified_at IS NULL
- ORDER BY p.sku, a.kind
+ ORDER BY a.kind, abs(a.computed - coalesce(a.recorded, a.computed)) DESC,
+          a.computed - coalesce(a.threshold, 0), p.sku
 """
 
 PENDING_COUNT = """
@@ -391,10 +395,11 @@ UPDATE stock_reconciliations
  WHERE id = $1
 """
 
+# Every alert the run holds went out in its one email (the same set RESERVED reads on a retry).
 MARK_SENT = """
 WITH notified AS (
     UPDATE stock_alerts SET notified_at = now(), reserved_until = NULL
-     WHERE id = ANY($2::uuid[]) AND notified_by = $1 AND notified_at IS NULL
+     WHERE notified_by = $1 AND notified_at IS NULL
 )
 UPDATE stock_reconciliations SET alert_status = 'sent', alert_sent_at = now(), alert_error = NULL
  WHERE id = $1
@@ -437,8 +442,8 @@ async def set_status(
     await connection.execute(SET_STATUS, reconciliation_id, status, message_id, recipient, None)
 
 
-async def mark_sent(pool: asyncpg.Pool, reconciliation_id: UUID, alert_ids: list[UUID]) -> None:
-    await pool.execute(MARK_SENT, reconciliation_id, alert_ids)
+async def mark_sent(pool: asyncpg.Pool, reconciliation_id: UUID) -> None:
+    await pool.execute(MARK_SENT, reconciliation_id)
 
 
 async def release(pool: asyncpg.Pool, reconciliation_id: UUID, status: AlertStatus, error: str) -> None:
