@@ -74,20 +74,20 @@ def svg(results: list[Result]) -> str:
     for tick in range(int(scale_max) + 1):
         parts.append(
             f'<line x1="{x(tick):.1f}" y1="50" x2="{x(tick):.1f}" y2="{height - 30}" stroke="#ddd"/>'
-            f'<text x="{x(tick):.1f}" y="{height - 14}" text-anchor="middle" fill="#555">{tick}×</text>'
+            f'<text x="{x(tick):.1f}" y="{height - 14}" text-anchor="middle" fill="#555">{tick}x</text>'
         )
     for index, result in enumerate(results):
         top = 56 + ROW * index
         colour = "#2e7d32" if result.met else "#c62828"
         label = f"{result.job}: {result.case} — {result.server}"
-        wanted = ("≥ " if result.higher_is_better else "≤ ") + f"{result.target:g}×"
+        wanted = ("≥ " if result.higher_is_better else "≤ ") + f"{result.target:g}x"
         parts.append(
             f'<text x="{PAD}" y="{top + 17}">{escape(label)}</text>'
             f'<rect x="{LABEL}" y="{top + 4}" width="{x(result.ratio) - LABEL:.1f}" height="18" '
             f'fill="{colour}"><title>{escape(result.detail)} ({escape(result.measured_at)})</title></rect>'
             f'<line x1="{x(result.target):.1f}" y1="{top}" x2="{x(result.target):.1f}" y2="{top + 26}" '
             f'stroke="black" stroke-width="2"/>'
-            f'<text x="{LABEL + BAR + 8}" y="{top + 17}">{result.ratio:.2f}× (target {wanted})</text>'
+            f'<text x="{LABEL + BAR + 8}" y="{top + 17}">{result.ratio:.2f}x (target {wanted})</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

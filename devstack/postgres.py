@@ -100,7 +100,7 @@ class DebianPostgres:
         import subprocess
 
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *argv], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*prefix, *argv], check=True, stdout=subprocess.DEVNULL)  # noqa: S603 (fixed paths)
 
     def start(self) -> None:
         import os
