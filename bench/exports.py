@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import posixpath
 import resource
 import sys
@@ -328,14 +329,75 @@ def step_crlf(paths: list[str]) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": size, "split": []}
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, CPU seconds of it and of its reaped children, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        found[int(entry.name)] = (int(fields[1]), ticks / CLOCK_TICKS, command)
+    return found
+
+
+def server_cpu(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree (a process and its live descendants; those
+    that exited are in their parent's children times): PostgreSQL, sshd, the Temporal server."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    totals = {}
+    for name, root in roots.items():
+        total, stack = 0.0, [root]
+        while stack:
+            pid = stack.pop()
+            if pid in processes:
+                total += processes[pid][1]
+                stack.extend(children.get(pid, []))
+        totals[name] = total
+    return totals
+
+
+async def server_roots(dsn: str, sshd_config: str, temporal_port: str) -> dict[str, int]:
+    """The root process of each server this bench started (never another user's)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        processes = await asyncio.to_thread(_processes)  # while the backend lives
+    finally:
+        await connection.close()
+    roots = {"postgres": processes[backend][0]}
+    for pid, (_, _, command) in processes.items():
+        if "sshd" in command and sshd_config in command:
+            roots.setdefault("sshd", pid)
+        if "start-dev" in command and f"--port {temporal_port}" in command:
+            roots["temporal"] = pid
+    return roots
+
+
+SERVER_ROOTS: dict[str, int] = {}
+
+
 async def run_step(*args: str) -> dict[str, Any]:
+    before = await asyncio.to_thread(server_cpu, SERVER_ROOTS)
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "step", *args, stdout=asyncio.subprocess.PIPE
     )
     stdout, _ = await child.communicate()
     if child.returncode != 0:
         raise SystemExit(f"step {args[0]} failed (exit {child.returncode})")
+    after = await asyncio.to_thread(server_cpu, SERVER_ROOTS)
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    result["servers"] = {name: round(after[name] - before[name], 2) for name in after}
     return result
 
 
@@ -436,6 +498,8 @@ async def measure(
             await create_database(postgres.url(), database), options.invoices, CASES[case][1]
         )
     address = temporal.client.service_client.config.target_host
+    SERVER_ROOTS.clear()
+    SERVER_ROOTS.update(await server_roots(dsn, str(layout.base / "sshd_config"), address.rsplit(":", 1)[1]))
     # Rounds alternate the steps, so a burst of load from a neighbour on this shared machine
     # falls on one round rather than on one side of the comparison.
     rounds: list[tuple[dict[str, Any], ...]] = []
@@ -476,7 +540,7 @@ def report(
         print(
             f"  {name:22} {step['seconds']:6.2f} s  {rows / step['seconds']:>10,.0f} rows/s  "
             f"{size / 1e6 / step['seconds']:6.1f} MB/s  peak RSS {step['rss_mb']:5.1f} MB  "
-            f"own CPU {step['cpu']:5.2f} s  "
+            f"own CPU {step['cpu']:5.2f} s  servers' CPU {step['servers']} s  "
             f"(per file: {step['split']} s)"
         )
     slower = max(copy["seconds"], put["seconds"])
