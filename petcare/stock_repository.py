@@ -305,11 +305,15 @@ UPDATE stock_alerts a
 """
 )
 
+# $3 (an interval, or NULL when the run has nobody to email): the new alerts are reserved for this
+# run's email as they are written, rather than updated once more by RESERVE.
 OPEN_NEW = (
     _CURRENT
     + """
-INSERT INTO stock_alerts (store_id, product_id, kind, recorded, computed, threshold, opened_by)
-SELECT $2, c.product_id, c.kind, c.recorded, c.computed, c.threshold, $1
+INSERT INTO stock_alerts
+       (store_id, product_id, kind, recorded, computed, threshold, opened_by, notified_by, reserved_until)
+SELECT $2, c.product_id, c.kind, c.recorded, c.computed, c.threshold, $1,
+       CASE WHEN $3::interval IS NOT NULL THEN $1::uuid END, now() + $3::interval
   FROM current_flags c
  WHERE NOT EXISTS (SELECT 1 FROM stock_alerts a
                     WHERE a.store_id = $2 AND a.product_id = c.product_id AND a.kind = c.kind
@@ -332,9 +336,10 @@ async def lock_run(connection: Connection, reconciliation_id: UUID) -> RunForAle
     return None if row is None else RunForAlerts(**dict(row))
 
 
-async def diff_alerts(connection: Connection, run: RunForAlerts) -> None:
+async def diff_alerts(connection: Connection, run: RunForAlerts, reserve_for: timedelta | None) -> None:
+    """Resolve what no longer holds, open what is new (reserved for `reserve_for` if given)."""
     await connection.execute(RESOLVE_STALE, run.id, run.store_id)
-    await connection.execute(OPEN_NEW, run.id, run.store_id)
+    await connection.execute(OPEN_NEW, run.id, run.store_id, reserve_for)
 
 
 async def counts(connection: Connection, reconciliation_id: UUID) -> tuple[int, int]:
@@ -358,23 +363,17 @@ class ReservedAlert:
     threshold: int | None
 
 
-# Worst first within a kind (the email lists the head of each): the largest difference, the
-# deepest under its threshold.
+# The pending alerts of earlier runs that no live run holds (those this run opened are reserved
+# already, by OPEN_NEW); the email then lists everything the run holds (RESERVED).
 RESERVE = """
-WITH reserved AS (
-    UPDATE stock_alerts a
-       SET notified_by = $1, reserved_until = now() + $3::interval
-     WHERE a.store_id = $2 AND a.resolved_at IS NULL AND a.notified_at IS NULL
-       AND (a.notified_by IS NULL OR a.notified_by = $1 OR a.reserved_until < now())
-    RETURNING a.id, a.product_id, a.kind, a.recorded, a.computed, a.threshold
-)
-SELECT r.id, r.kind, r.recorded, r.computed, r.threshold, p.sku, p.name
-  FROM reserved r JOIN products p ON p.id = r.product_id
- ORDER BY r.kind, abs(r.computed - coalesce(r.recorded, r.computed)) DESC,
-          r.computed - coalesce(r.threshold, 0), p.sku
+UPDATE stock_alerts a
+   SET notified_by = $1, reserved_until = now() + $3::interval
+ WHERE a.store_id = $2 AND a.resolved_at IS NULL AND a.notified_at IS NULL
+   AND (a.notified_by IS NULL OR a.reserved_until < now())
 """
 
-# A retry of the same run: exactly the alerts its first attempt reserved and has not yet sent.
+# What the run holds and has not yet sent (also what a retry resends), worst first within a kind
+# (the email lists the head of each): the largest difference, the deepest under its threshold.
 RESERVED = """
 SELECT a.id, a.kind, a.recorded, a.computed, a.threshold, p.sku, p.name
   FROM stock_alerts a JOIN products p ON p.id = a.product_id
@@ -418,8 +417,8 @@ async def reserve(
     connection: Connection, reconciliation_id: UUID, store_id: UUID, lease: timedelta
 ) -> list[ReservedAlert]:
     """The store's pending alerts not held by another live run, now held by this one."""
-    rows = await connection.fetch(RESERVE, reconciliation_id, store_id, lease)
-    return [ReservedAlert(**dict(row)) for row in rows]
+    await connection.execute(RESERVE, reconciliation_id, store_id, lease)
+    return await reserved(connection, reconciliation_id)
 
 
 async def reserved(connection: Connection, reconciliation_id: UUID) -> list[ReservedAlert]:

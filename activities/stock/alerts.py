@@ -43,11 +43,11 @@ async def prepare_email(
         if alerts:
             return AlertEmail(run.recipient, run.message_id, alerts)
         return await _final(connection, run, "nothing")
+    recipient = run.store_email or fallback_recipient
     if not run.diffed:
         if run.superseded:  # a later run of this store already owns the alerts
             return await _final(connection, run, "nothing")
-        await sql.diff_alerts(connection, run)
-    recipient = run.store_email or fallback_recipient
+        await sql.diff_alerts(connection, run, reserve_for=RESERVATION if recipient else None)
     if recipient is None:
         pending = await sql.pending_count(connection, run.store_id)
         return await _final(connection, run, "no_recipient" if pending else "nothing")
