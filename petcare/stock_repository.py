@@ -336,7 +336,9 @@ async def lock_run(connection: Connection, reconciliation_id: UUID) -> RunForAle
     return None if row is None else RunForAlerts(**dict(row))
 
 
-async def diff_alerts(connection: Connection, run: RunForAlerts, reserve_for: timedelta | None) -> None:
+async def diff_alerts(
+    connection: Connection, run: RunForAlerts, reserve_for: timedelta | None = None
+) -> None:
     """Resolve what no longer holds, open what is new (reserved for `reserve_for` if given)."""
     await connection.execute(RESOLVE_STALE, run.id, run.store_id)
     await connection.execute(OPEN_NEW, run.id, run.store_id, reserve_for)
