@@ -305,16 +305,18 @@ def _state(row: asyncpg.Record) -> ClaimState:
 
 # --- Records: what a provider did with a claimed reminder (sent, or refused for good).
 
-# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
-# locked first (an InitPlan runs before the scan), the order the claim transaction takes its
-# locks in, so a claim by an overlapping attempt and this record never deadlock.
+# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointments are
+# locked first, in id order (ARRAY(...) is an InitPlan: it runs before the scans), the order the
+# claim transaction takes its locks in, so a claim by an overlapping attempt and this record never
+# deadlock. One statement records every send that finished while the previous one was written.
 _MARK_SENT = """
-    WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
+    WITH locked AS (SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
     delivery AS (
-        UPDATE reminder_deliveries
-        SET state = 'sent', sent_at = now(), provider_id = $2, reason = NULL, updated_at = now()
-        WHERE appointment_id = (SELECT id FROM locked)
-        RETURNING appointment_id)
+        UPDATE reminder_deliveries d
+        SET state = 'sent', sent_at = now(), provider_id = t.provider_id, reason = NULL, updated_at = now()
+        FROM unnest($1::uuid[], $2::text[]) AS t (id, provider_id)
+        WHERE d.appointment_id = t.id AND d.appointment_id = ANY(ARRAY(SELECT id FROM locked))
+        RETURNING d.appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
     WHERE id IN (SELECT appointment_id FROM delivery) AND reminder_sent_at IS NULL"""
 _MARK_FAILED = """
@@ -329,20 +331,49 @@ class DeliveryRecords:
     def __init__(self, pool: asyncpg.Pool, *, retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS) -> None:
         self._pool = pool
         self._retry_delays = retry_delays
+        # Group commit: sends that finish while a record is being written wait for the next
+        # statement together (one round trip and one commit for all of them). Nothing waits to
+        # fill a batch, so a send is recorded as soon as alone it would have been.
+        self._waiting: list[tuple[UUID, str | None, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def mark_sent(self, appointment_id: UUID, provider_id: str | None) -> None:
-        """Retried here a few times: the message is out, and failing the activity now would send
-        it again on the retry, where a short database blip is better simply waited out."""
+        """Returns once the send is recorded. Retried here a few times: the message is out, and
+        failing the activity now would send it again on the retry, where a short database blip is
+        better simply waited out."""
+        recorded = asyncio.get_running_loop().create_future()
+        self._waiting.append((appointment_id, provider_id, recorded))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        await asyncio.shield(recorded)  # a cancelled sender does not cancel the others' record
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._record(batch)
+            except Exception as error:
+                for _, _, recorded in batch:
+                    if not recorded.done():
+                        recorded.set_exception(error)
+                continue
+            for _, _, recorded in batch:
+                if not recorded.done():
+                    recorded.set_result(None)
+
+    async def _record(self, batch: list[tuple[UUID, str | None, asyncio.Future[None]]]) -> None:
+        ids = [appointment_id for appointment_id, _, _ in batch]
+        providers = [provider_id for _, provider_id, _ in batch]
         for delay in (*self._retry_delays, None):
             try:
-                await self._pool.execute(_MARK_SENT, appointment_id, provider_id)
+                await self._pool.execute(_MARK_SENT, ids, providers)
                 return
             except Exception as error:
                 if delay is None or not is_transient(error):
                     raise
                 log.warning(
-                    "recording the sent reminder of %s failed (%s), again in %.2f s",
-                    appointment_id,
+                    "recording %d sent reminders failed (%s), again in %.2f s",
+                    len(ids),
                     type(error).__name__,
                     delay,
                 )
