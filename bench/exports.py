@@ -211,7 +211,7 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     finally:
         await connection.close()
     assert row is not None
-    args = (row["period_start"], row["period_end"], row["store_id"], True)
+    args: tuple[Any, ...] = (row["period_start"], row["period_end"], row["store_id"], True)
     store_id = row["store_id"]
     received = 0
 
@@ -226,7 +226,7 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
         try:
             begun = time.perf_counter()
             if store_id is None:  # all stores: the export's own queries, so only the streaming differs
-                query, query_args = export_query(kind, "csv"), args
+                query, query_args = export_query(kind, "csv"), tuple(args)
             else:  # one store: the plain rows of the store, COPY's own formatting
                 query, query_args = RAW_STORE_ROWS[kind], (store_id,)
             await connection.copy_from_query(

@@ -51,7 +51,7 @@ from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
 from petcare.mail import Mailer
 from petcare.migrate import migrate_database
-from petcare.models.reminders import ReminderRunInput
+from petcare.models.reminders import ReminderRunInput, ReminderRunResult
 from worker_main import WorkerResources, workers_running
 from workflows.reminders import AppointmentReminderWorkflow
 
@@ -163,14 +163,14 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]
                         id=f"bench-reminders-{uuid.uuid4()}",
                         task_queue=settings.task_queue,
                     )
-                    result = await handle.result()
+                    outcome = await handle.result()
                     runs[name] = {
                         "seconds": time.perf_counter() - started,
                         "cpu": cpu_seconds() - cpu,
-                        "result": result,
+                        "result": outcome,
                         "activities": await activity_times(handle),
                     }
-    result = runs["due"]["result"]
+    result: ReminderRunResult = runs["due"]["result"]
     print(
         f"workflow result: due={result.counts.due} sent={result.counts.sent_email} "
         f"failed={result.counts.failed} pages={result.pages} runs={result.runs}"

@@ -53,6 +53,7 @@ from devstack.postgres import DebianPostgres, bench_postgres, create_database
 from devstack.smtp_sink import SmtpSink
 from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings, SmtpSettings
+from petcare.db import Connection
 from petcare.mail import Mailer
 from petcare.migrate import apply_migrations
 from petcare.models.stock import ReconcileRequest, StoreTarget
@@ -69,7 +70,7 @@ TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 (the bench's own API, on lo
 SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
 
 
-async def add_store(connection: asyncpg.Connection, name: str, products: int) -> UUID:
+async def add_store(connection: Connection, name: str, products: int) -> UUID:
     store: UUID = await connection.fetchval(
         "INSERT INTO stores (name, timezone, email) VALUES ($1, 'Europe/Paris', 'manager@bench.test') "
         "RETURNING id",
@@ -84,7 +85,7 @@ async def add_store(connection: asyncpg.Connection, name: str, products: int) ->
     return store
 
 
-async def add_movements(connection: asyncpg.Connection, store: UUID, count: int) -> None:
+async def add_movements(connection: Connection, store: UUID, count: int) -> None:
     """Quantities in -8..12, never 0 (the table forbids it), spread over the store's products."""
     await connection.execute(
         """INSERT INTO stock_movements (product_id, quantity, kind)
