@@ -142,7 +142,7 @@ async def activity_times(handle: WorkflowHandle[Any, Any]) -> dict[str, tuple[in
     return times
 
 
-async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]:
+async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, dict[str, Any]]:
     """The run that sends everything, then an hourly run that finds nothing due."""
     async with temporal_dev_server() as env:
         connections = settings.reminders.smtp_concurrency
@@ -154,7 +154,7 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]
                 settings=settings, pool=pool, upload_pool=pool, mailer=mailer, http=http
             )
             async with workers_running(env.client, resources):
-                runs = {}
+                runs: dict[str, dict[str, Any]] = {}
                 for name in ("due", "nothing due"):
                     started, cpu = time.perf_counter(), cpu_seconds()
                     handle = await env.client.start_workflow(
