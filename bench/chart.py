@@ -52,7 +52,7 @@ def record(*results: Result) -> None:
     CHART.write_text(svg(every), encoding="utf-8")
 
 
-ROW, LABEL, BAR, PAD = 34, 430, 360, 12
+ROW, LABEL, BAR, PAD = 40, 460, 360, 12
 
 
 def svg(results: list[Result]) -> str:
@@ -79,10 +79,10 @@ def svg(results: list[Result]) -> str:
     for index, result in enumerate(results):
         top = 56 + ROW * index
         colour = "#2e7d32" if result.met else "#c62828"
-        label = f"{result.job}: {result.case} — {result.server}"
         wanted = ("≥ " if result.higher_is_better else "≤ ") + f"{result.target:g}x"
         parts.append(
-            f'<text x="{PAD}" y="{top + 17}">{escape(label)}</text>'
+            f'<text x="{PAD}" y="{top + 13}" font-size="11">{escape(f"{result.job}: {result.case}")}</text>'
+            f'<text x="{PAD}" y="{top + 27}" font-size="10" fill="#555">{escape(result.server)}</text>'
             f'<rect x="{LABEL}" y="{top + 4}" width="{x(result.ratio) - LABEL:.1f}" height="18" '
             f'fill="{colour}"><title>{escape(result.detail)} ({escape(result.measured_at)})</title></rect>'
             f'<line x1="{x(result.target):.1f}" y1="{top}" x2="{x(result.target):.1f}" y2="{top + 26}" '
