@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import posixpath
 import resource
 import sys
@@ -42,16 +43,20 @@ from uuid import UUID
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from activities.exports import ExportActivities
 from activities.exports.destinations import CIPHERS, SftpDestination
 from activities.exports.streaming import CrlfRecords, StreamLimits
+from bench.chart import Result, record
 from devstack.openssh import SSHD, openssh_sftp
 from devstack.ports import free_port
 from devstack.postgres import (
+    DebianPostgres,
     EmbeddedPostgres,
+    bench_postgres,
     create_database,
     drop_database,
-    embedded_postgres,
     with_database,
 )
 from devstack.sftp_server import SftpServer
@@ -63,13 +68,14 @@ from petcare.migrate import apply_migrations
 from petcare.models.exports import DATA_KINDS, FileKind
 from petcare.process import exit_without_teardown
 
+SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
 ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
 FILL = [
     """INSERT INTO stores (name, timezone)
-       SELECT 'Store ' || n, ($1::text[])[1 + n % 5] FROM generate_series(1, 20) AS n""",
+       SELECT 'Store ' || n, ($1::text[])[1 + n % 5] FROM generate_series(1, $2) AS n""",
     """INSERT INTO invoices (number, store_id, issued_at, currency, subtotal_cents, tax_cents, total_cents,
                              status)
-       SELECT 'INV-' || lpad(n::text, 9, '0'), s.ids[1 + n % 20],
+       SELECT 'INV-' || lpad(n::text, 9, '0'), s.ids[1 + n % cardinality(s.ids)],
               timestamptz '2025-10-01 12:00+00' + (n % 2505600) * interval '1 second', 'EUR',
               n % 100000, (n % 100000) / 5, (n % 100000) * 6 / 5, (ARRAY['paid', 'open', 'void'])[1 + n % 3]
        FROM generate_series(1, $1) AS n, (SELECT array_agg(id ORDER BY name) AS ids FROM stores) AS s""",
@@ -188,6 +194,14 @@ async def step_export(dsn: str, settings: SftpSettings, export_id: UUID, tempora
     }
 
 
+# The single-store case's raw baseline (issue 15): each table's rows of the store, as stored.
+RAW_STORE_ROWS: dict[FileKind, str] = {
+    "invoices": "SELECT * FROM invoices WHERE store_id = $1",
+    "transactions": "SELECT * FROM transactions WHERE store_id = $1",
+    "credit_notes": "SELECT * FROM credit_notes WHERE store_id = $1",
+}
+
+
 async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     connection = await asyncpg.connect(dsn)
     try:
@@ -197,7 +211,8 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     finally:
         await connection.close()
     assert row is not None
-    args = (row["period_start"], row["period_end"], row["store_id"], True)
+    args: tuple[Any, ...] = (row["period_start"], row["period_end"], row["store_id"], True)
+    store_id = row["store_id"]
     received = 0
 
     async def one(kind: FileKind) -> float:
@@ -210,8 +225,12 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
         connection = await asyncpg.connect(dsn)
         try:
             begun = time.perf_counter()
+            if store_id is None:  # all stores: the export's own queries, so only the streaming differs
+                query, query_args = export_query(kind, "csv"), tuple(args)
+            else:  # one store: the plain rows of the store, COPY's own formatting
+                query, query_args = RAW_STORE_ROWS[kind], (store_id,)
             await connection.copy_from_query(
-                export_query(kind, "csv"), *args, output=drop, timeout=3600, **COPY_OPTIONS["csv"]
+                query, *query_args, output=drop, timeout=3600, **COPY_OPTIONS["csv"]
             )
             return round(time.perf_counter() - begun, 2)
         finally:
@@ -227,7 +246,47 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     }
 
 
+SFTP_CLIENT = Path("/usr/bin/sftp")
+
+
+async def openssh_put(settings: SftpSettings, paths: list[str]) -> dict[str, Any]:
+    """OpenSSH's `sftp put` of each file, the three in parallel (the issue's raw baseline), with
+    the cipher the export negotiates (OpenSSH's default, chacha20-poly1305, costs sshd twice the CPU)."""
+    target = posixpath.join(settings.remote_dir, "raw")
+
+    async def one(index: int, path: str) -> float:
+        batch = f"-mkdir {target}\nput {path} {target}/file-{index}\n"
+        begun = time.perf_counter()
+        child = await asyncio.create_subprocess_exec(
+            str(SFTP_CLIENT), "-q", "-b", "-", "-P", str(settings.port),
+            "-i", str(settings.private_key_path), "-o", f"UserKnownHostsFile={settings.known_hosts_path}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-F", "/dev/null",
+            # The export's cipher (AES-GCM): the baseline differs in the data path only.
+            "-c", CIPHERS[0],
+            f"{settings.username}@{settings.host}",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await child.communicate(batch.encode())
+        if child.returncode != 0:
+            raise RuntimeError(f"sftp put failed ({child.returncode})")
+        return round(time.perf_counter() - begun, 2)
+
+    started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    split = await asyncio.gather(*(one(index, path) for index, path in enumerate(paths)))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu": cpu,
+        "split": list(split),
+        "client": "OpenSSH sftp",
+    }
+
+
 async def step_put(settings: SftpSettings, paths: list[str]) -> dict[str, Any]:
+    if await asyncio.to_thread(SFTP_CLIENT.exists):
+        return await openssh_put(settings, paths)
     import asyncssh
 
     target = posixpath.join(settings.remote_dir, "raw")
@@ -273,23 +332,91 @@ def step_crlf(paths: list[str]) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": size, "split": []}
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, CPU seconds of it and of its reaped children, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        found[int(entry.name)] = (int(fields[1]), ticks / CLOCK_TICKS, command)
+    return found
+
+
+def server_cpu(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree (a process and its live descendants; those
+    that exited are in their parent's children times): PostgreSQL, sshd, the Temporal server."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    totals = {}
+    for name, root in roots.items():
+        total, stack = 0.0, [root]
+        while stack:
+            pid = stack.pop()
+            if pid in processes:
+                total += processes[pid][1]
+                stack.extend(children.get(pid, []))
+        totals[name] = total
+    return totals
+
+
+async def server_roots(dsn: str, sshd_config: str, temporal_port: str) -> dict[str, int]:
+    """The root process of each server this bench started (never another user's)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        processes = await asyncio.to_thread(_processes)  # while the backend lives
+    finally:
+        await connection.close()
+    roots = {"postgres": processes[backend][0]}
+    for pid, (_, _, command) in processes.items():
+        if "sshd" in command and sshd_config in command:
+            roots.setdefault("sshd", pid)
+        if "start-dev" in command and f"--port {temporal_port}" in command:
+            roots["temporal"] = pid
+    return roots
+
+
+SERVER_ROOTS: dict[str, int] = {}
+
+
 async def run_step(*args: str) -> dict[str, Any]:
+    before = await asyncio.to_thread(server_cpu, SERVER_ROOTS)
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "step", *args, stdout=asyncio.subprocess.PIPE
     )
     stdout, _ = await child.communicate()
     if child.returncode != 0:
         raise SystemExit(f"step {args[0]} failed (exit {child.returncode})")
+    after = await asyncio.to_thread(server_cpu, SERVER_ROOTS)
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    result["servers"] = {name: round(after[name] - before[name], 2) for name in after}
     return result
 
 
-async def fill(dsn: str, invoices: int) -> tuple[UUID, dict[str, int]]:
+# The cases: the whole chain's month (20 stores), and one big store's month, exported alone.
+CASES = {
+    "store-month": ("one store, one month", 1),
+    "all-stores": ("all 20 stores, one month", 20),
+}
+
+
+async def fill(dsn: str, invoices: int, stores: int) -> UUID:
     connection = await asyncpg.connect(dsn)
     try:
         await apply_migrations(connection)
         started = time.perf_counter()
-        await connection.execute(FILL[0], ZONES)
+        await connection.execute(FILL[0], ZONES, stores)
         await connection.execute(FILL[1], invoices)
         for statement in FILL[2:]:
             await connection.execute(statement)
@@ -299,13 +426,15 @@ async def fill(dsn: str, invoices: int) -> tuple[UUID, dict[str, int]]:
             for table in ("invoices", "transactions", "credit_notes")
         }
         export_id: UUID = await connection.fetchval(
-            """INSERT INTO financial_exports (period_start, period_end, format)
-               VALUES ('2025-10-01', '2025-10-31', 'csv') RETURNING id"""
+            """INSERT INTO financial_exports (period_start, period_end, format, store_id)
+               VALUES ('2025-10-01', '2025-10-31', 'csv',
+                       CASE WHEN $1 = 1 THEN (SELECT id FROM stores) END) RETURNING id""",
+            stores,
         )
         print(f"filled in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
     finally:
         await connection.close()
-    return export_id, counts
+    return export_id
 
 
 async def filled_earlier(dsn: str, invoices: int) -> UUID | None:
@@ -329,44 +458,67 @@ async def filled_earlier(dsn: str, invoices: int) -> UUID | None:
     return export_id
 
 
-async def fill_anew(postgres: EmbeddedPostgres, invoices: int) -> UUID:
-    await drop_database(postgres.url(), "bench_exports")
-    export_id, _counts = await fill(await create_database(postgres.url(), "bench_exports"), invoices)
-    return export_id
-
-
-async def bench(invoices: int, rounds: int, work: Path) -> None:
+async def bench(options: argparse.Namespace, work: Path) -> None:
+    kinds = ["embedded", "debian15"] if options.postgres == "both" else [options.postgres]
+    if "debian15" in kinds and not DebianPostgres.available():
+        print("Debian's PostgreSQL 15 is not installed: embedded only", flush=True)
+        kinds.remove("debian15")
+    cases = list(CASES) if options.case == "both" else [options.case]
     sftp_base = (work / "sftp").resolve()  # absolute: sshd's remote paths are this machine's
-    async with embedded_postgres(work / "pg") as postgres, sftp_server(sftp_base) as (server, settings):
+    results = []
+    async with sftp_server(sftp_base) as (server, settings), temporal_dev_server() as temporal:
         print(f"SFTP server: {server}", flush=True)
-        results = await measure(postgres, SftpLayout(sftp_base), settings, invoices, rounds)
-    report(server, *results)
+        for kind in kinds:
+            async with bench_postgres(kind, work / kind) as postgres:
+                for case in cases:
+                    label = f"{SERVERS[kind]}, {CASES[case][0]}"
+                    print(f"\n== {label}", flush=True)
+                    rounds, crlf = await measure(
+                        postgres, temporal, SftpLayout(sftp_base), settings, case, options
+                    )
+                    results.append(report(server, label, case, rounds, crlf))
+    print("\njob     case                              server                    ratio  target  figures")
+    for result in results:
+        print(f"export  {result.case:33} {result.server:25} {result.ratio:5.2f}  <= 1.5  {result.detail}")
+    if options.record:
+        record(*results)
 
 
 async def measure(
-    postgres: EmbeddedPostgres, layout: SftpLayout, settings: SftpSettings, invoices: int, rounds_wanted: int
+    postgres: EmbeddedPostgres | DebianPostgres,
+    temporal: Any,
+    layout: SftpLayout,
+    settings: SftpSettings,
+    case: str,
+    options: argparse.Namespace,
 ) -> tuple[list[tuple[dict[str, Any], ...]], dict[str, Any]]:
-    async with temporal_dev_server() as temporal:
-        dsn = with_database(postgres.url(), "bench_exports")
-        export_id = await filled_earlier(dsn, invoices) or await fill_anew(postgres, invoices)
-
-        address = temporal.client.service_client.config.target_host
-        # Rounds alternate the steps, so a burst of load from a neighbour on this shared machine
-        # falls on one round rather than on one side of the comparison.
-        rounds: list[tuple[dict[str, Any], ...]] = []
-        for number in range(1, rounds_wanted + 1):
-            export = await run_step("export", dsn, settings.model_dump_json(), str(export_id), address)
-            copy = await run_step("copy", dsn, str(export_id))
-            files = [str(local_path(layout, settings, path)) for path in export["paths"]]
-            put = await run_step("put", settings.model_dump_json(), *files)
-            ratio = export["seconds"] / max(copy["seconds"], put["seconds"])
-            print(
-                f"round {number}: export {export['seconds']:.2f} s, COPY {copy['seconds']:.2f} s, "
-                f"put {put['seconds']:.2f} s: {ratio:.2f}x",
-                flush=True,
-            )
-            rounds.append((export, copy, put))
-        crlf = await run_step("crlf", *files)
+    database = f"bench_exports_{case.replace('-', '_')}"
+    dsn = with_database(postgres.url(), database)
+    export_id = await filled_earlier(dsn, options.invoices)
+    if export_id is None:
+        await drop_database(postgres.url(), database)
+        export_id = await fill(
+            await create_database(postgres.url(), database), options.invoices, CASES[case][1]
+        )
+    address = temporal.client.service_client.config.target_host
+    SERVER_ROOTS.clear()
+    SERVER_ROOTS.update(await server_roots(dsn, str(layout.base / "sshd_config"), address.rsplit(":", 1)[1]))
+    # Rounds alternate the steps, so a burst of load from a neighbour on this shared machine
+    # falls on one round rather than on one side of the comparison.
+    rounds: list[tuple[dict[str, Any], ...]] = []
+    for number in range(1, options.rounds + 1):
+        export = await run_step("export", dsn, settings.model_dump_json(), str(export_id), address)
+        copy = await run_step("copy", dsn, str(export_id))
+        files = [str(local_path(layout, settings, path)) for path in export["paths"]]
+        put = await run_step("put", settings.model_dump_json(), *files)
+        ratio = export["seconds"] / max(copy["seconds"], put["seconds"])
+        print(
+            f"round {number}: export {export['seconds']:.2f} s, COPY {copy['seconds']:.2f} s, "
+            f"put {put['seconds']:.2f} s: {ratio:.2f}x",
+            flush=True,
+        )
+        rounds.append((export, copy, put))
+    crlf = await run_step("crlf", *files)
     return rounds, crlf
 
 
@@ -376,11 +528,14 @@ def median_round(rounds: list[tuple[dict[str, Any], ...]], step: int) -> dict[st
     return {**runs[len(runs) // 2], "rss_mb": max(run["rss_mb"] for run in runs)}
 
 
-def report(server: str, rounds: list[tuple[dict[str, Any], ...]], crlf: dict[str, Any]) -> None:
+def report(
+    server: str, label: str, case: str, rounds: list[tuple[dict[str, Any], ...]], crlf: dict[str, Any]
+) -> Result:
     export, copy, put = (median_round(rounds, step) for step in range(3))
     rows, size = export["rows"], export["bytes"]
-    # One CR added per record (the header lines too) is the only difference from COPY's output.
-    assert copy["bytes"] + rows + len(DATA_KINDS) == size, "the export must be the COPY's bytes with CRLF"
+    if case == "all-stores":
+        # The same queries: one CR added per record (the header lines too) is the only difference.
+        assert copy["bytes"] + rows + len(DATA_KINDS) == size, "the export must be the COPY's bytes with CRLF"
     print(f"{rows} rows, {size / 1e6:.1f} MB of CSV in three files (written in parallel)")
     print(f"  median of {len(rounds)} rounds; peak RSS the highest of any round")
     print(f"  SFTP server: {server}")
@@ -388,7 +543,7 @@ def report(server: str, rounds: list[tuple[dict[str, Any], ...]], crlf: dict[str
         print(
             f"  {name:22} {step['seconds']:6.2f} s  {rows / step['seconds']:>10,.0f} rows/s  "
             f"{size / 1e6 / step['seconds']:6.1f} MB/s  peak RSS {step['rss_mb']:5.1f} MB  "
-            f"own CPU {step['cpu']:5.2f} s  "
+            f"own CPU {step['cpu']:5.2f} s  servers' CPU {step['servers']} s  "
             f"(per file: {step['split']} s)"
         )
     slower = max(copy["seconds"], put["seconds"])
@@ -400,6 +555,20 @@ def report(server: str, rounds: list[tuple[dict[str, Any], ...]], crlf: dict[str
     )
     print(f"  ratio export / slower raw step (medians): {ratio:.2f}x (target <= 1.5x)")
     print(f"  export peak RSS {export['rss_mb']:.1f} MB (target < 150 MB)")
+    job, where = label.split(", ", 1)[1], label.split(", ", 1)[0]
+    return Result(
+        job="export",
+        case=f"{job} ({rows / 1e6:.2f} M rows)",
+        server=where,
+        ratio=ratio,
+        target=1.5,
+        higher_is_better=False,
+        detail=(
+            f"export {export['seconds']:.2f} s, COPY {copy['seconds']:.2f} s, put {put['seconds']:.2f} s, "
+            f"rounds {[round(r[0]['seconds'] / max(r[1]['seconds'], r[2]['seconds']), 2) for r in rounds]}, "
+            f"RSS {export['rss_mb']:.0f} MB"
+        ),
+    )
 
 
 def main() -> None:
@@ -422,6 +591,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="export, COPY and put each run this often")
+    parser.add_argument("--case", choices=(*CASES, "both"), default="both")
+    parser.add_argument("--postgres", choices=("embedded", "debian15", "both"), default="both")
+    parser.add_argument("--no-record", dest="record", action="store_false", help="leave docs/ as it is")
     parser.add_argument(
         "--keep",
         type=Path,
@@ -430,10 +602,11 @@ def main() -> None:
     )
     options = parser.parse_args()
     if options.keep:
-        asyncio.run(bench(options.invoices, options.rounds, options.keep))
+        asyncio.run(bench(options, options.keep))
         return
     with tempfile.TemporaryDirectory(prefix="bench-exports-") as work:
-        asyncio.run(bench(options.invoices, options.rounds, Path(work)))
+        Path(work).chmod(0o755)  # Debian's server runs as `postgres` when we are root
+        asyncio.run(bench(options, Path(work)))
 
 
 if __name__ == "__main__":

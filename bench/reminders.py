@@ -1,17 +1,20 @@
 """Benchmark: the reminder workflow end to end against sending the same emails straight with aiosmtplib.
 
-    .venv/bin/python bench/reminders.py [--appointments 5000]
+    .venv/bin/python bench/reminders.py [--appointments 3000] [--connections 8] [--postgres both]
 
 Its own embedded PostgreSQL gets N appointments due in the next hours; an aiosmtpd sink runs in a
 child process (so the server does not share the sender's event loop); a Temporal dev server runs
-in memory with an in-process worker (the real activities, default settings: batch 200, 4 SMTP
-connections). Two measurements, one after the other:
+in memory with an in-process worker (the real activities, batch 200, `--connections` SMTP
+connections). Two measurements, one after the other, on the embedded PostgreSQL 18 and on Debian's
+PostgreSQL 15:
 
   raw       the same rendered messages sent straight with aiosmtplib over as many connections
             (before and after the workflow; the mean is the baseline)
   workflow  AppointmentReminderWorkflow from start to result: paging, claims, rendering, sends, records
 
-It prints both rates and the ratio workflow / raw (target ≥ 0.5).
+It prints both rates, the ratio workflow / raw (target >= 0.8), the time each activity took (from
+the run's history) and an hourly run that finds nothing due, and records the ratios in
+docs/benchmarks.json and docs/benchmarks.svg (bench/chart.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import resource
 import sys
 import tempfile
 import time
@@ -27,26 +31,31 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiosmtplib
 import asyncpg
+from temporalio.client import WorkflowHandle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.reminders.messages import build_email, reminder_message_id, render_reminder
 from activities.reminders.sql import DueAppointments, context_of, route_of
+from bench.chart import Result, record
 from devstack.ports import free_port
-from devstack.postgres import create_database, embedded_postgres
+from devstack.postgres import DebianPostgres, bench_postgres, create_database
 from devstack.rows import add_many_appointments, add_store
 from devstack.smtp_sink import SmtpSink
 from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
 from petcare.mail import Mailer
 from petcare.migrate import migrate_database
-from petcare.models.reminders import ReminderRunInput
+from petcare.models.reminders import ReminderRunInput, ReminderRunResult
 from worker_main import WorkerResources, workers_running
 from workflows.reminders import AppointmentReminderWorkflow
+
+SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
 
 
 def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
@@ -110,7 +119,32 @@ async def send_raw(messages: list[EmailMessage], port: int, connections: int) ->
     return time.perf_counter() - started
 
 
-async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def activity_times(handle: WorkflowHandle[Any, Any]) -> dict[str, tuple[int, float]]:
+    """Per activity type: how many, and seconds from scheduled to completed in all, from the history
+    of the run and of the runs it continued as."""
+    times: dict[str, tuple[int, float]] = {}
+    scheduled: dict[int, tuple[str, datetime]] = {}
+    async for event in handle.fetch_history_events():
+        when = event.event_time.ToDatetime()
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name,
+                when,
+            )
+        elif event.HasField("activity_task_completed_event_attributes"):
+            name, begun = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
+            count, total = times.get(name, (0, 0.0))
+            times[name] = (count + 1, total + (when - begun).total_seconds())
+    return times
+
+
+async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, dict[str, Any]]:
+    """The run that sends everything, then an hourly run that finds nothing due."""
     async with temporal_dev_server() as env:
         connections = settings.reminders.smtp_concurrency
         async with (
@@ -121,73 +155,125 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> tuple[float, i
                 settings=settings, pool=pool, upload_pool=pool, mailer=mailer, http=http
             )
             async with workers_running(env.client, resources):
-                started = time.perf_counter()
-                result = await env.client.execute_workflow(
-                    AppointmentReminderWorkflow.run,
-                    ReminderRunInput(),
-                    id=f"bench-reminders-{uuid.uuid4()}",
-                    task_queue=settings.task_queue,
-                )
-                elapsed = time.perf_counter() - started
+                runs: dict[str, dict[str, Any]] = {}
+                for name in ("due", "nothing due"):
+                    started, cpu = time.perf_counter(), cpu_seconds()
+                    handle = await env.client.start_workflow(
+                        AppointmentReminderWorkflow.run,
+                        ReminderRunInput(),
+                        id=f"bench-reminders-{uuid.uuid4()}",
+                        task_queue=settings.task_queue,
+                    )
+                    outcome = await handle.result()
+                    runs[name] = {
+                        "seconds": time.perf_counter() - started,
+                        "cpu": cpu_seconds() - cpu,
+                        "result": outcome,
+                        "activities": await activity_times(handle),
+                    }
+    result: ReminderRunResult = runs["due"]["result"]
     print(
         f"workflow result: due={result.counts.due} sent={result.counts.sent_email} "
         f"failed={result.counts.failed} pages={result.pages} runs={result.runs}"
     )
-    return elapsed, result.counts.sent
+    return runs
 
 
-async def bench(count: int) -> None:
+async def bench_server(kind: str, count: int, connections: int, scratch: Path, smtp_port: int) -> Result:
+    async with bench_postgres(kind, scratch / kind) as postgres:
+        url = await create_database(postgres.url(), "bench_reminders")
+        await prepare(url, count)
+        settings = Settings(
+            _env_file=None,
+            database_url=url,
+            task_queue="bench-reminders",
+            smtp={"port": smtp_port},
+            reminders={"smtp_concurrency": connections},
+            log_level="WARNING",
+        )
+        async with asyncpg.create_pool(url, min_size=2, max_size=10) as pool:
+            messages = await rendered_messages(pool, settings)
+            # Raw before and after: the machine's load drifts, the mean of both is the baseline.
+            raw_cpu = cpu_seconds()
+            raw_before = await send_raw(messages, smtp_port, connections)
+            raw_cpu = cpu_seconds() - raw_cpu
+            runs = await run_workflow(pool, settings)
+            raw_after = await send_raw(messages, smtp_port, connections)
+
+    due, idle = runs["due"], runs["nothing due"]
+    sent = due["result"].counts.sent
+    raw_seconds = (raw_before + raw_after) / 2
+    raw_rate, workflow_rate = len(messages) / raw_seconds, sent / due["seconds"]
+    server = SERVERS[kind]
+    print(f"[{server}] appointments due: {count}, {connections} SMTP connections")
+    print(
+        f"  raw aiosmtplib:  {len(messages)} messages in {raw_before:.2f} s before, {raw_after:.2f} s after"
+        f" = {raw_rate:.0f} messages/s (sender CPU {raw_cpu * 1000 / len(messages):.2f} ms a message)"
+    )
+    print(
+        f"  workflow:        {sent} reminders in {due['seconds']:.2f} s = {workflow_rate:.0f} reminders/s "
+        f"(worker process CPU {due['cpu']:.2f} s, {due['cpu'] * 1000 / max(sent, 1):.2f} ms a reminder)"
+    )
+    for name, (number, seconds) in due["activities"].items():
+        print(f"    {name:28} {number:3} x, {seconds:6.2f} s in all (scheduled to completed)")
+    print(
+        f"  hourly run with nothing due: {idle['seconds'] * 1000:.0f} ms end to end, "
+        f"worker CPU {idle['cpu'] * 1000:.0f} ms"
+    )
+    ratio = workflow_rate / raw_rate
+    print(f"  ratio workflow/raw: {ratio:.2f} (target >= 0.8)")
+    return Result(
+        job="reminders",
+        case=f"{count:,} due emails, {connections} SMTP connections",
+        server=server,
+        ratio=ratio,
+        target=0.8,
+        higher_is_better=True,
+        detail=(
+            f"{workflow_rate:.0f} reminders/s, raw {raw_rate:.0f} msg/s; nothing due: "
+            f"{idle['seconds'] * 1000:.0f} ms, worker CPU {idle['cpu'] * 1000:.0f} ms"
+        ),
+    )
+
+
+async def bench(options: argparse.Namespace) -> None:
+    kinds = ["embedded", "debian15"] if options.postgres == "both" else [options.postgres]
+    if "debian15" in kinds and not DebianPostgres.available():
+        print("Debian's PostgreSQL 15 is not installed: embedded only", flush=True)
+        kinds.remove("debian15")
     smtp_port = free_port()
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     sink = context.Process(target=serve_smtp, args=(smtp_port, ready, stop), daemon=True)
     sink.start()
+    results = []
     with tempfile.TemporaryDirectory(prefix="petcare-bench-reminders-") as scratch:
+        await asyncio.to_thread(Path(scratch).chmod, 0o755)  # Debian's server runs as `postgres` as root
         try:
-            async with embedded_postgres(Path(scratch) / "pg") as postgres:
-                url = await create_database(postgres.url(), "bench_reminders")
-                await prepare(url, count)
-                settings = Settings(
-                    _env_file=None,
-                    database_url=url,
-                    task_queue="bench-reminders",
-                    smtp={"port": smtp_port},
-                    log_level="WARNING",
+            if not ready.wait(30):
+                raise RuntimeError("the SMTP sink did not start")
+            for kind in kinds:
+                results.append(
+                    await bench_server(
+                        kind, options.appointments, options.connections, Path(scratch), smtp_port
+                    )
                 )
-                if not ready.wait(30):
-                    raise RuntimeError("the SMTP sink did not start")
-                async with asyncpg.create_pool(url, min_size=2, max_size=10) as pool:
-                    messages = await rendered_messages(pool, settings)
-                    connections = settings.reminders.smtp_concurrency
-                    # Raw before and after: the machine's load drifts, the mean of both is the baseline.
-                    raw_before = await send_raw(messages, smtp_port, connections)
-                    workflow_seconds, sent = await run_workflow(pool, settings)
-                    raw_after = await send_raw(messages, smtp_port, connections)
         finally:
             stop.set()
             sink.join(10)
-
-    raw_seconds = (raw_before + raw_after) / 2
-    raw_rate = len(messages) / raw_seconds
-    workflow_rate = sent / workflow_seconds
-    print(f"appointments due:  {count}")
-    print(
-        f"raw aiosmtplib:    {len(messages)} messages in {raw_before:.2f} s before, {raw_after:.2f} s after"
-        f" = {raw_rate:.0f} messages/s"
-    )
-    print(
-        f"workflow:          {sent} reminders in {workflow_seconds:.2f} s = {workflow_rate:.0f} reminders/s"
-    )
-    print(f"ratio workflow/raw: {workflow_rate / raw_rate:.2f} (target >= 0.5)")
+    if options.record:
+        record(*results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--appointments", type=int, default=5000)
-    arguments = parser.parse_args()
-    asyncio.run(bench(arguments.appointments))
+    parser.add_argument("--appointments", type=int, default=3000)
+    parser.add_argument("--connections", type=int, default=8, help="SMTP connections, raw and workflow alike")
+    parser.add_argument("--postgres", choices=("embedded", "debian15", "both"), default="both")
+    parser.add_argument("--no-record", dest="record", action="store_false", help="leave docs/ as it is")
+    asyncio.run(bench(parser.parse_args()))
 
 
 if __name__ == "__main__":

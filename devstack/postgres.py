@@ -78,3 +78,70 @@ async def create_database(admin_url: str, name: str, *, template: str | None = N
 
 async def drop_database(admin_url: str, name: str) -> None:
     await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DEBIAN_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class DebianPostgres:
+    """Debian's PostgreSQL 15 (`postgresql-15` binaries) over `data_dir`, on a unix socket there:
+    the benchmarks' second server. initdb refuses root, so as root it runs as `postgres`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._pgdata = self.data_dir / "data"
+
+    @staticmethod
+    def available() -> bool:
+        return (DEBIAN_POSTGRES_BIN / "pg_ctl").exists()
+
+    def _run(self, *argv: str) -> None:
+        import os
+        import subprocess
+
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *argv], check=True, stdout=subprocess.DEVNULL)  # noqa: S603 (fixed paths)
+
+    def start(self) -> None:
+        import os
+        import shutil
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir, "postgres")
+        if not (self._pgdata / "PG_VERSION").exists():
+            self._run(
+                str(DEBIAN_POSTGRES_BIN / "initdb"), "-D", str(self._pgdata), "-A", "trust", "-U", "postgres"
+            )
+        options = f"-k {self.data_dir} -c listen_addresses=''"
+        log = str(self.data_dir / "server.log")
+        self._run(
+            str(DEBIAN_POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(self._pgdata),
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "start",
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@/{database}?host={self.data_dir}"
+
+    def stop(self) -> None:
+        self._run(str(DEBIAN_POSTGRES_BIN / "pg_ctl"), "-D", str(self._pgdata), "-m", "fast", "-w", "stop")
+
+
+@asynccontextmanager
+async def bench_postgres(kind: str, data_dir: Path) -> AsyncIterator[EmbeddedPostgres | DebianPostgres]:
+    """`embedded` (the wheel's PostgreSQL 18) or `debian15` over `data_dir`, stopped at the end."""
+    server: EmbeddedPostgres | DebianPostgres = (
+        EmbeddedPostgres(data_dir) if kind == "embedded" else DebianPostgres(data_dir)
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -398,6 +398,30 @@ async def fail(connection: Connection, export_id: UUID, error: str) -> None:
 # UTC with microseconds, so a parsed value equals the stored timestamptz exactly.
 _UTC = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
 
+
+def _in_period(alias: str, column: str) -> str:
+    """The WHERE condition of a row query: `alias.column` on one of the period's local days.
+
+    Two shapes in one text. COPY sends its parameters as literals (asyncpg inlines them), so the
+    planner folds `$3 IS NULL` to a constant and keeps exactly one branch:
+      all stores: each row's bounds in its own store's zone, through the join (a parallel scan
+                  of the period, then one sort);
+      one store:  the store's two bounds computed once (InitPlans), so the (store_id, time)
+                  index returns the store's month already in time order: no sort of the whole
+                  period (only an incremental sort of equal times by the tie-breaker), and no
+                  time-zone conversion per row to filter.
+    """
+    value = f"{alias}.{column}"
+    return f"""(($3::uuid IS NULL
+        AND {value} >= ($1::date::timestamp AT TIME ZONE s.timezone)
+        AND {value} < (($2::date + 1)::timestamp AT TIME ZONE s.timezone))
+    OR ($3::uuid IS NOT NULL AND {alias}.store_id = $3::uuid
+        AND {value} >= (SELECT $1::date::timestamp AT TIME ZONE z.timezone FROM stores z
+                        WHERE z.id = $3::uuid)
+        AND {value} < (SELECT ($2::date + 1)::timestamp AT TIME ZONE z.timezone FROM stores z
+                       WHERE z.id = $3::uuid)))"""
+
+
 INVOICE_ROWS = f"""
 SELECT i.id AS invoice_id,
        petcare_export_text(i.number, $4) AS number,
@@ -413,9 +437,7 @@ SELECT i.id AS invoice_id,
        petcare_export_text(i.status, $4) AS status
 FROM invoices i
 JOIN stores s ON s.id = i.store_id
-WHERE ($3::uuid IS NULL OR i.store_id = $3::uuid)
-  AND i.issued_at >= ($1::date::timestamp AT TIME ZONE s.timezone)
-  AND i.issued_at < (($2::date + 1)::timestamp AT TIME ZONE s.timezone)
+WHERE {_in_period("i", "issued_at")}
 ORDER BY i.issued_at, i.number
 """
 
@@ -432,9 +454,7 @@ SELECT t.id AS transaction_id,
        petcare_export_text(t.reference, $4) AS reference
 FROM transactions t
 JOIN stores s ON s.id = t.store_id
-WHERE ($3::uuid IS NULL OR t.store_id = $3::uuid)
-  AND t.occurred_at >= ($1::date::timestamp AT TIME ZONE s.timezone)
-  AND t.occurred_at < (($2::date + 1)::timestamp AT TIME ZONE s.timezone)
+WHERE {_in_period("t", "occurred_at")}
 ORDER BY t.occurred_at, t.id
 """
 
@@ -451,9 +471,7 @@ SELECT c.id AS credit_note_id,
        petcare_export_text(c.reason, $4) AS reason
 FROM credit_notes c
 JOIN stores s ON s.id = c.store_id
-WHERE ($3::uuid IS NULL OR c.store_id = $3::uuid)
-  AND c.issued_at >= ($1::date::timestamp AT TIME ZONE s.timezone)
-  AND c.issued_at < (($2::date + 1)::timestamp AT TIME ZONE s.timezone)
+WHERE {_in_period("c", "issued_at")}
 ORDER BY c.issued_at, c.number
 """
 

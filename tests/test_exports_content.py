@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
+from petcare import exports_repository
 from petcare.models.exports import DATA_KINDS, BeginRequest, ExportPlan, FileKind, FileRequest
 from tests.support.exports import FORMULA_PREFIXES, expected_rows, request_export, seed, upload_environment
 
@@ -135,3 +137,61 @@ async def test_completed_export_is_skipped_unless_forced(pool: asyncpg.Pool, tmp
         assert await connection.fetchval("SELECT status FROM financial_exports WHERE id = $1", export_id) == (
             "processing"
         )
+
+
+# Zones whose clocks change at local midnight (Santiago, Havana), by half an hour (Lord Howe), at
+# odd offsets (St John's, Kathmandu), or never (Tokyo).
+EDGE_ZONES = (
+    "Europe/Paris",
+    "America/Santiago",
+    "America/Havana",
+    "Australia/Lord_Howe",
+    "America/St_Johns",
+    "Asia/Kathmandu",
+    "Asia/Tokyo",
+)
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+async def test_single_store_shape_gives_the_all_stores_rows_of_that_store(
+    pool: asyncpg.Pool, kind: FileKind
+) -> None:
+    """The one-store query (its period bounds computed once, so the store's index gives its rows in
+    time order) yields exactly the rows, values and order of the all-stores query (bounds in each
+    row's zone, one sort), across a year of clock changes, including changes at local midnight."""
+    async with pool.acquire() as connection:
+        stores = await connection.fetch(
+            "INSERT INTO stores (name, timezone) SELECT 'Store ' || z, z FROM unnest($1::text[]) AS z "
+            "RETURNING id",
+            list(EDGE_ZONES),
+        )
+        # Every 41 minutes from the last day of 2024 to the first of 2026: every hour of the day,
+        # both sides of each change.
+        await connection.execute(
+            """
+            WITH inserted AS (
+                INSERT INTO invoices (number, store_id, issued_at, currency, subtotal_cents, tax_cents,
+                                      total_cents, status)
+                SELECT 'E-' || s.n || '-' || g.n, s.id,
+                       timestamptz '2024-12-31 00:00+00' + g.n * interval '41 minutes', 'EUR',
+                       g.n, 0, g.n, 'paid'
+                  FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM stores) AS s,
+                       generate_series(0, 366 * 24 * 60 / 41 + 80) AS g(n)
+                RETURNING id, store_id, issued_at, number
+            ), tx AS (
+                INSERT INTO transactions (invoice_id, store_id, occurred_at, amount_cents, currency, method)
+                SELECT id, store_id, issued_at, 1, 'EUR', 'card' FROM inserted
+            )
+            INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency)
+            SELECT 'C' || number, id, store_id, issued_at, 1, 'EUR' FROM inserted
+            """
+        )
+        query = exports_repository.export_query(kind, "csv")
+        period = (date(2025, 1, 1), date(2025, 12, 31))
+        every_store = await connection.fetch(query, *period, None, True)
+        for store in stores:
+            one_store = await connection.fetch(query, *period, store["id"], True)
+            assert one_store, "each store has rows in the period"
+            assert [tuple(row) for row in one_store] == [
+                tuple(row) for row in every_store if row["store_id"] == store["id"]
+            ]

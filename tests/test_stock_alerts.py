@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -242,3 +244,43 @@ async def test_a_store_email_of_two_addresses_fails_that_alert_and_mails_nobody(
     assert smtp_sink.received == []
     # Released at once: the next run, with the address fixed, still owes the alert.
     assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_by IS NOT NULL") == 0
+
+
+async def test_a_store_with_every_product_flagged_gets_a_summary_the_worst_items_and_a_csv(
+    pool: asyncpg.Pool, activities: StockActivities, smtp_sink: SmtpSink
+) -> None:
+    """60 products, each a discrepancy and low stock: the text lists the 20 worst of each kind (the
+    largest difference first), the attached CSV every one of the 120 alerts, and the report's path."""
+    store = await add_store(pool, "Everything wrong", email=STORE_EMAIL)
+    # Recorded 100 + n against 1 computed: differences -100 - n, the largest for the highest n.
+    await pool.execute(
+        """WITH p AS (
+               INSERT INTO products (store_id, sku, name, stock_quantity, low_stock_threshold)
+               SELECT $1, 'SKU-' || lpad(n::text, 3, '0'), 'Item ' || n, 100 + n, 5
+                 FROM generate_series(1, 60) AS n RETURNING id)
+           INSERT INTO stock_movements (product_id, quantity, kind) SELECT id, 1, 'bench' FROM p""",
+        store,
+    )
+
+    summary, outcome = await reconcile_and_alert(activities, store)
+
+    assert (outcome.status, outcome.new_alerts) == ("sent", 120)
+    message = smtp_sink.received[0].message
+    text_part = message.get_body(preferencelist=("plain",))
+    assert text_part is not None
+    text = text_part.get_content()
+    assert "found 120 new item(s): 60 stock discrepancies, 60 low stock" in text
+    assert "Stock discrepancies (60, the 20 largest):" in text
+    listed = [line for line in text.splitlines() if line.startswith("- ")]
+    assert len(listed) == 40
+    assert listed[0].startswith("- SKU-060 Item 60: recorded 160")  # the worst first
+    assert "... and 40 more (all in the attached CSV)" in text
+    assert f"GET /api/v1/stock-reconciliations/{summary.reconciliation_id}" in text
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/csv"
+    rows = list(csv.reader(io.StringIO(attachment.get_content())))
+    assert rows[0] == ["kind", "sku", "name", "recorded", "computed", "difference", "threshold"]
+    assert len(rows) == 121
+    assert rows[1] == ["discrepancy", "SKU-060", "Item 60", "160", "1", "-159", ""]
+    # Every alert emailed is recorded as notified, in one set-based update.
+    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_at IS NOT NULL") == 120

@@ -75,6 +75,7 @@ class StockReconciliationWorkflow:
                 force=request.forced,
                 after_store_id=chain.after_store_id if chain else None,
                 limit=request.stores_per_run,
+                full_recompute=request.full_recompute,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,

@@ -109,7 +109,7 @@ class StockActivities:
                 due.invalid.append(failed)
                 continue
             if target is not None:
-                due.targets.append(target)
+                due.targets.append(target.model_copy(update={"full_recompute": request.full_recompute}))
         return due
 
     @activity.defn(name="stock_reconcile_store")
@@ -175,7 +175,7 @@ class StockActivities:
                 await sql.release(self._pool, run.id, "pending", failure.message)
             # Unavailable: retried, and the reservation holds meanwhile.
             raise failure from None
-        await sql.mark_sent(self._pool, run.id, [alert.id for alert in email.alerts])
+        await sql.mark_sent(self._pool, run.id)
         activity.logger.info(
             "stock alert %s sent for store %s: %d item(s)", email.message_id, run.store_id, len(email.alerts)
         )

@@ -43,6 +43,9 @@ class StockReconciliationInput(BaseModel):
     store_id: UUID | None = None
     force: bool = False
     stores_per_run: int = Field(default=STORES_PER_RUN, ge=1, le=STORES_PER_RUN_MAX)
+    # Every store's stock from all of its movements (and its checkpoint sums rebuilt) instead of
+    # the checkpoint plus the movements since: after the backend edited or deleted old movements.
+    full_recompute: bool = False
     continuation: Continuation | None = None  # set only by the run continuing as new
 
     @property
@@ -57,6 +60,7 @@ class DueStoresRequest(BaseModel):
     force: bool = False  # every store scanned is a target (trigger "manual"); else only those due
     after_store_id: UUID | None = None
     limit: int = STORES_PER_RUN
+    full_recompute: bool = False  # copied into each target
 
 
 class StoreTarget(BaseModel):
@@ -66,6 +70,7 @@ class StoreTarget(BaseModel):
     timezone: str
     business_date: date
     trigger: Trigger
+    full_recompute: bool = False  # see StockReconciliationInput
 
 
 class StoreReconciliationInput(BaseModel):
