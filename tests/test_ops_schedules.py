@@ -58,10 +58,16 @@ async def schedule_id(dev_client: Client, task_queue: str, schedule_minute: int)
 
 
 async def listed(client: TestClient[Any, Any], schedule_id: str) -> dict[str, Any]:
-    response = await client.get(SCHEDULES, headers=AUTH)
-    assert response.status == 200
-    body = await response.json()
-    found: dict[str, Any] = next(entry for entry in body["schedules"] if entry["id"] == schedule_id)
+    """The schedule's entry in the API's list, waiting for it: the list comes from visibility,
+    which can lag a schedule's creation (NOTES.md), so a first look may not find it yet."""
+
+    async def entry() -> dict[str, Any] | None:
+        response = await client.get(SCHEDULES, headers=AUTH)
+        assert response.status == 200
+        body = await response.json()
+        return next((entry for entry in body["schedules"] if entry["id"] == schedule_id), None)
+
+    found: dict[str, Any] = await poll(entry, what=f"schedule {schedule_id} in GET {SCHEDULES}")
     return found
 
 
