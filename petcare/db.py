@@ -40,16 +40,17 @@ class DatabaseBusy(ApplicationError, TimeoutError):
 
 
 class _TimedAcquire(_AcquireBase):
-    def __init__(self, pool: TimedPool, timeout: float) -> None:
-        super().__init__(pool, timeout)
-        self._timed_pool = pool
-        self._limit = timeout
+    """asyncpg's acquire context, its TimeoutError said as DatabaseBusy (its pool and timeout are
+    the base's own `pool` and `timeout`)."""
+
+    pool: TimedPool
+    timeout: float  # never None: TimedPool.acquire always passes one
 
     async def __aenter__(self) -> PoolConnectionProxy[asyncpg.Record]:
         try:
             return await super().__aenter__()
         except TimeoutError:
-            raise DatabaseBusy(self._timed_pool.name, self._timed_pool.get_max_size(), self._limit) from None
+            raise DatabaseBusy(self.pool.name, self.pool.get_max_size(), self.timeout) from None
 
 
 class TimedPool(_PoolBase):
