@@ -144,17 +144,21 @@ def failure_of(error: BaseException) -> RunFailure:
     return RunFailure(message=message, type=error_type)
 
 
-async def closed_failure(client: Client, workflow_id: str, run_id: str) -> RunFailure | None:
-    """Why a closed run failed (its close event only), or None if it did not fail."""
+async def _closed_outcome(client: Client, workflow_id: str, run_id: str) -> tuple[Any, RunFailure | None]:
+    """A closed run's result as JSON, or why it failed (from its close event only)."""
     # Pinned to the run: a newer run with the same id must not answer for it.
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     try:
-        await handle.result(follow_runs=False, rpc_timeout=CALL_TIMEOUT)
+        return to_jsonable_python(await handle.result(follow_runs=False, rpc_timeout=CALL_TIMEOUT)), None
     except WorkflowFailureError as error:
-        return failure_of(error.cause)
+        return None, failure_of(error.cause)
     except WorkflowContinuedAsNewError:
-        return None  # its successor carries on
-    return None
+        return None, None  # its successor carries on, and the result; this run has none of its own
+
+
+async def closed_failure(client: Client, workflow_id: str, run_id: str) -> RunFailure | None:
+    """Why a closed run failed, or None if it did not fail."""
+    return (await _closed_outcome(client, workflow_id, run_id))[1]
 
 
 async def describe_run(client: Client, workflow_id: str) -> RunResponse:
@@ -164,13 +168,7 @@ async def describe_run(client: Client, workflow_id: str) -> RunResponse:
     result: Any = None
     failure: RunFailure | None = None
     if status != "Running":
-        handle = client.get_workflow_handle(workflow_id, run_id=description.run_id)
-        try:
-            result = to_jsonable_python(await handle.result(follow_runs=False, rpc_timeout=CALL_TIMEOUT))
-        except WorkflowFailureError as error:
-            failure = failure_of(error.cause)
-        except WorkflowContinuedAsNewError:
-            pass  # its successor carries the result; this run has none of its own
+        result, failure = await _closed_outcome(client, workflow_id, description.run_id)
     return RunResponse(
         workflow_id=workflow_id,
         run_id=description.run_id,
