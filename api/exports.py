@@ -464,7 +464,8 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         hdrs.CONTENT_TYPE: MEDIA_TYPES.get(PurePosixPath(file.name).suffix, "application/octet-stream"),
         hdrs.CONTENT_DISPOSITION: f'attachment; filename="{file.name}"',
     }
-    if etag in request.headers.getall(hdrs.IF_NONE_MATCH, []):
+    # aiohttp parses the header: a list of tags, weak ones (If-None-Match compares weakly) and `*`.
+    if any(tag.value in (file.sha256, "*") for tag in request.if_none_match or ()):
         return web.Response(status=304, headers={hdrs.ETAG: etag})
     try:
         async with (
