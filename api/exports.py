@@ -456,11 +456,12 @@ async def download_file(request: web.Request) -> web.StreamResponse:
             404, "not_found", f"financial export {export_id} has no file {name!r} (its files: {names})"
         )
     etag = f'"{file.sha256}"'
+    digest = base64.b64encode(bytes.fromhex(file.sha256)).decode()
     headers = {
         hdrs.ETAG: etag,
         # RFC 3230's Digest, and its successor RFC 9530's Repr-Digest: a client checks the bytes.
-        "Digest": f"sha-256={base64.b64encode(bytes.fromhex(file.sha256)).decode()}",
-        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(file.sha256)).decode()}:",
+        "Digest": f"sha-256={digest}",
+        "Repr-Digest": f"sha-256=:{digest}:",
         hdrs.CONTENT_TYPE: MEDIA_TYPES.get(PurePosixPath(file.name).suffix, "application/octet-stream"),
         hdrs.CONTENT_DISPOSITION: f'attachment; filename="{file.name}"',
     }

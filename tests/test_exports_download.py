@@ -97,6 +97,10 @@ async def test_files_of_a_completed_export_come_back_byte_for_byte(
             response.headers["Digest"]
             == "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
         )
+        assert (
+            response.headers["Repr-Digest"]
+            == "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+        )
         assert response.headers["Content-Type"].startswith(
             "application/json" if file["name"].endswith("json") else "text/csv"
         )
