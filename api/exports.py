@@ -456,15 +456,17 @@ async def download_file(request: web.Request) -> web.StreamResponse:
             404, "not_found", f"financial export {export_id} has no file {name!r} (its files: {names})"
         )
     etag = f'"{file.sha256}"'
+    digest = base64.b64encode(bytes.fromhex(file.sha256)).decode()
     headers = {
         hdrs.ETAG: etag,
         # RFC 3230's Digest, and its successor RFC 9530's Repr-Digest: a client checks the bytes.
-        "Digest": f"sha-256={base64.b64encode(bytes.fromhex(file.sha256)).decode()}",
-        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(file.sha256)).decode()}:",
+        "Digest": f"sha-256={digest}",
+        "Repr-Digest": f"sha-256=:{digest}:",
         hdrs.CONTENT_TYPE: MEDIA_TYPES.get(PurePosixPath(file.name).suffix, "application/octet-stream"),
         hdrs.CONTENT_DISPOSITION: f'attachment; filename="{file.name}"',
     }
-    if etag in request.headers.getall(hdrs.IF_NONE_MATCH, []):
+    # aiohttp parses the header: a list of tags, weak ones (If-None-Match compares weakly) and `*`.
+    if any(tag.value in (file.sha256, "*") for tag in request.if_none_match or ()):
         return web.Response(status=304, headers={hdrs.ETAG: etag})
     try:
         async with (

@@ -97,6 +97,10 @@ async def test_files_of_a_completed_export_come_back_byte_for_byte(
             response.headers["Digest"]
             == "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
         )
+        assert (
+            response.headers["Repr-Digest"]
+            == "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+        )
         assert response.headers["Content-Type"].startswith(
             "application/json" if file["name"].endswith("json") else "text/csv"
         )
@@ -106,6 +110,17 @@ async def test_files_of_a_completed_export_come_back_byte_for_byte(
             headers={**AUTH, "If-None-Match": f'"{file["sha256"]}"'},
         )
         assert again.status == 304
+        # A list of tags, a weak tag (If-None-Match compares weakly) and `*` are current too.
+        for current in (f'"other", "{file["sha256"]}"', f'W/"{file["sha256"]}"', "*"):
+            listed = await client.get(
+                f"{EXPORTS}/{export_id}/files/{file['name']}", headers={**AUTH, "If-None-Match": current}
+            )
+            assert listed.status == 304, current
+        stale = await client.get(
+            f"{EXPORTS}/{export_id}/files/{file['name']}", headers={**AUTH, "If-None-Match": '"other"'}
+        )
+        assert stale.status == 200
+        await stale.read()
 
     for path, status in (
         (f"{EXPORTS}/{export_id}/files/orders.csv", 404),
