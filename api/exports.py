@@ -205,17 +205,21 @@ async def create_export(request: web.Request) -> web.Response:
     except _KeyUsed:
         assert key is not None
         return await _replayed_export(request, key, digest)
+    await _start_recorded(request, export_id, body.store_id, summaries.get(export_id), key)
+    return json_model(ExportAccepted(id=export_id, status=status, workflow_id=workflow_id), status=202)
+
+
+async def _start_recorded(
+    request: web.Request, export_id: UUID, store_id: UUID | None, summary: str | None, key: str | None
+) -> None:
+    """Start (or join) the run of an export already recorded; when Temporal cannot be reached the
+    answer says the export is recorded, so the client processes it later instead of asking again."""
     try:
         async with temporal_call():
             await start_export(
-                request.app[TEMPORAL],
-                request.app[SETTINGS].task_queue,
-                export_id,
-                body.store_id,
-                summary=summaries.get(export_id),
+                request.app[TEMPORAL], request.app[SETTINGS].task_queue, export_id, store_id, summary=summary
             )
     except ApiError as error:
-        # The request is recorded: say so, so the client processes it later instead of asking again.
         retry = "" if key is None else ", or when this request is sent again with the same key"
         raise ApiError(
             error.status,
@@ -223,7 +227,6 @@ async def create_export(request: web.Request) -> web.Response:
             f"{error.message}; export {export_id} is recorded as pending and runs on the next "
             f"financial-export trigger or process request{retry}",
         ) from None
-    return json_model(ExportAccepted(id=export_id, status=status, workflow_id=workflow_id), status=202)
 
 
 class _KeyUsed(Exception):
@@ -278,14 +281,7 @@ async def _replayed_export(request: web.Request, key: str, digest: str) -> web.R
     if row.status == "pending":
         # The first request may have recorded the export without starting it (Temporal was
         # unreachable then): its retry starts it, or joins the run already going.
-        async with temporal_call():
-            await start_export(
-                request.app[TEMPORAL],
-                request.app[SETTINGS].task_queue,
-                row.id,
-                row.store_id,
-                summary=summaries.get(row.id),
-            )
+        await _start_recorded(request, row.id, row.store_id, summaries.get(row.id), key)
     workflow_id = row.workflow_id or export_workflow_id(row.id)
     return json_model(ExportAccepted(id=row.id, status=row.status, workflow_id=workflow_id), status=200)
 
