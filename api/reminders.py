@@ -273,7 +273,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
             after=after,
             limit=query.limit + 1,  # one more: is there a next page?
         )
-    found = [Delivery.model_validate({**dict(row), "error": row["reason"]}) for row in rows]
+    found = [Delivery.model_validate(dict(row)) for row in rows]
     page = found[: query.limit]
     next_cursor = _encode_cursor(query, page[-1]) if len(found) > query.limit else None
     return json_model(DeliveryList(deliveries=page, next_cursor=next_cursor))

@@ -75,7 +75,7 @@ async def delete_override(connection: Connection, store_id: UUID, locale: str) -
 
 _DELIVERIES = """
     SELECT d.appointment_id, a.customer_id, d.starts_at, a.starts_at AS appointment_starts_at, d.channel,
-           d.recipient, d.state, d.reason, d.attempts, d.claimed_at, d.sent_at, d.updated_at
+           d.recipient, d.state, d.reason AS error, d.attempts, d.claimed_at, d.sent_at, d.updated_at
     FROM reminder_deliveries d
     JOIN appointments a ON a.id = d.appointment_id
     WHERE ($1::uuid IS NULL OR d.appointment_id = $1)

@@ -216,6 +216,7 @@ async def test_a_failed_reminder_is_sent_again_once_its_address_is_fixed(
         outcome = await asyncio.wait_for(handle.result(), 60)
         run = ReminderRunResult.model_validate(outcome)
         assert (run.counts.sent_email, run.counts.failed) == (1, 0)
+        assert (run.counts.due, run.pages, run.runs) == (1, 1, 1)
 
         again = await api_client.post(f"{DELIVERIES}/{typo}/retry", headers=AUTH)
         assert again.status == 409

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,7 +46,7 @@ class AppointmentReminderWorkflow:
         as_of = request.as_of or workflow.now()
         if request.retry is not None:
             # Only a retry from the API starts with this field (no recorded run has it): no patch.
-            return await self._retry(request, as_of)
+            return await self._retry(request.retry, request, as_of)
         cursor, counts, pages = request.cursor, request.counts, request.pages
         # A channel whose provider refuses our settings: the other channel's reminders still go out
         # on every page, then the run fails with this list.
@@ -96,18 +97,20 @@ class AppointmentReminderWorkflow:
             )
         )
 
-    async def _retry(self, request: ReminderRunInput, as_of: datetime) -> ReminderRunResult:
+    async def _retry(
+        self, appointment_ids: list[UUID], request: ReminderRunInput, as_of: datetime
+    ) -> ReminderRunResult:
         """The named appointments as one page, their failed reminders claimed again."""
         sent = await workflow.execute_activity_method(
             ReminderActivities.send_page,
-            SendPage(appointment_ids=request.retry or [], retry_failed=True),
+            SendPage(appointment_ids=appointment_ids, retry_failed=True),
             start_to_close_timeout=SEND_PAGE_TIMEOUT,
             schedule_to_close_timeout=SEND_GIVE_UP,
             heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
             retry_policy=SEND_RETRY,
         )
-        counts = ReminderCounts.model_validate(sent.model_dump(exclude={"problems"}))
-        counts = counts.plus(ReminderCounts(due=len(request.retry or [])))
+        # The same sum as a page of a run: a PageResult adds up as its counts.
+        counts = ReminderCounts(due=len(appointment_ids)).plus(sent)
         if sent.problems:
             problems = "; ".join(sent.problems)
             raise application_error(
