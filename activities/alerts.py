@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from urllib.parse import quote
 
 import aiohttp
@@ -302,19 +301,6 @@ def failed_run_message(run: FailedRun, web_ui_url: str) -> OpsMessage:
             f"CLI:    temporal workflow show --namespace {run.namespace} "
             f"--workflow-id {run.workflow_id} --run-id {run.run_id}\n"
         ),
-    )
-
-
-def alert_email(run: FailedRun, *, sender: str, recipient: str, web_ui_url: str) -> EmailMessage:
-    """The alert as an email. Raises UnsendableMessage when PETCARE_OPS_EMAIL is not one address."""
-    message = failed_run_message(run, web_ui_url)
-    return compose(
-        sender=sender,
-        recipient=recipient,
-        subject=message.subject,
-        message_id=message.message_id,
-        sent_at=message.sent_at,
-        text=message.text,
     )
 
 
