@@ -10,6 +10,7 @@ outage neither silences the webhook nor makes a retry post it twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -135,7 +136,7 @@ class OpsAlertActivities:
         """One alert per failed store and local day: a store that fails in several runs of a day
         (a retry, a manual trigger) is alerted once, and again on the next day it fails."""
         sent = done = 0
-        by_channel: dict[str, int] = {}
+        by_channel: Counter[str] = Counter()
         # Heartbeats all along, as the sweep does: a slow send never lets a retry start beside it.
         async with heartbeating(lambda: done, every=heartbeat_interval()):
             for store in report.stores:
@@ -147,9 +148,8 @@ class OpsAlertActivities:
                     raise error.application_error() from None
                 done += 1
                 sent += outcome.sent
-                for channel in outcome.channels:
-                    by_channel[channel] = by_channel.get(channel, 0) + 1
-        return FailedStoresOutcome(failed=len(report.stores), sent=sent, sent_by_channel=by_channel)
+                by_channel.update(outcome.channels)
+        return FailedStoresOutcome(failed=len(report.stores), sent=sent, sent_by_channel=dict(by_channel))
 
     @activity.defn(name=TIMED_OUT_SWEEP_ACTIVITY)
     async def alert_timed_out_runs(self, sweep: TimedOutSweep) -> SweepOutcome:
@@ -159,7 +159,7 @@ class OpsAlertActivities:
         since = datetime.now(UTC) - timedelta(seconds=sweep.lookback_seconds)
         client = activity.client()
         timed_out = sent = failed = 0
-        by_channel: dict[str, int] = {}
+        by_channel: Counter[str] = Counter()
         # Heartbeats all along, a slow SMTP call included: were they to stop for the heartbeat
         # timeout, a retry would start, find the alert in flight not yet sent, and send it again.
         async with heartbeating(lambda: timed_out, every=heartbeat_interval()):
@@ -183,9 +183,8 @@ class OpsAlertActivities:
                     )
                     continue
                 sent += outcome.sent
-                for channel in outcome.channels:
-                    by_channel[channel] = by_channel.get(channel, 0) + 1
-        return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed, sent_by_channel=by_channel)
+                by_channel.update(outcome.channels)
+        return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed, sent_by_channel=dict(by_channel))
 
     async def _alert(self, run: FailedRun) -> AlertOutcome:
         return await self._deliver(failed_run_message(run, self._settings.web_ui_url))
