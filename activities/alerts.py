@@ -10,9 +10,9 @@ outage neither silences the webhook nor makes a retry post it twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from urllib.parse import quote
 
 import aiohttp
@@ -136,7 +136,7 @@ class OpsAlertActivities:
         """One alert per failed store and local day: a store that fails in several runs of a day
         (a retry, a manual trigger) is alerted once, and again on the next day it fails."""
         sent = done = 0
-        by_channel: dict[str, int] = {}
+        by_channel: Counter[str] = Counter()
         # Heartbeats all along, as the sweep does: a slow send never lets a retry start beside it.
         async with heartbeating(lambda: done, every=heartbeat_interval()):
             for store in report.stores:
@@ -148,9 +148,8 @@ class OpsAlertActivities:
                     raise error.application_error() from None
                 done += 1
                 sent += outcome.sent
-                for channel in outcome.channels:
-                    by_channel[channel] = by_channel.get(channel, 0) + 1
-        return FailedStoresOutcome(failed=len(report.stores), sent=sent, sent_by_channel=by_channel)
+                by_channel.update(outcome.channels)
+        return FailedStoresOutcome(failed=len(report.stores), sent=sent, sent_by_channel=dict(by_channel))
 
     @activity.defn(name=TIMED_OUT_SWEEP_ACTIVITY)
     async def alert_timed_out_runs(self, sweep: TimedOutSweep) -> SweepOutcome:
@@ -160,7 +159,7 @@ class OpsAlertActivities:
         since = datetime.now(UTC) - timedelta(seconds=sweep.lookback_seconds)
         client = activity.client()
         timed_out = sent = failed = 0
-        by_channel: dict[str, int] = {}
+        by_channel: Counter[str] = Counter()
         # Heartbeats all along, a slow SMTP call included: were they to stop for the heartbeat
         # timeout, a retry would start, find the alert in flight not yet sent, and send it again.
         async with heartbeating(lambda: timed_out, every=heartbeat_interval()):
@@ -184,9 +183,8 @@ class OpsAlertActivities:
                     )
                     continue
                 sent += outcome.sent
-                for channel in outcome.channels:
-                    by_channel[channel] = by_channel.get(channel, 0) + 1
-        return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed, sent_by_channel=by_channel)
+                by_channel.update(outcome.channels)
+        return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed, sent_by_channel=dict(by_channel))
 
     async def _alert(self, run: FailedRun) -> AlertOutcome:
         return await self._deliver(failed_run_message(run, self._settings.web_ui_url))
@@ -302,19 +300,6 @@ def failed_run_message(run: FailedRun, web_ui_url: str) -> OpsMessage:
             f"CLI:    temporal workflow show --namespace {run.namespace} "
             f"--workflow-id {run.workflow_id} --run-id {run.run_id}\n"
         ),
-    )
-
-
-def alert_email(run: FailedRun, *, sender: str, recipient: str, web_ui_url: str) -> EmailMessage:
-    """The alert as an email. Raises UnsendableMessage when PETCARE_OPS_EMAIL is not one address."""
-    message = failed_run_message(run, web_ui_url)
-    return compose(
-        sender=sender,
-        recipient=recipient,
-        subject=message.subject,
-        message_id=message.message_id,
-        sent_at=message.sent_at,
-        text=message.text,
     )
 
 

@@ -38,6 +38,17 @@ class Query:
     legend: str
 
 
+def increase(metric: str, by: str = "") -> str:
+    """A counter's increase over the panel's step, summed (by `by`)."""
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}(increase({metric}[{STEP}]))"
+
+
+def quantile(q: float, metric: str, by: str) -> str:
+    """The `q` quantile of a histogram over the panel's step, by `by`."""
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}[{STEP}])))"
+
+
 def _panel(kind: str, title: str, unit: str, queries: list[Query], *, width: int) -> Any:
     builder: Any = stat.Panel() if kind == "stat" else timeseries.Panel()
     builder = builder.title(title).unit(unit).datasource(DATASOURCE).span(width).height(8)
@@ -73,9 +84,7 @@ def jobs_dashboard() -> Dashboard:
 
     def runs(outcome: str) -> Query:
         metric = f'temporal_workflow_{outcome}_total{{workflow_type=~"{types}"}}'
-        return Query(
-            f"sum by (workflow_type) (increase({metric}[{STEP}]))", f"{{{{workflow_type}}}} {outcome}"
-        )
+        return Query(increase(metric, "workflow_type"), f"{{{{workflow_type}}}} {outcome}")
 
     return (
         _dashboard("petcare-jobs", "petcare: jobs", "Runs, reminders, exports, stock and failure alerts")
@@ -94,8 +103,11 @@ def jobs_dashboard() -> Dashboard:
                 "Run duration (p95, end to end)",
                 "s",
                 Query(
-                    "histogram_quantile(0.95, sum by (le, workflow_type) "
-                    f'(rate(temporal_workflow_endtoend_latency_bucket{{workflow_type=~"{types}"}}[{STEP}])))',
+                    quantile(
+                        0.95,
+                        f'temporal_workflow_endtoend_latency_bucket{{workflow_type=~"{types}"}}',
+                        "workflow_type",
+                    ),
                     "{{workflow_type}}",
                 ),
             )
@@ -105,13 +117,11 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Reminders by channel and outcome",
                 "short",
+                Query(increase("petcare_reminders_sent_total", "channel"), "sent {{channel}}"),
+                Query(increase("petcare_reminders_failed_total"), "failed"),
+                Query(increase("petcare_reminders_deferred_total"), "deferred"),
                 Query(
-                    f"sum by (channel) (increase(petcare_reminders_sent_total[{STEP}]))", "sent {{channel}}"
-                ),
-                Query(f"sum(increase(petcare_reminders_failed_total[{STEP}]))", "failed"),
-                Query(f"sum(increase(petcare_reminders_deferred_total[{STEP}]))", "deferred"),
-                Query(
-                    f"sum by (reason) (increase(petcare_reminders_skipped_total[{STEP}]))",
+                    increase("petcare_reminders_skipped_total", "reason"),
                     "skipped {{reason}}",
                 ),
             )
@@ -120,8 +130,8 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Due appointments found vs reminders sent",
                 "short",
-                Query(f"sum(increase(petcare_reminders_due_total[{STEP}]))", "due"),
-                Query(f"sum(increase(petcare_reminders_sent_total[{STEP}]))", "sent"),
+                Query(increase("petcare_reminders_due_total"), "due"),
+                Query(increase("petcare_reminders_sent_total"), "sent"),
             )
         )
         .with_row(Row("Financial exports"))
@@ -129,7 +139,7 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Export rows by file kind",
                 "short",
-                Query(f"sum by (kind) (increase(petcare_export_rows_total[{STEP}]))", "{{kind}}"),
+                Query(increase("petcare_export_rows_total", "kind"), "{{kind}}"),
                 width=8,
             )
         )
@@ -137,7 +147,7 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Export bytes by file kind",
                 "bytes",
-                Query(f"sum by (kind) (increase(petcare_export_bytes_total[{STEP}]))", "{{kind}}"),
+                Query(increase("petcare_export_bytes_total", "kind"), "{{kind}}"),
                 width=8,
             )
         )
@@ -146,9 +156,11 @@ def jobs_dashboard() -> Dashboard:
                 "Export file upload duration (p95)",
                 "s",
                 Query(
-                    "histogram_quantile(0.95, sum by (le, activity_type) (rate("
-                    'temporal_activity_execution_latency_bucket{activity_type=~"financial_export.write_file"}'
-                    f"[{STEP}])))",
+                    quantile(
+                        0.95,
+                        'temporal_activity_execution_latency_bucket{activity_type=~"financial_export.write_file"}',
+                        "activity_type",
+                    ),
                     "{{activity_type}}",
                 ),
                 width=8,
@@ -159,17 +171,17 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Products checked, discrepancies, low stock",
                 "short",
-                Query(f"sum(increase(petcare_stock_products_checked_total[{STEP}]))", "checked"),
-                Query(f"sum(increase(petcare_stock_discrepancies_total[{STEP}]))", "discrepancies"),
-                Query(f"sum(increase(petcare_stock_low_stock_total[{STEP}]))", "low stock"),
+                Query(increase("petcare_stock_products_checked_total"), "checked"),
+                Query(increase("petcare_stock_discrepancies_total"), "discrepancies"),
+                Query(increase("petcare_stock_low_stock_total"), "low stock"),
             )
         )
         .with_panel(
             graph(
                 "Stock alerts opened and stores failed",
                 "short",
-                Query(f"sum(increase(petcare_stock_alerts_opened_total[{STEP}]))", "alerts opened"),
-                Query(f"sum(increase(petcare_stock_stores_failed_total[{STEP}]))", "stores failed"),
+                Query(increase("petcare_stock_alerts_opened_total"), "alerts opened"),
+                Query(increase("petcare_stock_stores_failed_total"), "stores failed"),
             )
         )
         .with_row(Row("Operations"))
@@ -177,7 +189,7 @@ def jobs_dashboard() -> Dashboard:
             graph(
                 "Failure alerts sent by channel",
                 "short",
-                Query(f"sum by (channel) (increase(petcare_ops_alerts_sent_total[{STEP}]))", "{{channel}}"),
+                Query(increase("petcare_ops_alerts_sent_total", "channel"), "{{channel}}"),
             )
         )
         .with_panel(
@@ -204,13 +216,11 @@ def temporal_sdk_dashboard() -> Dashboard:
                 "Schedule-to-start latency (p95)",
                 "s",
                 Query(
-                    f"histogram_quantile(0.95, sum by (le, {by}) "
-                    f"(rate(temporal_activity_schedule_to_start_latency_bucket[{STEP}])))",
+                    quantile(0.95, "temporal_activity_schedule_to_start_latency_bucket", by),
                     "activities {{task_queue}}",
                 ),
                 Query(
-                    f"histogram_quantile(0.95, sum by (le, {by}) "
-                    f"(rate(temporal_workflow_task_schedule_to_start_latency_bucket[{STEP}])))",
+                    quantile(0.95, "temporal_workflow_task_schedule_to_start_latency_bucket", by),
                     "workflow tasks {{task_queue}}",
                 ),
             )
@@ -220,13 +230,11 @@ def temporal_sdk_dashboard() -> Dashboard:
                 "Execution latency (p95)",
                 "s",
                 Query(
-                    "histogram_quantile(0.95, sum by (le, activity_type) "
-                    f"(rate(temporal_activity_execution_latency_bucket[{STEP}])))",
+                    quantile(0.95, "temporal_activity_execution_latency_bucket", "activity_type"),
                     "{{activity_type}}",
                 ),
                 Query(
-                    "histogram_quantile(0.95, sum by (le, workflow_type) "
-                    f"(rate(temporal_workflow_task_execution_latency_bucket[{STEP}])))",
+                    quantile(0.95, "temporal_workflow_task_execution_latency_bucket", "workflow_type"),
                     "workflow task {{workflow_type}}",
                 ),
             )
@@ -266,8 +274,9 @@ def temporal_sdk_dashboard() -> Dashboard:
                 "Workflow task failures by reason",
                 "short",
                 Query(
-                    "sum by (workflow_type, failure_reason) "
-                    f"(increase(temporal_workflow_task_execution_failed_total[{STEP}]))",
+                    increase(
+                        "temporal_workflow_task_execution_failed_total", "workflow_type, failure_reason"
+                    ),
                     "{{workflow_type}} {{failure_reason}}",
                 ),
             )
@@ -277,7 +286,7 @@ def temporal_sdk_dashboard() -> Dashboard:
                 "Activity failures",
                 "short",
                 Query(
-                    f"sum by (activity_type) (increase(temporal_activity_execution_failed_total[{STEP}]))",
+                    increase("temporal_activity_execution_failed_total", "activity_type"),
                     "{{activity_type}}",
                 ),
             )
@@ -304,13 +313,11 @@ def api_dashboard() -> Dashboard:
                 "Latency by route (p50, p99)",
                 "s",
                 Query(
-                    "histogram_quantile(0.5, sum by (le, route) "
-                    f"(rate(petcare_api_request_duration_seconds_bucket[{STEP}])))",
+                    quantile(0.5, "petcare_api_request_duration_seconds_bucket", "route"),
                     "p50 {{route}}",
                 ),
                 Query(
-                    "histogram_quantile(0.99, sum by (le, route) "
-                    f"(rate(petcare_api_request_duration_seconds_bucket[{STEP}])))",
+                    quantile(0.99, "petcare_api_request_duration_seconds_bucket", "route"),
                     "p99 {{route}}",
                 ),
             )
