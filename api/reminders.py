@@ -35,6 +35,7 @@ from api.models import (
 )
 from api.openapi import documented
 from petcare import reminders_repository as repository
+from petcare.db import store_exists
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE
 from petcare.models.reminders import ReminderRunInput, TemplateOverride
 
@@ -121,7 +122,7 @@ def _locale(request: web.Request) -> str:
 
 
 async def _require_store(connection: repository.Connection, store_id: UUID) -> None:
-    if not await repository.store_exists(connection, store_id):
+    if not await store_exists(connection, store_id):
         raise ApiError(404, "not_found", f"no store with id {store_id}")
 
 

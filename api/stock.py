@@ -26,6 +26,7 @@ from api.models import (
 )
 from api.openapi import documented
 from petcare import stock_repository as reports
+from petcare.db import store_exists
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
 from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconciliationInput, Trigger
 
@@ -86,7 +87,7 @@ async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     body = await read_model(request, StockTriggerRequest, optional=True)
     if body.store_id is not None:
         async with database_call(), request.app[POOL].acquire() as connection:
-            if not await reports.store_exists(connection, body.store_id):
+            if not await store_exists(connection, body.store_id):
                 raise ApiError(404, "not_found", f"no store with id {body.store_id}")
     async with temporal_call():
         accepted = await start_or_find(request.app[TEMPORAL], request.app[SETTINGS].task_queue, body.store_id)

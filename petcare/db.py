@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
+from uuid import UUID
 
 import asyncpg
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
@@ -134,3 +135,9 @@ def is_transient(error: BaseException) -> bool:
     """Faults that pass within seconds: unreachable (a dropped connection, a failover) or a
     serialization conflict. Worth a short wait and another try."""
     return is_unreachable(error) or isinstance(error, asyncpg.exceptions.TransactionRollbackError)
+
+
+async def store_exists(connection: Connection, store_id: UUID) -> bool:
+    """Whether the store exists: the one check every API route naming a store makes first (the
+    stores table belongs to the main backend; every job reads it)."""
+    return bool(await connection.fetchval("SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)", store_id))

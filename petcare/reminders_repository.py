@@ -34,7 +34,6 @@ _PUT_OVERRIDE = """
         email_subject = EXCLUDED.email_subject, email_body = EXCLUDED.email_body, sms = EXCLUDED.sms,
         updated_at = now()"""
 _DELETE_OVERRIDE = "DELETE FROM reminder_templates WHERE store_id = $1 AND locale = $2"
-_STORE_EXISTS = "SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)"
 
 
 def _override(row: asyncpg.Record) -> TemplateOverride:
@@ -47,10 +46,6 @@ async def store_overrides(connection: Connection, store_ids: Iterable[UUID]) -> 
         return {}
     rows = await connection.fetch(_OVERRIDES, ids)
     return {(row["store_id"], row["locale"]): _override(row) for row in rows}
-
-
-async def store_exists(connection: Connection, store_id: UUID) -> bool:
-    return bool(await connection.fetchval(_STORE_EXISTS, store_id))
 
 
 async def get_override(connection: Connection, store_id: UUID, locale: str) -> TemplateOverride | None:

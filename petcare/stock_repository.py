@@ -487,8 +487,6 @@ SELECT reconciliation_id, product_id, sku, name, recorded, computed, computed - 
  ORDER BY sku
 """
 
-STORE_EXISTS = "SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)"
-
 
 async def report(connection: Connection, reconciliation_id: UUID) -> dict[str, object] | None:
     row = await connection.fetchrow(BY_ID, reconciliation_id)
@@ -509,10 +507,6 @@ async def recent_reports(
     after_time, after_id = after or (None, None)
     rows = await connection.fetch(RECENT, store_id, latest_only, limit, after_time, after_id)
     return await _with_lines(connection, rows)
-
-
-async def store_exists(connection: Connection, store_id: UUID) -> bool:
-    return bool(await connection.fetchval(STORE_EXISTS, store_id))
 
 
 async def _with_lines(connection: Connection, rows: list[asyncpg.Record]) -> list[dict[str, object]]:
