@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
@@ -80,20 +81,24 @@ def create_pool(
     """A pool to be entered with `async with`; `dsn` overrides the settings' URL (tests), the
     keywords the settings' sizes and command timeout (the worker's upload pool)."""
     database = settings.database
-    # asyncpg.create_pool has no pool class parameter; these are its defaults for the rest.
+    # asyncpg.create_pool has no pool class parameter: the rest of its keywords keep its own
+    # defaults, read from its signature so an asyncpg upgrade cannot leave them behind.
     return TimedPool(
         dsn or settings.require_database_url(),
+        **_CREATE_POOL_DEFAULTS,
         name=name,
         acquire_timeout=database.acquire_timeout_seconds,
         min_size=database.pool_min_size if min_size is None else min_size,
         max_size=database.pool_max_size if max_size is None else max_size,
-        max_queries=50_000,
-        max_inactive_connection_lifetime=300.0,
-        loop=None,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
         command_timeout=database.command_timeout_seconds if command_timeout is None else command_timeout,
     )
+
+
+_CREATE_POOL_DEFAULTS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(asyncpg.create_pool).parameters.items()
+    if name in {"max_queries", "max_inactive_connection_lifetime", "loop", "connection_class", "record_class"}
+}
 
 
 def create_upload_pool(settings: Settings) -> TimedPool:
