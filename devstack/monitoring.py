@@ -19,6 +19,8 @@ from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from petcare.jobs import JOBS
+
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "deploy" / "monitoring"
 RULES_FILE = MONITORING / "prometheus" / "rules.yml"
@@ -80,7 +82,7 @@ def _dashboard(uid: str, title: str, description: str) -> Dashboard:
 
 
 def jobs_dashboard() -> Dashboard:
-    types = "AppointmentReminderWorkflow|FinancialExportWorkflow|StockReconciliationWorkflow"
+    types = "|".join(job.workflow_type for job in JOBS)  # a new job shows up without an edit here
 
     def runs(outcome: str) -> Query:
         metric = f'temporal_workflow_{outcome}_total{{workflow_type=~"{types}"}}'
