@@ -84,6 +84,8 @@ class ErrorType(StrEnum):
     STATEMENT_TIMEOUT = "StatementTimeout"
     # Any job: a programming error (a long statement in an activity started without a bound).
     MISSING_ACTIVITY_TIMEOUT = "MissingActivityTimeout"
+    # An activity that records its workflow's ids, started outside a workflow (a programming error).
+    NOT_IN_WORKFLOW = "NotInWorkflow"
 
 
 # Faults no retry can fix: raised as non-retryable and named in every retry policy that could
@@ -105,6 +107,7 @@ PERMANENT: frozenset[ErrorType] = frozenset(
         ErrorType.UNKNOWN_STORE,
         ErrorType.UNKNOWN_RECONCILIATION,
         ErrorType.MISSING_ACTIVITY_TIMEOUT,
+        ErrorType.NOT_IN_WORKFLOW,
     }
 )
 

@@ -8,7 +8,6 @@ from uuid import UUID
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating, statement_timeout
 from activities.stock.alerts import build_alert_email, prepare_email
@@ -117,7 +116,7 @@ class StockActivities:
         """Computed vs recorded stock of one store, persisted as one report (idempotent per run)."""
         info = activity.info()
         if info.workflow_id is None or info.workflow_run_id is None:
-            raise ApplicationError("reconcile_store must run inside a workflow", non_retryable=True)
+            raise application_error("reconcile_store must run inside a workflow", ErrorType.NOT_IN_WORKFLOW)
         # The ticker stops with the statement, also when Temporal cancels the activity.
         async with heartbeating():
             summary = await sql.reconcile(
