@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, Field, ValidationError, field_validator
 from temporalio.common import SearchAttributePair
 
-from activities.reminders.decisions import ACTIVE_STATUSES, choose_route
+from activities.reminders.decisions import ClaimState, Owner, choose_route, decide, skip_reason
 from activities.reminders.messages import override_problems
 from activities.reminders.templates import LOCALES, PLACEHOLDERS
 from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
@@ -283,6 +283,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 # --- POST /api/v1/reminders/deliveries/{appointmentId}/retry
 
 RETRY_WORKFLOW_PREFIX = f"{APPOINTMENT_REMINDER.key}-retry-"
+# Whom the retry check decides for: nobody holds the record it replaces, so any owner will do.
+RETRY_OWNER = Owner(run="api/retry-check", attempt=1)
 
 
 @documented(
@@ -329,19 +331,37 @@ async def retry_delivery(request: web.Request) -> web.Response:
     return json_model(started, status=202)
 
 
+# What a retry refused as ineligible says, by the claim's own skip reason (decisions.skip_reason).
+_NOT_ELIGIBLE = {
+    "started": "it has started",
+    "too_soon": "it starts too soon",
+    "outside_window": "it is beyond the reminder window",
+    "no_consent": "the customer does not consent to reminders",
+    "no_address": "the customer has no address to reach (email, or a phone that takes texts)",
+    "elsewhere": "it was reminded by another system (appointments.reminder_sent_at)",
+}
+
+
 def _ineligible(state: asyncpg.Record) -> str | None:
-    """Why a reminder may not go now (the claim checks all of it again), or None."""
-    if state["status"] not in ACTIVE_STATUSES:
-        return f"it is {state['status']}"
-    if state["started"] or state["too_soon"]:
-        return "it starts too soon"
-    if state["beyond"]:
-        return "it is beyond the reminder window"
-    if not state["consent_reminders"]:
-        return "the customer does not consent to reminders"
+    """Why a reminder may not go now, by the claim's own decision (the claim checks it again under
+    the row lock); None when it may. The failed record the retry replaces does not count."""
+    claim = ClaimState(
+        status=state["status"],
+        started=state["started"],
+        too_soon=state["too_soon"],
+        beyond_window=state["beyond"],
+        reminder_sent=state["reminder_sent"],
+        consent=state["consent_reminders"],
+        delivery_state=None,
+        delivery_owner=None,
+        delivery_attempt=None,
+        claim_expired=False,
+    )
     route = choose_route(
         state["preferred_channel"], state["email"], state["phone"], sms_opted_out=state["sms_opted_out"]
     )
-    if route is None:
-        return "the customer has no address to reach (email, or a phone that takes texts)"
-    return None
+    decision = decide(claim, RETRY_OWNER, route)
+    if decision == "send":
+        return None
+    reason = skip_reason(claim, decision) or decision
+    return _NOT_ELIGIBLE.get(reason, f"it is {reason}")

@@ -98,11 +98,17 @@ async def deliveries(
 
 # --- A retry: the appointment, its customer's addresses and the record of its current start time.
 
-_RETRY_STATE = """
+# `reminder_sent_at` set without any reminder sent by this job is the main backend's (or an older
+# system's) reminder: taken as covering the appointment. The claims (activities/reminders/sql.py)
+# and the retry check read it alike.
+REMINDED_ELSEWHERE = """(a.reminder_sent_at IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM reminder_deliveries s WHERE s.appointment_id = a.id AND s.state = 'sent'))"""
+
+_RETRY_STATE = f"""
     SELECT a.id, a.status, a.starts_at, a.starts_at <= now() AS started,
            a.starts_at < now() + $2::interval AS too_soon, a.starts_at > now() + $3::interval AS beyond,
            c.consent_reminders, c.preferred_channel, c.email, c.phone,
-           c.sms_opted_out_at IS NOT NULL AS sms_opted_out,
+           c.sms_opted_out_at IS NOT NULL AS sms_opted_out, {REMINDED_ELSEWHERE} AS reminder_sent,
            d.state AS delivery_state,
            EXISTS (SELECT 1 FROM reminder_deliveries o WHERE o.appointment_id = a.id) AS has_records
     FROM appointments a

@@ -200,7 +200,14 @@ async def test_a_failed_reminder_is_sent_again_once_its_address_is_fixed(
     settings = reminder_settings(api_settings, smtp_port=smtp_sink.port)
     async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
         _, result = await run_once(acts)
-    assert (result.sent_email, result.failed) == (1, 2)
+        assert (result.sent_email, result.failed) == (1, 2)
+        # Failed too, then reminded by the main backend (reminder_sent_at): the claim would skip it
+        # as reminded elsewhere, so the retry check must refuse it rather than answer 202.
+        elsewhere = await add_appointment(pool, store_id=store, starts_at=starts, email="gone@exmaple.com")
+        smtp_sink.handler.rejected_recipients.add("gone@exmaple.com")
+        _, second = await run_once(acts)
+        assert (second.sent_email, second.failed) == (0, 1)
+    await pool.execute("UPDATE appointments SET reminder_sent_at = now() WHERE id = $1", elsewhere)
 
     await pool.execute(
         "UPDATE customers SET email = 'alex@example.com' FROM appointments a "
@@ -224,6 +231,9 @@ async def test_a_failed_reminder_is_sent_again_once_its_address_is_fixed(
         not_eligible = await api_client.post(f"{DELIVERIES}/{cancelled}/retry", headers=AUTH)
         assert not_eligible.status == 422
         assert "cancelled" in (await not_eligible.json())["error"]["message"]
+        reminded = await api_client.post(f"{DELIVERIES}/{elsewhere}/retry", headers=AUTH)
+        assert reminded.status == 422
+        assert "another system" in (await reminded.json())["error"]["message"]
         assert (await api_client.post(f"{DELIVERIES}/{uuid4()}/retry", headers=AUTH)).status == 404
         assert (await api_client.post(f"{DELIVERIES}/nope/retry", headers=AUTH)).status == 400
 

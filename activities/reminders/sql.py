@@ -29,7 +29,7 @@ from activities.reminders.messages import ReminderContext, reminder_message_id, 
 from activities.reminders.templates import resolve_locale
 from petcare.db import is_transient
 from petcare.models.reminders import PageCursor, PlannedCounts
-from petcare.reminders_repository import Overrides, store_overrides
+from petcare.reminders_repository import REMINDED_ELSEWHERE, Overrides, store_overrides
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,8 @@ def route_of(row: asyncpg.Record) -> Route | None:
 
 # A reminder is owed per appointment AND start time: a delivery record is keyed by both, so an
 # appointment moved after its reminder is owed one for its new time (and one moved twice between
-# runs, one for its latest time). `reminder_sent_at` set without any reminder sent by this job is
-# the main backend's (or an older system's) reminder: taken as covering the appointment.
-_REMINDED_ELSEWHERE = """(a.reminder_sent_at IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM reminder_deliveries s WHERE s.appointment_id = a.id AND s.state = 'sent'))"""
+# runs, one for its latest time). REMINDED_ELSEWHERE (shared with the API's retry check) is the
+# main backend's own reminder.
 _RESCHEDULED = """EXISTS (
         SELECT 1 FROM reminder_deliveries r
         WHERE r.appointment_id = a.id AND r.state = 'sent' AND r.starts_at <> a.starts_at)"""
@@ -91,7 +89,7 @@ _DUE_WHERE = f"""
     a.status IN ('scheduled', 'confirmed')
     AND c.consent_reminders
     AND a.starts_at >= $1 AND a.starts_at <= $2
-    AND NOT {_REMINDED_ELSEWHERE}
+    AND NOT {REMINDED_ELSEWHERE}
     AND NOT EXISTS (
         SELECT 1 FROM reminder_deliveries d
         WHERE d.appointment_id = a.id AND d.starts_at = a.starts_at AND d.state IN ('sent', 'failed'))"""
@@ -167,7 +165,7 @@ _LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR 
 # Read after the lock, in a new statement, so a delivery committed by a run we waited for is seen.
 # The window is measured again from this transaction's now(): lead $3, window $4.
 _CLAIM_READ = f"""{DETAILS},
-           a.status, {_REMINDED_ELSEWHERE} AS reminder_sent, {_RESCHEDULED} AS rescheduled,
+           a.status, {REMINDED_ELSEWHERE} AS reminder_sent, {_RESCHEDULED} AS rescheduled,
            now() AS checked_at, a.starts_at <= now() AS started,
            a.starts_at < now() + $3::interval AS too_soon, a.starts_at > now() + $4::interval AS beyond,
            c.consent_reminders, d.state AS delivery_state, d.owner AS delivery_owner,
