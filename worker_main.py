@@ -51,6 +51,18 @@ class WorkerResources:
     http: aiohttp.ClientSession
 
 
+async def open_resources(settings: Settings, stack: AsyncExitStack) -> WorkerResources:
+    """The pools, the mailer and the HTTP session, each closed by `stack`."""
+    pool = await stack.enter_async_context(create_pool(settings))
+    upload_pool = await stack.enter_async_context(create_upload_pool(settings))
+    # One bound on SMTP sessions for every job in this process: the setting means what it says.
+    mailer = await stack.enter_async_context(
+        Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)
+    )
+    http = await stack.enter_async_context(aiohttp.ClientSession())
+    return WorkerResources(settings=settings, pool=pool, upload_pool=upload_pool, mailer=mailer, http=http)
+
+
 def build_activities(resources: WorkerResources, exports: ExportActivities) -> list[Callable[..., Any]]:
     """Every activity of the jobs' task queue. Each job adds its activity object's methods here."""
     activities: list[Callable[..., Any]] = []
@@ -151,16 +163,7 @@ async def run_worker(settings: Settings, *, apply_schedule_registry: bool = True
         # Before anything starts a workflow tagged with them: a fresh namespace works (or the
         # process ends here, saying which attributes to create and how).
         await ensure_search_attributes(client)
-        pool = await stack.enter_async_context(create_pool(settings))
-        upload_pool = await stack.enter_async_context(create_upload_pool(settings))
-        # One bound on SMTP sessions for every job in this process: the setting means what it says.
-        mailer = await stack.enter_async_context(
-            Mailer(settings.smtp, max_connections=settings.reminders.smtp_concurrency)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        resources = WorkerResources(
-            settings=settings, pool=pool, upload_pool=upload_pool, mailer=mailer, http=http
-        )
+        resources = await open_resources(settings, stack)
         if apply_schedule_registry:
             outcomes = await apply_schedules(client, declared_schedules(settings), settings.task_queue)
             log.info("schedules applied: %s", outcomes or "none declared")

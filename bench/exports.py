@@ -36,18 +36,18 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.exports import ExportActivities
-from activities.exports.destinations import CIPHERS, SftpDestination
-from activities.exports.streaming import CrlfRecords, StreamLimits
+from activities.exports.destinations import CIPHERS
+from activities.exports.streaming import CrlfRecords
 from bench.chart import Result, record
 from devstack.openssh import SSHD, openssh_sftp
 from devstack.ports import free_port
@@ -62,11 +62,14 @@ from devstack.postgres import (
 from devstack.sftp_server import SftpServer
 from devstack.ssh_keys import SftpLayout
 from devstack.temporal_server import temporal_dev_server
-from petcare.config import SftpSettings
+from petcare.config import ExportSettings, Settings, SftpSettings
 from petcare.exports_repository import COPY_OPTIONS, export_query
 from petcare.migrate import apply_migrations
-from petcare.models.exports import DATA_KINDS, FileKind
+from petcare.models.exports import DATA_KINDS, FileKind, FinancialExportInput, export_workflow_id
 from petcare.process import exit_without_teardown
+from petcare.temporal_client import PetcarePlugin
+from worker_main import open_resources, workers_running
+from workflows.exports import FinancialExportWorkflow
 
 SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
 ZONES = ["America/New_York", "Europe/Paris", "Asia/Tokyo", "UTC", "America/Los_Angeles"]
@@ -153,34 +156,21 @@ async def serve_sftp(base: Path, port: int) -> None:
         await asyncio.to_thread(sys.stdin.read)
 
 
-async def step_export(dsn: str, settings: SftpSettings, export_id: UUID, temporal: str) -> dict[str, Any]:
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Worker
-
-    from petcare.models.exports import FinancialExportInput, export_workflow_id, upload_task_queue
-    from workflows.exports import FinancialExportWorkflow
-
-    client = await Client.connect(temporal, data_converter=pydantic_data_converter)
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
-        activities = ExportActivities(pool, SftpDestination(settings), StreamLimits())
-        async with (
-            Worker(
-                client,
-                task_queue="bench-exports",
-                workflows=[FinancialExportWorkflow],
-                activities=activities.status_methods(),
-            ),
-            Worker(
-                client, task_queue=upload_task_queue("bench-exports"), activities=activities.upload_methods()
-            ),
-        ):
+async def step_export(dsn: str, sftp: SftpSettings, export_id: UUID, temporal: str) -> dict[str, Any]:
+    """The export as production runs it: worker_main's pools, activities and two workers."""
+    settings = Settings(
+        database_url=dsn, task_queue="bench-exports", sftp=sftp, export=ExportSettings(destination="sftp")
+    )
+    client = await Client.connect(temporal, plugins=[PetcarePlugin()])
+    async with AsyncExitStack() as stack:
+        resources = await open_resources(settings, stack)
+        async with workers_running(client, resources):
             started, cpu_before = time.perf_counter(), cpu_seconds()
             result = await client.execute_workflow(
                 FinancialExportWorkflow.run,
                 FinancialExportInput(export_id=export_id, force=True),
                 id=export_workflow_id(export_id),
-                task_queue="bench-exports",
+                task_queue=settings.task_queue,
             )
             seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
     files = [file for file in result.files if file.kind != "manifest"]
