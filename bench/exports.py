@@ -201,7 +201,7 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
     finally:
         await connection.close()
     assert row is not None
-    args: tuple[Any, ...] = (row["period_start"], row["period_end"], row["store_id"], True)
+    period = {"period_start": row["period_start"], "period_end": row["period_end"]}
     store_id = row["store_id"]
     received = 0
 
@@ -216,7 +216,7 @@ async def step_copy(dsn: str, export_id: UUID) -> dict[str, Any]:
         try:
             begun = time.perf_counter()
             if store_id is None:  # all stores: the export's own queries, so only the streaming differs
-                query, query_args = export_query(kind, "csv"), tuple(args)
+                query, query_args = export_query(kind, "csv", **period, store=None)
             else:  # one store: the plain rows of the store, COPY's own formatting
                 query, query_args = RAW_STORE_ROWS[kind], (store_id,)
             await connection.copy_from_query(

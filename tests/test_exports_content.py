@@ -19,7 +19,8 @@ from activities.exports import ExportActivities
 from activities.exports.destinations import LocalDestination
 from activities.exports.streaming import StreamLimits
 from petcare import exports_repository
-from petcare.models.exports import DATA_KINDS, BeginRequest, ExportPlan, FileKind, FileRequest
+from petcare.db import Connection
+from petcare.models.exports import DATA_KINDS, BeginRequest, ExportFormat, ExportPlan, FileKind, FileRequest
 from tests.support.exports import FORMULA_PREFIXES, expected_rows, request_export, seed, upload_environment
 
 # Tiny blocks, so even these few rows travel through several queued blocks.
@@ -152,9 +153,22 @@ EDGE_ZONES = (
 )
 
 
+async def _copied_lines(
+    connection: Connection, query: str, args: tuple[Any, ...], options: dict[str, Any]
+) -> list[bytes]:
+    chunks: list[bytes] = []
+
+    async def keep(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await connection.copy_from_query(query, *args, output=keep, **options)
+    return b"".join(chunks).splitlines()
+
+
+@pytest.mark.parametrize("export_format", ["csv", "json"])
 @pytest.mark.parametrize("kind", DATA_KINDS)
 async def test_single_store_shape_gives_the_all_stores_rows_of_that_store(
-    pool: asyncpg.Pool, kind: FileKind
+    pool: asyncpg.Pool, kind: FileKind, export_format: ExportFormat
 ) -> None:
     """The one-store query (its period bounds computed once, so the store's index gives its rows in
     time order) yields exactly the rows, values and order of the all-stores query (bounds in each
@@ -186,12 +200,22 @@ async def test_single_store_shape_gives_the_all_stores_rows_of_that_store(
             SELECT 'C' || number, id, store_id, issued_at, 1, 'EUR' FROM inserted
             """
         )
-        query = exports_repository.export_query(kind, "csv")
-        period = (date(2025, 1, 1), date(2025, 12, 31))
-        every_store = await connection.fetch(query, *period, None, True)
+        period = {"period_start": date(2025, 1, 1), "period_end": date(2025, 12, 31)}
+        options = exports_repository.COPY_OPTIONS[export_format]
+        every_store = await _copied_lines(
+            connection,
+            *exports_repository.export_query(kind, export_format, **period, store=None),
+            options,
+        )
         for store in stores:
-            one_store = await connection.fetch(query, *period, store["id"], True)
-            assert one_store, "each store has rows in the period"
-            assert [tuple(row) for row in one_store] == [
-                tuple(row) for row in every_store if row["store_id"] == store["id"]
-            ]
+            one = await exports_repository.store_period(connection, store["id"], **period)
+            assert one is not None
+            one_store = await _copied_lines(
+                connection,
+                *exports_repository.export_query(kind, export_format, **period, store=one),
+                options,
+            )
+            assert len(one_store) > 100, "each store has rows in the period"
+            # The same bytes, line for line: the CSV header, then the store's rows in the same order.
+            header = every_store[:1] if export_format == "csv" else []
+            assert one_store == header + [line for line in every_store if str(store["id"]).encode() in line]

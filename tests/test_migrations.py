@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 
-from petcare.migrate import apply_migrations, bundled_migrations
+from petcare.migrate import MIGRATION_LOCK_ID, Migration, apply_migrations, bundled_migrations
 
 CONTRACT_COLUMNS = {
     "stores": {"id", "name", "timezone", "email", "phone"},
@@ -130,3 +131,52 @@ async def test_two_processes_migrating_at_once(empty_database_url: str) -> None:
     assert [code for code, _ in results] == [0, 0, 0], results
     names = [migration.name for migration in bundled_migrations()]
     assert await _applied(empty_database_url) == names
+
+
+async def test_a_no_transaction_migration_builds_indexes_concurrently_and_reruns_after_a_failure(
+    database_url: str,
+) -> None:
+    """A no-transaction file runs statement by statement (CREATE INDEX CONCURRENTLY refuses a
+    transaction); one that fails half-way is not recorded, keeps what it did, and runs again
+    whole once fixed."""
+    build = """-- petcare: no-transaction
+-- an index, then a statement that fails until the table exists
+DROP INDEX CONCURRENTLY IF EXISTS scratch_stores_name_idx;
+CREATE INDEX CONCURRENTLY scratch_stores_name_idx ON stores (name, id);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS scratch_later_idx ON scratch_later (id);
+"""
+    connection = await asyncpg.connect(database_url)
+    try:
+        migration = Migration("9999_scratch.sql", build)
+        assert not migration.transactional
+        assert len(migration.statements()) == 3
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await apply_migrations(connection, [migration])
+        assert "9999_scratch.sql" not in await _applied(database_url)
+        # The failure released the migration lock: another process can migrate.
+        other = await asyncpg.connect(database_url)
+        try:
+            assert await other.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_ID)
+        finally:
+            await other.close()
+        await connection.execute("CREATE TABLE scratch_later (id int)")
+        assert await asyncio.wait_for(apply_migrations(connection, [migration]), 10) == ["9999_scratch.sql"]
+        valid = await connection.fetch(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname LIKE 'scratch_%' AND i.indisvalid ORDER BY 1"
+        )
+        assert [row["relname"] for row in valid] == ["scratch_later_idx", "scratch_stores_name_idx"]
+    finally:
+        await connection.close()
+
+
+async def test_the_export_order_indexes_replace_the_store_time_indexes(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(
+        "SELECT tablename, indexdef FROM pg_indexes"
+        " WHERE tablename IN ('invoices', 'transactions', 'credit_notes') AND indexdef LIKE '%(store_id%'"
+    )
+    assert sorted(row["indexdef"].split(" USING ")[1] for row in rows) == [
+        "btree (store_id, issued_at, number)",
+        "btree (store_id, issued_at, number)",
+        "btree (store_id, occurred_at, id)",
+    ]

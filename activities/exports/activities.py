@@ -41,6 +41,7 @@ from petcare import exports_repository
 from petcare.config import Settings
 from petcare.db import Connection
 from petcare.errors import ErrorType, application_error
+from petcare.exports_repository import StorePeriod
 from petcare.models.exports import (
     MANIFEST_NAME,
     BeginRequest,
@@ -87,6 +88,20 @@ async def _check_store_zones(connection: Connection, store_id: UUID | None) -> N
             "the export again)",
             ErrorType.EXPORT_DATA_ERROR,
         )
+
+
+async def _store_period(connection: Connection, plan: ExportPlan) -> StorePeriod | None:
+    """The store and the period's bounds of a single-store export; None for every store."""
+    if plan.store_id is None:
+        return None
+    store = await exports_repository.store_period(
+        connection, plan.store_id, plan.period_start, plan.period_end
+    )
+    if store is None:
+        raise application_error(
+            f"cannot export: store {plan.store_id} no longer exists", ErrorType.EXPORT_DATA_ERROR
+        )
+    return store
 
 
 def _before_replace(
@@ -208,7 +223,6 @@ class ExportActivities:
         """
         plan = request.plan
         name = file_name(request.kind, plan.format)
-        args = (plan.period_start, plan.period_end, plan.store_id, plan.format == "csv")
         progress = [0]
 
         def sent(total: int) -> None:
@@ -223,12 +237,19 @@ class ExportActivities:
         # idle on the partner's server.
         async with beats, self._upload_pool.acquire() as connection, self._destination.session() as session:
             await _check_store_zones(connection, plan.store_id)
+            query, args = exports_repository.export_query(
+                request.kind,
+                plan.format,
+                period_start=plan.period_start,
+                period_end=plan.period_end,
+                store=await _store_period(connection, plan),
+            )
             replacing = _before_replace(connection, session, plan, name)
             try:
                 async with session.upload(plan.directory, name, _writer(), replacing) as upload:
                     streamed = await copy_to_upload(
                         connection,
-                        exports_repository.export_query(request.kind, plan.format),
+                        query,
                         args,
                         exports_repository.COPY_OPTIONS[plan.format],
                         upload,
