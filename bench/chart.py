@@ -2,7 +2,8 @@
 chart of all of them (docs/benchmarks.svg, shown in the README) is drawn again from that file.
 
 Plain SVG written by hand: one row per job, case and PostgreSQL server, a bar for the measured
-ratio, a line at the target, green when the target is met.
+ratio, a line at the target, green when the target is met, and a dashed line at the machine's
+floor where a bench measures one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Result:
     higher_is_better: bool
     detail: str  # the figures behind the ratio, one line
     measured_at: str = ""
+    # The lowest ratio this machine allows any job of the kind (export: the raw steps run at once),
+    # drawn as a dashed line where it is known.
+    floor: float | None = None
 
     @property
     def met(self) -> bool:
@@ -67,7 +71,8 @@ def svg(results: list[Result]) -> str:
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{PAD}" y="22" font-size="15" font-weight="bold">'
-        "Each job against its raw baseline (bar: measured ratio, black line: target)</text>",
+        "Each job against its raw baseline (bar: measured ratio, black line: target, "
+        "dashed: the fastest this machine allows)</text>",
         f'<text x="{PAD}" y="40" fill="#555">export and stock: job time / raw time, lower is better; '
         "reminders: job rate / raw SMTP rate, higher is better</text>",
     ]
@@ -89,5 +94,11 @@ def svg(results: list[Result]) -> str:
             f'stroke="black" stroke-width="2"/>'
             f'<text x="{LABEL + BAR + 8}" y="{top + 17}">{result.ratio:.2f}x (target {wanted})</text>'
         )
+        if result.floor is not None:
+            parts.append(
+                f'<line x1="{x(result.floor):.1f}" y1="{top}" x2="{x(result.floor):.1f}" y2="{top + 26}" '
+                f'stroke="#555" stroke-width="2" stroke-dasharray="3,2"><title>floor {result.floor:.2f}x'
+                "</title></line>"
+            )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -584,6 +584,7 @@ def report(
         ratio=ratio,
         target=1.5,
         higher_is_better=False,
+        floor=floor,
         detail=(
             f"export {export['seconds']:.2f} s, COPY {copy['seconds']:.2f} s, put {put['seconds']:.2f} s, "
             f"rounds {[round(r[0]['seconds'] / max(r[1]['seconds'], r[2]['seconds']), 2) for r in rounds]}, "
