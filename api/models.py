@@ -175,25 +175,31 @@ def decode_cursor(scope: str, cursor: str, *, size: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Keyset:
-    """Where a page read newest first ended: the last item's time and id (the tie-breaker)."""
+    """Where a page read newest first ended: the last item's time and id (the tie-breaker), and
+    for a list with several rows per (time, id), one more time that orders them (`then`)."""
 
     time: datetime
     id: UUID
+    then: datetime | None = None
 
     def cursor(self, scope: str) -> str:
-        return encode_cursor(scope, self.time.isoformat(), str(self.id))
+        position = [self.time.isoformat(), str(self.id)]
+        if self.then is not None:
+            position.append(self.then.isoformat())
+        return encode_cursor(scope, *position)
 
     @classmethod
-    def from_cursor(cls, scope: str, cursor: str | None) -> Keyset | None:
+    def from_cursor(cls, scope: str, cursor: str | None, *, with_then: bool = False) -> Keyset | None:
         """The keyset a cursor names (None without one); a 400 when it is not one of `scope`'s."""
         if cursor is None:
             return None
-        time, key = decode_cursor(scope, cursor, size=2)
+        time, key, *then = decode_cursor(scope, cursor, size=3 if with_then else 2)
         try:
-            parsed = cls(time=datetime.fromisoformat(time), id=UUID(key))
+            times = [datetime.fromisoformat(value) for value in (time, *then)]
+            parsed = cls(time=times[0], id=UUID(key), then=times[1] if then else None)
         except ValueError:
             raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
-        if parsed.time.tzinfo is None:
+        if any(value.tzinfo is None for value in times):
             raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged")
         return parsed
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from pydantic import AwareDatetime, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from temporalio.common import SearchAttributePair
 
 from activities.reminders.decisions import ClaimState, Owner, choose_route, decide, skip_reason
@@ -23,12 +23,12 @@ from api.middlewares import ApiError
 from api.models import (
     CamelModel,
     CamelRequest,
+    Keyset,
     PageQuery,
     StartedRun,
     cursor_scope,
-    decode_cursor,
-    encode_cursor,
     json_model,
+    keyset_page,
     path_uuid,
     read_model,
     read_query,
@@ -228,28 +228,9 @@ class DeliveryList(CamelModel):
 DELIVERIES_LIST = "reminder-deliveries"
 
 
-def _encode_cursor(query: DeliveriesQuery, last: Delivery) -> str:
-    position = (last.updated_at.isoformat(), str(last.appointment_id), last.starts_at.isoformat())
-    return encode_cursor(cursor_scope(DELIVERIES_LIST, query), *position)
-
-
-def _decode_cursor(query: DeliveriesQuery) -> tuple[datetime, UUID, datetime] | None:
-    """The position after which the page starts (the shared cursor of api/models.py: a 400 for a
-    cursor that is not one of this list's with these filters)."""
-    if query.cursor is None:
-        return None
-    updated, appointment, starts = decode_cursor(cursor_scope(DELIVERIES_LIST, query), query.cursor, size=3)
-    try:
-        position = _Position.model_validate({"u": updated, "a": appointment, "s": starts})
-    except ValidationError:
-        raise ApiError(400, "invalid_cursor", "cursor is malformed: pass nextCursor unchanged") from None
-    return position.u, position.a, position.s
-
-
-class _Position(CamelModel):
-    u: AwareDatetime
-    a: UUID
-    s: AwareDatetime
+def _keyset(delivery: Delivery) -> Keyset:
+    # One appointment has a delivery per start time it was reminded of: the start orders them.
+    return Keyset(delivery.updated_at, delivery.appointment_id, then=delivery.starts_at)
 
 
 @documented(
@@ -263,7 +244,8 @@ class _Position(CamelModel):
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     query = read_query(request, DeliveriesQuery)
-    after = _decode_cursor(query)
+    scope = cursor_scope(DELIVERIES_LIST, query)
+    after = Keyset.from_cursor(scope, query.cursor, with_then=True)
     async with database_call(), request.app[POOL].acquire() as connection:
         rows = await repository.deliveries(
             connection,
@@ -271,12 +253,11 @@ async def list_deliveries(request: web.Request) -> web.Response:
             customer_id=query.customer_id,
             state=query.state,
             since=query.since,
-            after=after,
+            after=None if after is None else (after.time, after.id, after.then),
             limit=query.limit + 1,  # one more: is there a next page?
         )
     found = [Delivery.model_validate(dict(row)) for row in rows]
-    page = found[: query.limit]
-    next_cursor = _encode_cursor(query, page[-1]) if len(found) > query.limit else None
+    page, next_cursor = keyset_page(found, query.limit, scope, _keyset)
     return json_model(DeliveryList(deliveries=page, next_cursor=next_cursor))
 
 

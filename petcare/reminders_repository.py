@@ -89,9 +89,10 @@ async def deliveries(
     customer_id: UUID | None,
     state: str | None,
     since: datetime | None,
-    after: tuple[datetime, UUID, datetime] | None,
+    after: tuple[datetime, UUID, datetime | None] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
+    """Newest change first; `after` is the previous page's last (updated_at, appointment, start)."""
     position = after or (None, None, None)
     return await connection.fetch(_DELIVERIES, appointment_id, customer_id, state, since, *position, limit)
 

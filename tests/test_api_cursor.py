@@ -71,3 +71,18 @@ def test_foreign_cursor_is_400() -> None:
             Keyset.from_cursor(SCOPE, key.cursor(other))
         assert (raised.value.status, raised.value.code) == (400, "invalid_cursor")
         assert "another list" in raised.value.message
+
+
+def test_a_keyset_with_a_second_time_round_trips_and_refuses_other_shapes() -> None:
+    """Reminder deliveries order by (updated_at, appointment, start): the third part is checked too."""
+    moment = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    key = Keyset(time=moment, id=uuid4(), then=datetime(2026, 3, 30, 9, 0, 0, 5, tzinfo=UTC))
+    assert Keyset.from_cursor(SCOPE, key.cursor(SCOPE), with_then=True) == key
+    two_parts = Keyset(time=moment, id=uuid4()).cursor(SCOPE)
+    naive_then = encode_cursor(SCOPE, moment.isoformat(), str(uuid4()), "2026-03-30T09:00:00")
+    for cursor in (two_parts, naive_then, encode_cursor(SCOPE, moment.isoformat(), str(uuid4()), "soon")):
+        with pytest.raises(ApiError) as raised:
+            Keyset.from_cursor(SCOPE, cursor, with_then=True)
+        assert (raised.value.status, raised.value.code) == (400, "invalid_cursor")
+    with pytest.raises(ApiError):
+        Keyset.from_cursor(SCOPE, key.cursor(SCOPE))  # a three-part cursor where two are expected
