@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
@@ -52,7 +53,17 @@ class _TimedAcquire(_AcquireBase):
         try:
             return await super().__aenter__()
         except TimeoutError:
-            raise DatabaseBusy(self.pool.name, self.pool.get_max_size(), self.timeout) from None
+            raise self._busy() from None
+
+    def __await__(self) -> Generator[Any, None, PoolConnectionProxy[asyncpg.Record]]:
+        # `connection = await pool.acquire()` (released by hand) says it alike.
+        try:
+            return (yield from super().__await__())
+        except TimeoutError:
+            raise self._busy() from None
+
+    def _busy(self) -> DatabaseBusy:
+        return DatabaseBusy(self.pool.name, self.pool.get_max_size(), self.timeout)
 
 
 class TimedPool(_PoolBase):

@@ -23,7 +23,7 @@ from activities.stock import StockActivities
 from devstack.rows import add_appointment, add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings, SmtpSettings
-from petcare.db import create_pool, create_upload_pool, is_unreachable
+from petcare.db import DatabaseBusy, create_pool, create_upload_pool, is_unreachable
 from petcare.mail import Mailer
 from petcare.models.exports import BeginRequest, FileRequest, FinancialExportInput, export_workflow_id
 from petcare.models.reminders import ReminderRunInput
@@ -252,3 +252,16 @@ async def copy_waits_for_a_lock(pool: asyncpg.Pool) -> bool:
     # Waiting already while asyncpg prepares the query (to quote its arguments), before the COPY.
     waiting: int = await pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
     return waiting > 0
+
+
+async def test_an_awaited_acquire_of_a_busy_pool_says_database_busy_too(settings: Settings) -> None:
+    """`connection = await pool.acquire()` (released by hand) times out like `async with`."""
+    async with create_pool(sized(settings, acquire_timeout_seconds=0.3), max_size=1, min_size=1) as pool:
+        held = await pool.acquire()
+        try:
+            with pytest.raises(DatabaseBusy, match="all 1 connections of the main pool"):
+                await pool.acquire()
+        finally:
+            await pool.release(held)
+        again = await pool.acquire()  # free again: the pool is usable after the refusal
+        await pool.release(again)
