@@ -2,15 +2,18 @@
 
     .venv/bin/python bench/stock.py [--products 10000] [--movements 1000000]
         [--old-movements 10000000] [--new-movements 10000] [--repeat 3] [--postgres both]
+        [--case all-flagged|incremental|both]
 
 Each case runs on the embedded PostgreSQL 18 and on Debian's PostgreSQL 15 (`--postgres
-embedded|debian15|both`), raw and job alternating, after a warm-up; medians are printed:
+embedded|debian15|both`; `--case` runs one case only: the incremental one fills 10 M movements),
+raw and job alternating, after a warm-up; medians are printed:
 
   all flagged   one store, N products every one of them a discrepancy and low stock, M movements.
                 raw: the plain `products LEFT JOIN stock_movements GROUP BY` aggregate, fetched.
-                job: the reconcile activity as a full recompute (the same aggregate, the report
-                and its N lines in one statement) and the alert activity (the alert diff, the
-                reservations, the email with its CSV to an SMTP sink), from a clean alert state.
+                job: over HTTP, the trigger to the completed run: the reconcile activity (the
+                report from the checkpoint and its N lines in one statement) and the alert
+                activity (the alert diff, the reservations, the email with its CSV to an SMTP
+                sink), from a clean alert state.
   incremental   one store, old movements already in the checkpoint, then new ones inserted.
                 raw: the full aggregate over every movement.
                 job: the reconcile activity reading the checkpoint sums plus the new movements.
@@ -68,6 +71,9 @@ SELECT p.id, p.stock_quantity, p.low_stock_threshold, COALESCE(sum(m.quantity), 
 """
 TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 (the bench's own API, on loopback)
 SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
+
+# The all-flagged job may take the aggregate's time plus this (issue 15's "raw + 1 s").
+ALL_FLAGGED_ALLOWANCE_SECONDS = 1.0
 
 
 async def add_store(connection: Connection, name: str, products: int) -> UUID:
@@ -284,74 +290,80 @@ async def over_http(
 
 
 async def bench_server(kind: str, options: argparse.Namespace, scratch: Path) -> list[Result]:
-    server = SERVERS[kind]
     results = []
     async with bench_postgres(kind, scratch / kind) as postgres:
-        started = time.perf_counter()
-        flagged_url = await create_database(postgres.url(), "bench_stock_flagged")
-        flagged = await fill_flagged(flagged_url, options.products, options.movements)
-        growing_url = await create_database(postgres.url(), "bench_stock_growing")
-        growing = await fill_growing(growing_url, options.products, options.old_movements)
-        print(f"[{server}] data in {time.perf_counter() - started:.0f} s", flush=True)
-
-        async with smtp_sink_process() as smtp_port:
-            raw, job, activities = await over_http(flagged_url, flagged, smtp_port, options.repeat)
-        steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in activities.items())
-        print(
-            f"[{server}] all flagged, HTTP trigger to completed run: aggregate {raw * 1000:.0f} ms, "
-            f"job {job * 1000:.0f} ms, ratio {job / raw:.2f}, job - aggregate {job - raw:.2f} s "
-            f"(activities of the median run: {steps})",
-            flush=True,
-        )
-        results.append(
-            Result(
-                job="stock",
-                case=f"all {options.products:,} products flagged, {options.movements:,} movements, over HTTP",
-                server=server,
-                ratio=job / raw,
-                target=1.5,
-                higher_is_better=False,
-                detail=f"job {job:.2f} s (raw + {job - raw:.2f} s), aggregate {raw:.2f} s; {steps}",
-            )
-        )
-
-        async with (
-            asyncpg.create_pool(growing_url, min_size=1, max_size=2) as pool,
-            Mailer(SmtpSettings()) as mailer,
-        ):
-            stock = StockActivities(pool, mailer, from_address="bench@petcare.test", fallback_recipient=None)
-
-            async def aggregate() -> object:
-                return await pool.fetch(RAW_AGGREGATE, growing)
-
-            async def incremental() -> None:
-                await activity_env().run(
-                    stock.reconcile_store, ReconcileRequest(target=target(growing, full=False))
-                )
-
-            for _ in range(3):  # the checkpoint over the old movements: proposed, folded, read
-                await incremental()
-            async with pool.acquire() as connection:
-                await add_movements(connection, growing, options.new_movements)
-                await connection.execute("ANALYZE stock_movements")
-            raw, job = await alternate(aggregate, incremental, options.repeat)
-        print(
-            f"[{server}] incremental ({options.old_movements:,} old + {options.new_movements:,} new): "
-            f"full aggregate {raw * 1000:.0f} ms, job {job * 1000:.0f} ms, ratio {job / raw:.3f}",
-            flush=True,
-        )
-        results.append(
-            Result(
-                job="stock",
-                case=f"incremental, {options.old_movements:,} old + {options.new_movements:,} new",
-                server=server,
-                ratio=job / raw,
-                target=0.1,
-                higher_is_better=False,
-                detail=f"reconcile activity {job:.3f} s, full aggregate {raw:.2f} s",
-            )
-        )
+        if options.case in ("all-flagged", "both"):
+            results.append(await all_flagged(SERVERS[kind], postgres.url(), options))
+        if options.case in ("incremental", "both"):
+            results.append(await incremental(SERVERS[kind], postgres.url(), options))
     return results
+
+
+async def all_flagged(server: str, url: str, options: argparse.Namespace) -> Result:
+    started = time.perf_counter()
+    flagged_url = await create_database(url, "bench_stock_flagged")
+    flagged = await fill_flagged(flagged_url, options.products, options.movements)
+    print(f"[{server}] all flagged: data in {time.perf_counter() - started:.0f} s", flush=True)
+    async with smtp_sink_process() as smtp_port:
+        raw, job, activities = await over_http(flagged_url, flagged, smtp_port, options.repeat)
+    steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in activities.items())
+    print(
+        f"[{server}] all flagged, HTTP trigger to completed run: aggregate {raw * 1000:.0f} ms, "
+        f"job {job * 1000:.0f} ms, ratio {job / raw:.2f}, job - aggregate {job - raw:.2f} s "
+        f"(activities of the median run: {steps})",
+        flush=True,
+    )
+    return Result(
+        job="stock",
+        case=f"all {options.products:,} products flagged, {options.movements:,} movements, over HTTP",
+        server=server,
+        ratio=job / raw,
+        # The bar is "at most 1.5x, or at most the aggregate + 1 s": as a ratio, the larger of the two.
+        target=max(1.5, (raw + ALL_FLAGGED_ALLOWANCE_SECONDS) / raw),
+        higher_is_better=False,
+        detail=f"job {job:.2f} s (raw + {job - raw:.2f} s), aggregate {raw:.2f} s; {steps}",
+    )
+
+
+async def incremental(server: str, url: str, options: argparse.Namespace) -> Result:
+    started = time.perf_counter()
+    growing_url = await create_database(url, "bench_stock_growing")
+    growing = await fill_growing(growing_url, options.products, options.old_movements)
+    print(f"[{server}] incremental: data in {time.perf_counter() - started:.0f} s", flush=True)
+    async with (
+        asyncpg.create_pool(growing_url, min_size=1, max_size=2) as pool,
+        Mailer(SmtpSettings()) as mailer,
+    ):
+        stock = StockActivities(pool, mailer, from_address="bench@petcare.test", fallback_recipient=None)
+
+        async def aggregate() -> object:
+            return await pool.fetch(RAW_AGGREGATE, growing)
+
+        async def reconcile() -> None:
+            await activity_env().run(
+                stock.reconcile_store, ReconcileRequest(target=target(growing, full=False))
+            )
+
+        for _ in range(3):  # the checkpoint over the old movements: proposed, folded, read
+            await reconcile()
+        async with pool.acquire() as connection:
+            await add_movements(connection, growing, options.new_movements)
+            await connection.execute("ANALYZE stock_movements")
+        raw, job = await alternate(aggregate, reconcile, options.repeat)
+    print(
+        f"[{server}] incremental ({options.old_movements:,} old + {options.new_movements:,} new): "
+        f"full aggregate {raw * 1000:.0f} ms, job {job * 1000:.0f} ms, ratio {job / raw:.3f}",
+        flush=True,
+    )
+    return Result(
+        job="stock",
+        case=f"incremental, {options.old_movements:,} old + {options.new_movements:,} new",
+        server=server,
+        ratio=job / raw,
+        target=0.1,
+        higher_is_better=False,
+        detail=f"reconcile activity {job:.3f} s, full aggregate {raw:.2f} s",
+    )
 
 
 async def bench(options: argparse.Namespace) -> None:
@@ -384,6 +396,7 @@ def main() -> None:
     parser.add_argument("--new-movements", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", choices=("embedded", "debian15", "both"), default="both")
+    parser.add_argument("--case", choices=("all-flagged", "incremental", "both"), default="both")
     parser.add_argument("--no-record", dest="record", action="store_false", help="leave docs/ as it is")
     asyncio.run(bench(parser.parse_args()))
 

@@ -1,10 +1,13 @@
 """All of stock reconciliation's SQL: which stores are due, the set-based per-store report, the
 alerts diffed against it and the reservations of their emails, and the reports as the API reads them.
 
-An alert is pending while open and not yet emailed (`notified_at` NULL). A run reserves the
-pending alerts no other live run holds (`notified_by` = the run, until `reserved_until`), emails
-them, then sets `notified_at`. A run whose email is refused releases its reservation; one that
-stops retrying lets it lapse. Either way the next run lists those alerts again.
+An alert is emailed once the run holding it (`notified_by`) has sent its email: that run's
+`alert_status` is 'sent' (migration 0015; alerts emailed before also carry `notified_at`). It is
+pending while open and not emailed. A run reserves the pending alerts no other live run holds
+(`notified_by` = the run, until `reserved_until`), emails them, then records the send on its own
+report row alone: the alert rows are written once, when opened (or again when reserved by a later
+run). A run whose email is refused releases its reservation; one that stops retrying lets it lapse.
+Either way the next run lists those alerts again; a sent run's alerts are never taken over.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -355,9 +359,9 @@ async def counts(connection: Connection, reconciliation_id: UUID) -> tuple[int, 
 # --- Alert emails: reserving a store's pending alerts for one run, then recording the send ---
 
 
-@dataclass(frozen=True)
-class ReservedAlert:
-    id: UUID
+class ReservedAlert(NamedTuple):
+    """One line of an alert email (a tuple: an all-flagged store's email holds 20 000)."""
+
     kind: str
     sku: str
     name: str
@@ -366,27 +370,34 @@ class ReservedAlert:
     threshold: int | None
 
 
+# An alert `a` is emailed: the run holding it has sent its email. (A released alert has no holder;
+# a lapsed one's holder never sent.)
+_EMAILED = """EXISTS (SELECT 1 FROM stock_reconciliations sender
+                WHERE sender.id = a.notified_by AND sender.alert_status = 'sent')"""
+
 # The pending alerts of earlier runs that no live run holds (those this run opened are reserved
-# already, by OPEN_NEW); the email then lists everything the run holds (RESERVED).
-RESERVE = """
+# already, by OPEN_NEW); the email then lists everything the run holds (RESERVED). A sent run's
+# alerts keep their lapsed `reserved_until`: the run's status says they went out.
+RESERVE = f"""
 UPDATE stock_alerts a
    SET notified_by = $1, reserved_until = now() + $3::interval
- WHERE a.store_id = $2 AND a.resolved_at IS NULL AND a.notified_at IS NULL
-   AND (a.notified_by IS NULL OR a.reserved_until < now())
+ WHERE a.store_id = $2 AND a.resolved_at IS NULL
+   AND (a.notified_by IS NULL OR a.reserved_until < now()) AND NOT {_EMAILED}
 """
 
-# What the run holds and has not yet sent (also what a retry resends), worst first within a kind
-# (the email lists the head of each): the largest difference, the deepest under its threshold.
+# What the run holds (also what a retry resends; only read before the run's email is sent), worst
+# first within a kind (the email lists the head of each): the largest difference, the deepest
+# under its threshold.
 RESERVED = """
-SELECT a.id, a.kind, a.recorded, a.computed, a.threshold, p.sku, p.name
+SELECT a.kind, p.sku, p.name, a.recorded, a.computed, a.threshold  -- ReservedAlert's fields, in order
   FROM stock_alerts a JOIN products p ON p.id = a.product_id
- WHERE a.notified_by = $1 AND a.notified_at IS NULL
+ WHERE a.notified_by = $1
  ORDER BY a.kind, abs(a.computed - coalesce(a.recorded, a.computed)) DESC,
           a.computed - coalesce(a.threshold, 0), p.sku
 """
 
-PENDING_COUNT = """
-SELECT count(*) FROM stock_alerts WHERE store_id = $1 AND resolved_at IS NULL AND notified_at IS NULL
+PENDING_COUNT = f"""
+SELECT count(*) FROM stock_alerts a WHERE a.store_id = $1 AND a.resolved_at IS NULL AND NOT {_EMAILED}
 """
 
 SET_STATUS = """
@@ -397,20 +408,17 @@ UPDATE stock_reconciliations
  WHERE id = $1
 """
 
-# Every alert the run holds went out in its one email (the same set RESERVED reads on a retry).
+# Every alert the run holds went out in its one email (the same set RESERVED reads on a retry):
+# the run's status says so for all of them (_EMAILED), not a write per alert.
 MARK_SENT = """
-WITH notified AS (
-    UPDATE stock_alerts SET notified_at = now(), reserved_until = NULL
-     WHERE notified_by = $1 AND notified_at IS NULL
-)
 UPDATE stock_reconciliations SET alert_status = 'sent', alert_sent_at = now(), alert_error = NULL
  WHERE id = $1
 """
 
+# Only before a send: a run whose email went out never releases.
 RELEASE = """
 WITH released AS (
-    UPDATE stock_alerts SET notified_by = NULL, reserved_until = NULL
-     WHERE notified_by = $1 AND notified_at IS NULL
+    UPDATE stock_alerts SET notified_by = NULL, reserved_until = NULL WHERE notified_by = $1
 )
 UPDATE stock_reconciliations SET alert_status = $2, alert_error = $3 WHERE id = $1
 """
@@ -426,7 +434,7 @@ async def reserve(
 
 async def reserved(connection: Connection, reconciliation_id: UUID) -> list[ReservedAlert]:
     rows = await connection.fetch(RESERVED, reconciliation_id)
-    return [ReservedAlert(**dict(row)) for row in rows]
+    return list(map(ReservedAlert._make, rows))
 
 
 async def pending_count(connection: Connection, store_id: UUID) -> int:

@@ -27,6 +27,7 @@ from tests.support.stock import (
     reconcile,
     reconcile_and_alert,
     set_recorded,
+    unemailed_alerts,
 )
 
 STORE_EMAIL = "manager@store.test"
@@ -104,7 +105,7 @@ async def test_alerts_are_new_once_then_quiet_then_again_when_they_recur(
         ("CHANGING", "discrepancy", None),
         ("DRIFT", "discrepancy", None),
     ]
-    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_at IS NULL") == 0
+    assert await unemailed_alerts(pool) == 0
 
 
 async def test_a_retry_after_the_email_went_out_does_not_send_it_again(
@@ -282,5 +283,13 @@ async def test_a_store_with_every_product_flagged_gets_a_summary_the_worst_items
     assert rows[0] == ["kind", "sku", "name", "recorded", "computed", "difference", "threshold"]
     assert len(rows) == 121
     assert rows[1] == ["discrepancy", "SKU-060", "Item 60", "160", "1", "-159", ""]
-    # Every alert emailed is recorded as notified, in one set-based update.
-    assert await pool.fetchval("SELECT count(*) FROM stock_alerts WHERE notified_at IS NOT NULL") == 120
+    # Every alert emailed is recorded as emailed by the run's own row: the alert rows were written
+    # once, by the statement that opened them, and not again when the email went out.
+    assert await unemailed_alerts(pool) == 0
+    writers = await pool.fetchrow(
+        """SELECT array_agg(DISTINCT a.xmin::text) AS alerts, min(r.xmin::text) AS run
+             FROM stock_alerts a JOIN stock_reconciliations r ON r.id = a.notified_by"""
+    )
+    assert writers is not None
+    assert len(writers["alerts"]) == 1
+    assert writers["alerts"] != [writers["run"]]  # the run's row was written since (the send)

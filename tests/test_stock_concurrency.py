@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -19,9 +21,10 @@ from devstack.smtp_sink import SinkHandler, SmtpSink
 from petcare import stock_repository as sql
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
+from petcare.migrate import apply_migrations, bundled_migrations
 from petcare.models.stock import AlertOutcome, AlertRequest
 from tests.support.polling import poll
-from tests.support.stock import FROM_ADDRESS, activity_env, add_product, move, reconcile
+from tests.support.stock import FROM_ADDRESS, activity_env, add_product, move, reconcile, unemailed_alerts
 
 STORE_EMAIL = "manager@store.test"
 
@@ -77,9 +80,9 @@ async def test_two_runs_at_once_email_each_alert_once(pool: asyncpg.Pool, holdin
     assert (sent.status, sent.new_alerts) == ("sent", 2)
     assert second.status == "nothing"  # its alerts are in the email the other run is sending
     assert len(holding_sink.received) == 1
-    rows = await pool.fetch("SELECT notified_by, notified_at FROM stock_alerts")
-    assert len(rows) == 2
-    assert all(row["notified_by"] == scheduled.reconciliation_id and row["notified_at"] for row in rows)
+    rows = await pool.fetch("SELECT notified_by FROM stock_alerts")
+    assert [row["notified_by"] for row in rows] == [scheduled.reconciliation_id] * 2
+    assert await unemailed_alerts(pool) == 0
 
 
 async def test_an_older_report_waiting_for_the_lock_does_not_diff_over_a_newer_one(
@@ -146,3 +149,97 @@ async def test_a_lapsed_reservation_is_taken_over_a_live_one_is_not(
     assert after_lapse.status == "sent"
     assert len(smtp_sink.received) == 1
     assert await pool.fetchval("SELECT notified_by FROM stock_alerts") == later.reconciliation_id
+
+
+async def test_a_sent_runs_alerts_stay_emailed_once_its_reservation_has_lapsed(
+    pool: asyncpg.Pool, smtp_sink: SmtpSink
+) -> None:
+    """The send is recorded on the run alone: its alerts keep their reservation's end, which lapses.
+    Neither a retry of the run nor a later run emails them again, and they are not owed."""
+    store = await add_store(pool, "Lapsed", email=STORE_EMAIL)
+    await add_product(pool, store, "LOW", recorded=0, threshold=3)
+    async with Mailer(SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, timeout_seconds=5)) as mailer:
+        activities = activities_for(pool, mailer)
+        first = await reconcile(activities, store)
+        sent = await alert(activities, first.reconciliation_id)
+        await pool.execute("UPDATE stock_alerts SET reserved_until = now() - interval '1 second'")
+
+        retried = await alert(activities, first.reconciliation_id)
+        later = await alert(activities, (await reconcile(activities, store)).reconciliation_id)
+        await pool.execute("UPDATE stores SET email = NULL")  # nobody to email: is anything owed?
+        unaddressed = await alert(activities, (await reconcile(activities, store)).reconciliation_id)
+
+    assert (sent.status, retried.status, later.status, unaddressed.status) == (
+        "sent",
+        "sent",
+        "nothing",
+        "nothing",
+    )
+    assert retried == sent
+    assert len(smtp_sink.received) == 1
+    assert await pool.fetchval("SELECT notified_by FROM stock_alerts") == first.reconciliation_id
+    assert await unemailed_alerts(pool) == 0
+
+
+async def test_reservations_written_before_migration_0015_read_the_same(empty_database_url: str) -> None:
+    """Before 0015 a send set every alert's notified_at (and cleared reserved_until) in the statement
+    that set its run to 'sent'. Those alerts stay emailed; a lapsed or released one is still owed."""
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        await apply_migrations(connection, [m for m in bundled_migrations() if m.name < "0015"])
+        store = await connection.fetchval(
+            "INSERT INTO stores (name, timezone, email) VALUES ('Old', 'UTC', $1) RETURNING id", STORE_EMAIL
+        )
+        products = {
+            sku: await connection.fetchval(
+                "INSERT INTO products (store_id, sku, name, stock_quantity, low_stock_threshold) "
+                "VALUES ($1, $2, $2, 0, 3) RETURNING id",
+                store,
+                sku,
+            )
+            for sku in ("EMAILED", "LAPSED", "RELEASED")
+        }
+
+        async def run(status: str) -> UUID:
+            run_id: UUID = await connection.fetchval(
+                """INSERT INTO stock_reconciliations (store_id, business_date, trigger, workflow_id,
+                       workflow_run_id, started_at, finished_at, products_checked, discrepancy_count,
+                       low_stock_count, alert_status)
+                   VALUES ($1, current_date, 'manual', 'w', gen_random_uuid()::text, now(), now(),
+                           3, 0, 3, $2)
+                   RETURNING id""",
+                store,
+                status,
+            )
+            return run_id
+
+        sent, stuck, refused = await run("sent"), await run("sending"), await run("failed")
+        # (product, holder, emailed, reservation's end from now)
+        for sku, holder, emailed, lease in (
+            ("EMAILED", sent, True, None),
+            ("LAPSED", stuck, False, timedelta(minutes=-1)),
+            ("RELEASED", None, False, None),
+        ):
+            await connection.execute(
+                """INSERT INTO stock_alerts (store_id, product_id, kind, computed, threshold, opened_by,
+                       notified_by, notified_at, reserved_until)
+                   VALUES ($1, $2, 'low_stock', 0, 3, $3, $4, CASE WHEN $5 THEN now() END,
+                           now() + $6::interval)""",
+                store,
+                products[sku],
+                refused,
+                holder,
+                emailed,
+                lease,
+            )
+
+        await apply_migrations(connection)
+        later = await run("pending")
+        async with connection.transaction():
+            owed = await sql.pending_count(connection, store)
+            reserved = await sql.reserve(connection, later, store, timedelta(minutes=5))
+    finally:
+        await connection.close()
+
+    assert owed == 2
+    assert sorted(alert.sku for alert in reserved) == ["LAPSED", "RELEASED"]

@@ -98,7 +98,7 @@ def build_alert_email(
     message_id: str,
     alerts: list[sql.ReservedAlert],
 ) -> EmailMessage:
-    """`alerts` come worst first within each kind (sql.RESERVE's order)."""
+    """`alerts` come worst first within each kind (sql.RESERVED's order)."""
     discrepancies = [alert for alert in alerts if alert.kind == "discrepancy"]
     low_stock = [alert for alert in alerts if alert.kind == "low_stock"]
     day = business_date.isoformat()

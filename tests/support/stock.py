@@ -60,6 +60,18 @@ async def set_recorded(pool: asyncpg.Pool, product_id: UUID, recorded: int) -> N
     await pool.execute("UPDATE products SET stock_quantity = $2 WHERE id = $1", product_id, recorded)
 
 
+async def unemailed_alerts(pool: asyncpg.Pool) -> int:
+    """Alerts (open or not) whose email has not gone out: no run holding them has sent its email.
+
+    Written out here rather than taken from petcare.stock_repository, so the tests check its reading."""
+    return int(
+        await pool.fetchval(
+            """SELECT count(*) FROM stock_alerts a LEFT JOIN stock_reconciliations r ON r.id = a.notified_by
+                WHERE r.alert_status IS DISTINCT FROM 'sent'"""
+        )
+    )
+
+
 TEST_WORKFLOW_ID = "test-workflow/store-test"
 
 
