@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -16,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.stock import StockActivities
 from devstack.rows import add_store
 from devstack.smtp_sink import SmtpSink
+from petcare import stock_repository
 from petcare.config import SmtpSettings
 from petcare.mail import Mailer
 from petcare.models.stock import AlertRequest
@@ -293,3 +295,15 @@ async def test_a_store_with_every_product_flagged_gets_a_summary_the_worst_items
     assert writers is not None
     assert len(writers["alerts"]) == 1
     assert writers["alerts"] != [writers["run"]]  # the run's row was written since (the send)
+
+
+async def test_a_run_counts_its_alerts_through_their_run_indexes_not_the_whole_history(
+    pool: asyncpg.Pool,
+) -> None:
+    """COUNTS must not read every alert ever written: its run's rows come from the run indexes."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        rows = await connection.fetch(f"EXPLAIN {stock_repository.COUNTS}", uuid.uuid4())
+        plan = "\n".join(row[0] for row in rows)
+    assert "stock_alerts_opened_by_idx" in plan, plan
+    assert "stock_alerts_resolved_by_idx" in plan, plan
