@@ -33,6 +33,9 @@ from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconcili
 
 class StockTriggerRequest(CamelRequest):
     store_id: UUID | None = None  # absent: every store, whether due or not
+    # Every movement, not the checkpoint's sums plus the new ones, and the sums rebuilt: after the
+    # main backend edited or deleted old movements (the ledger is meant to be append-only).
+    full_recompute: bool = False
 
 
 class ReportLine(CamelModel):
@@ -75,7 +78,8 @@ class ReportList(CamelModel):
 
 
 @documented(
-    "Reconcile stock now: every store, or one with storeId (a run already going is returned instead)",
+    "Reconcile stock now: every store, or one with storeId; fullRecompute reads every movement and "
+    "rebuilds the checkpointed sums (a run of the same kind already going is returned instead)",
     request=StockTriggerRequest,
     response=StartedRun,
     status=202,
@@ -90,25 +94,33 @@ async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
             if not await store_exists(connection, body.store_id):
                 raise ApiError(404, "not_found", f"no store with id {body.store_id}")
     async with temporal_call():
-        accepted = await start_or_find(request.app[TEMPORAL], request.app[SETTINGS].task_queue, body.store_id)
+        accepted = await start_or_find(
+            request.app[TEMPORAL], request.app[SETTINGS].task_queue, body.store_id, body.full_recompute
+        )
     return json_model(accepted, status=202)
 
 
-async def start_or_find(client: Client, task_queue: str, store_id: UUID | None) -> StartedRun:
-    """A new forced run, or the manual run of the same scope that is still going."""
-    workflow_id = MANUAL_WORKFLOW_ID if store_id is None else f"{MANUAL_WORKFLOW_ID}-{store_id}"
+async def start_or_find(
+    client: Client, task_queue: str, store_id: UUID | None, full_recompute: bool = False
+) -> StartedRun:
+    """A new forced run, or the manual run of the same scope and kind that is still going (a full
+    recompute has ids of its own: an incremental run going does not answer for one)."""
+    workflow_id = MANUAL_WORKFLOW_ID + ("-full" if full_recompute else "")
+    if store_id is not None:
+        workflow_id += f"-{store_id}"
     attributes = [SearchAttributePair(JOB_ATTRIBUTE, STOCK_RECONCILIATION.key)]
     if store_id is not None:
         attributes.append(SearchAttributePair(STORE_ATTRIBUTE, str(store_id)))
+    kind = "manual run, full recompute" if full_recompute else "manual run"
+    scope = "every store" if store_id is None else f"store {store_id}"
     return await start_or_join(
         client,
         STOCK_RECONCILIATION.workflow_type,
-        StockReconciliationInput(store_id=store_id, force=True),
+        StockReconciliationInput(store_id=store_id, force=True, full_recompute=full_recompute),
         workflow_id=workflow_id,
         task_queue=task_queue,
         attributes=attributes,
-        summary="Stock reconciliation (manual run): "
-        + ("every store" if store_id is None else f"store {store_id}"),
+        summary=f"Stock reconciliation ({kind}): {scope}",
     )
 
 

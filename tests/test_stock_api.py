@@ -24,7 +24,7 @@ from petcare.config import Settings, SmtpSettings
 from petcare.mail import Mailer
 from petcare.models.stock import MANUAL_WORKFLOW_ID, StockReconciliationResult
 from tests.support.api import AUTH
-from tests.support.stock import FROM_ADDRESS, add_product
+from tests.support.stock import FROM_ADDRESS, add_product, move
 from workflows.stock import StockReconciliationWorkflow, StoreStockReconciliationWorkflow
 
 TRIGGER = "/api/v1/workers/stock-reconciliation/trigger"
@@ -187,3 +187,38 @@ async def test_routes_answer_503_when_postgresql_is_unreachable(
         ]
         answers = [(response.status, (await response.json())["error"]["code"]) for response in responses]
     assert answers == [(503, "database_unavailable")] * 3
+
+
+async def test_a_full_recompute_over_http_reads_every_movement_where_an_incremental_run_reads_the_sums(
+    client: TestClient[Any, Any], dev_client: Client, pool: asyncpg.Pool, task_queue: str, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool, "Audited", "Europe/Paris")
+    product = await add_product(pool, store, "OLD", recorded=0, movements=(5,))
+
+    async def computed_after(body: dict[str, Any]) -> tuple[str, int]:
+        response = await client.post(TRIGGER, json={"storeId": str(store), **body}, headers=AUTH)
+        assert response.status == 202, await response.text()
+        accepted = await response.json()
+        handle = dev_client.get_workflow_handle(
+            accepted["workflowId"], run_id=accepted["runId"], result_type=StockReconciliationResult
+        )
+        [outcome] = (await handle.result()).stores
+        assert outcome.status == "reconciled", outcome.error
+        [report] = (await get_json(client, f"{REPORTS}?storeId={store}&latest=true"))["reconciliations"]
+        [line] = report["discrepancies"]
+        return accepted["workflowId"], line["computed"]
+
+    async with stock_worker(dev_client, task_queue, pool, smtp_sink):
+        # Propose a checkpoint, fold the old movement into it, then report from it (one more
+        # movement between runs, as a day's sales would be).
+        for run in range(3):
+            assert (await computed_after({}))[1] == 5 + run
+            await move(pool, product, 1)
+        assert await pool.fetchval("SELECT upto FROM stock_checkpoint") >= await pool.fetchval(
+            "SELECT min(id) FROM stock_movements"
+        )
+        # The backend edits the old movement: the checkpoint's sum no longer says so.
+        await pool.execute("UPDATE stock_movements SET quantity = 15 WHERE quantity = 5")
+        assert await computed_after({}) == (f"{MANUAL_WORKFLOW_ID}-{store}", 8)
+        assert await computed_after({"fullRecompute": True}) == (f"{MANUAL_WORKFLOW_ID}-full-{store}", 18)
+        assert (await computed_after({}))[1] == 18  # the rebuilt sums serve the next runs
