@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -25,9 +26,20 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 # A file whose first line is this runs outside a transaction, one statement at a time: for
 # `CREATE INDEX CONCURRENTLY` on the tables the main backend writes, which a plain CREATE INDEX
-# would lock against inserts for as long as the build takes. Such a file must be safe to run
-# again from the start (a crash can stop it half-way): `IF NOT EXISTS`, `IF EXISTS`.
+# would lock against inserts for as long as the build takes. Such a file holds plain statements,
+# each ending with `;` at the end of a line (no `$$` bodies), and must be safe to run again from
+# the start (a crash can stop it half-way): `IF NOT EXISTS`, `IF EXISTS`. A concurrent build that
+# stopped half-way leaves an invalid index, which `IF NOT EXISTS` would keep: before such a file
+# runs, the runner drops the invalid indexes it is about to build.
 NO_TRANSACTION = "-- petcare: no-transaction"
+_STATEMENT_END = re.compile(r";[ \t]*\r?\n")
+_BUILT_INDEX = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE
+)
+
+FIND_INVALID_INDEX = """
+SELECT true FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid
+"""
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,18 @@ class Migration:
 
     def statements(self) -> list[str]:
         """The statements of a no-transaction file: each ends with `;` at the end of a line."""
-        return [statement.strip() for statement in self.sql.split(";\n") if _has_sql(statement)]
+        if "$$" in self.sql:
+            raise ValueError(f"{self.name}: a no-transaction migration holds plain statements, no $$ bodies")
+        statements = (_without_comment_lines(chunk) for chunk in _STATEMENT_END.split(self.sql + "\n"))
+        return [statement for statement in statements if statement]
+
+    def built_indexes(self) -> list[str]:
+        """The indexes a no-transaction file builds concurrently."""
+        return [found.group(1) for statement in self.statements() if (found := _BUILT_INDEX.match(statement))]
 
 
-def _has_sql(text: str) -> bool:
-    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+def _without_comment_lines(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.strip().startswith("--")).strip()
 
 
 def bundled_migrations() -> list[Migration]:
@@ -56,15 +75,25 @@ def bundled_migrations() -> list[Migration]:
 
 # How often a process waiting for another's migrations asks again for the lock.
 LOCK_POLL_SECONDS = 0.2
+# The backend holding the lock (a bigint key is split into two 32-bit halves in pg_locks).
+LOCK_HOLDER = """
+SELECT pid FROM pg_locks
+WHERE locktype = 'advisory' AND granted
+  AND classid::bigint = $1::bigint >> 32 AND objid::bigint = $1::bigint & 4294967295
+LIMIT 1
+"""
 
 
 async def _take_migration_lock(connection: asyncpg.Connection) -> None:
     # Polled, never waited for inside a statement: a session blocked in pg_advisory_lock keeps a
     # snapshot open, and the lock holder's CREATE INDEX CONCURRENTLY waits for every older
     # snapshot to end: the two would deadlock.
-    while not await connection.fetchval(  # noqa: ASYNC110 (the lock is the server's: nothing local to wait on)
-        "SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_ID
-    ):
+    said = False
+    while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_ID):
+        if not said:
+            holder = await connection.fetchval(LOCK_HOLDER, MIGRATION_LOCK_ID)
+            log.info("waiting for the migrations of another process (PostgreSQL backend %s)", holder)
+            said = True
         await asyncio.sleep(LOCK_POLL_SECONDS)
 
 
@@ -75,6 +104,10 @@ async def _apply(connection: asyncpg.Connection, migration: Migration) -> None:
             await connection.execute(migration.sql)
             await connection.execute(record, migration.name)
     else:
+        for index in migration.built_indexes():
+            if await connection.fetchval(FIND_INVALID_INDEX, index):
+                log.warning("dropping index %s, left invalid by an interrupted %s", index, migration.name)
+                await connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"')  # a \w+ name
         for statement in migration.statements():
             await connection.execute(statement)
         await connection.execute(record, migration.name)

@@ -153,16 +153,34 @@ EDGE_ZONES = (
 )
 
 
-async def _copied_lines(
-    connection: Connection, query: str, args: tuple[Any, ...], options: dict[str, Any]
-) -> list[bytes]:
+async def _copied_records(
+    connection: Connection, query: str, args: tuple[Any, ...], export_format: ExportFormat
+) -> tuple[list[bytes], list[tuple[str, bytes]]]:
+    """The file's header line (CSV) and its records, each with its store id: CSV records are cut
+    where the CSV reader ends them (a quoted cell may hold a line break), JSON lines at LF."""
     chunks: list[bytes] = []
 
     async def keep(chunk: bytes) -> None:
         chunks.append(chunk)
 
+    options = exports_repository.COPY_OPTIONS[export_format]
     await connection.copy_from_query(query, *args, output=keep, **options)
-    return b"".join(chunks).splitlines()
+    data = b"".join(chunks)
+    if export_format == "json":
+        return [], [(json.loads(line)["store_id"], line) for line in data.splitlines()]
+    lines = data.decode().split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    header, records = lines[0], []
+    reader = csv.reader(lines[1:])
+    column = next(csv.reader([header])).index("store_id")
+    consumed = 0
+    for row in reader:
+        # The reader reports how many physical lines it read so far: those lines are this record.
+        record = "".join(lines[1 + consumed : 1 + reader.line_num])
+        consumed = reader.line_num
+        records.append((row[column], record.encode()))
+    assert header + "".join(record.decode() for _, record in records) == data.decode(), "cut faithfully"
+    return [header.encode()], records
 
 
 @pytest.mark.parametrize("export_format", ["csv", "json"])
@@ -181,6 +199,13 @@ async def test_single_store_shape_gives_the_all_stores_rows_of_that_store(
         )
         # Every 41 minutes from the last day of 2024 to the first of 2026: every hour of the day,
         # both sides of each change.
+        # Names a spreadsheet would run or that need quoting, a line break and a backslash.
+        await connection.executemany(
+            "UPDATE stores SET name = $2 WHERE id = $1",
+            [(stores[0]["id"], '=HYPERLINK("x")'), (stores[1]["id"], 'Quote "Q", comma\nand \\ slash')],
+        )
+        # Every 41 minutes from the last day of 2024 to the first of 2026: every hour of the day,
+        # both sides of each change; amounts of every sign and size, text cells with line breaks.
         await connection.execute(
             """
             WITH inserted AS (
@@ -188,34 +213,31 @@ async def test_single_store_shape_gives_the_all_stores_rows_of_that_store(
                                       total_cents, status)
                 SELECT 'E-' || s.n || '-' || g.n, s.id,
                        timestamptz '2024-12-31 00:00+00' + g.n * interval '41 minutes', 'EUR',
-                       g.n, 0, g.n, 'paid'
+                       (g.n % 7 - 3) * 123457, -(g.n % 5), g.n - 4000, 'paid'
                   FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM stores) AS s,
                        generate_series(0, 366 * 24 * 60 / 41 + 80) AS g(n)
-                RETURNING id, store_id, issued_at, number
+                RETURNING id, store_id, issued_at, number, total_cents
             ), tx AS (
-                INSERT INTO transactions (invoice_id, store_id, occurred_at, amount_cents, currency, method)
-                SELECT id, store_id, issued_at, 1, 'EUR', 'card' FROM inserted
+                INSERT INTO transactions (invoice_id, store_id, occurred_at, amount_cents, currency, method,
+                                          reference)
+                SELECT id, store_id, issued_at, total_cents, 'EUR', 'card',
+                       CASE WHEN total_cents % 3 = 0 THEN E'two\nlines, "quoted"' ELSE '-' || number END
+                  FROM inserted
             )
-            INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency)
-            SELECT 'C' || number, id, store_id, issued_at, 1, 'EUR' FROM inserted
+            INSERT INTO credit_notes (number, invoice_id, store_id, issued_at, amount_cents, currency, reason)
+            SELECT 'C' || number, id, store_id, issued_at, -total_cents, 'EUR', E'refund\r\nagain'
+              FROM inserted
             """
         )
         period = {"period_start": date(2025, 1, 1), "period_end": date(2025, 12, 31)}
-        options = exports_repository.COPY_OPTIONS[export_format]
-        every_store = await _copied_lines(
-            connection,
-            *exports_repository.export_query(kind, export_format, **period, store=None),
-            options,
-        )
+        query, args = exports_repository.export_query(kind, export_format, **period, store=None)
+        header, every_store = await _copied_records(connection, query, args, export_format)
         for store in stores:
             one = await exports_repository.store_period(connection, store["id"], **period)
             assert one is not None
-            one_store = await _copied_lines(
-                connection,
-                *exports_repository.export_query(kind, export_format, **period, store=one),
-                options,
-            )
+            query, args = exports_repository.export_query(kind, export_format, **period, store=one)
+            one_header, one_store = await _copied_records(connection, query, args, export_format)
             assert len(one_store) > 100, "each store has rows in the period"
-            # The same bytes, line for line: the CSV header, then the store's rows in the same order.
-            header = every_store[:1] if export_format == "csv" else []
-            assert one_store == header + [line for line in every_store if str(store["id"]).encode() in line]
+            # The same bytes: the CSV header, then the store's records in the same order.
+            assert one_header == header
+            assert one_store == [record for record in every_store if record[0] == str(store["id"])]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -27,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.exports import ExportActivities
+from activities.exports import activities as export_activities
 from activities.exports.destinations import Destination, LocalDestination, SftpDestination
 from activities.exports.streaming import StreamLimits
 from petcare.db import Connection
@@ -354,3 +356,28 @@ async def test_an_export_names_at_most_five_stores_with_bad_zones(pool: asyncpg.
     assert "'UTC+3' is not an IANA time zone" in raised.value.message
     assert await asyncio.to_thread(hidden_files, tmp_path) == []
     assert await asyncio.to_thread(on_disk, tmp_path) == {}  # nothing written at all
+
+
+async def test_a_zone_the_project_knows_but_postgresql_lacks_fails_a_single_store_export_for_good(
+    dev_client: Client, task_queue: str, pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's bounds are read before the COPY: PostgreSQL refusing the zone there is bad data
+    too (not retried, recorded), as it is in the COPY."""
+    target = local_target(tmp_path)
+    # A zone database newer than PostgreSQL's: the project's check accepts what PostgreSQL lacks.
+    monkeypatch.setattr(export_activities, "parse_zone", lambda name: ZoneInfo("UTC"))
+    async with pool.acquire() as connection:
+        lunar = await connection.fetchval(
+            "INSERT INTO stores (name, timezone) VALUES ('Lunar', 'Moon/Tranquility') RETURNING id"
+        )
+        export_id = await request_export(connection, store_id=lunar)
+
+    async with export_worker(dev_client, task_queue, pool, target.destination):
+        handle = await start_export(dev_client, task_queue, export_id)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status, error = await export_status(pool, export_id)
+        assert status == "failed"
+        assert error is not None
+        assert error.startswith(f'cannot export store {lunar}: time zone "Moon/Tranquility" not recognized')
+        assert set(await started_attempts(handle)) == {1}  # not retried: the zone stays unknown

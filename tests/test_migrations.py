@@ -137,37 +137,52 @@ async def test_a_no_transaction_migration_builds_indexes_concurrently_and_reruns
     database_url: str,
 ) -> None:
     """A no-transaction file runs statement by statement (CREATE INDEX CONCURRENTLY refuses a
-    transaction); one that fails half-way is not recorded, keeps what it did, and runs again
-    whole once fixed."""
-    build = """-- petcare: no-transaction
--- an index, then a statement that fails until the table exists
-DROP INDEX CONCURRENTLY IF EXISTS scratch_stores_name_idx;
-CREATE INDEX CONCURRENTLY scratch_stores_name_idx ON stores (name, id);
-CREATE INDEX CONCURRENTLY IF NOT EXISTS scratch_later_idx ON scratch_later (id);
+    transaction). A build that fails half-way leaves an invalid index and no record; the rerun
+    drops that index and builds it again, keeping what was built already."""
+    build = """-- petcare: no-transaction\r
+-- a unique index the data refuses until it is fixed\r
+CREATE INDEX CONCURRENTLY IF NOT EXISTS scratch_name_idx ON scratch (name);\r
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS scratch_code_idx\r
+    ON scratch (code);\r
 """
     connection = await asyncpg.connect(database_url)
     try:
+        await connection.execute(
+            "CREATE TABLE scratch (name text, code int); INSERT INTO scratch VALUES ('a', 1), ('b', 1)"
+        )
         migration = Migration("9999_scratch.sql", build)
         assert not migration.transactional
-        assert len(migration.statements()) == 3
-        with pytest.raises(asyncpg.UndefinedTableError):
+        assert migration.built_indexes() == ["scratch_name_idx", "scratch_code_idx"]
+        with pytest.raises(asyncpg.UniqueViolationError):
             await apply_migrations(connection, [migration])
         assert "9999_scratch.sql" not in await _applied(database_url)
+        assert await _index_validity(connection) == {"scratch_name_idx": True, "scratch_code_idx": False}
         # The failure released the migration lock: another process can migrate.
         other = await asyncpg.connect(database_url)
         try:
             assert await other.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_ID)
         finally:
             await other.close()
-        await connection.execute("CREATE TABLE scratch_later (id int)")
+
+        await connection.execute("UPDATE scratch SET code = 2 WHERE name = 'b'")
         assert await asyncio.wait_for(apply_migrations(connection, [migration]), 10) == ["9999_scratch.sql"]
-        valid = await connection.fetch(
-            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " WHERE c.relname LIKE 'scratch_%' AND i.indisvalid ORDER BY 1"
-        )
-        assert [row["relname"] for row in valid] == ["scratch_later_idx", "scratch_stores_name_idx"]
+        assert await _index_validity(connection) == {"scratch_name_idx": True, "scratch_code_idx": True}
     finally:
         await connection.close()
+
+
+async def _index_validity(connection: asyncpg.Connection) -> dict[str, bool]:
+    rows = await connection.fetch(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname LIKE 'scratch_%'"
+    )
+    return {row["relname"]: row["indisvalid"] for row in rows}
+
+
+def test_a_no_transaction_migration_refuses_bodies_it_cannot_split() -> None:
+    body = Migration("9998_scratch.sql", "-- petcare: no-transaction\nDO $$ BEGIN PERFORM 1; END $$;\n")
+    with pytest.raises(ValueError, match=r"no \$\$ bodies"):
+        body.statements()
 
 
 async def test_the_export_order_indexes_replace_the_store_time_indexes(pool: asyncpg.Pool) -> None:

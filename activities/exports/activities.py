@@ -94,9 +94,15 @@ async def _store_period(connection: Connection, plan: ExportPlan) -> StorePeriod
     """The store and the period's bounds of a single-store export; None for every store."""
     if plan.store_id is None:
         return None
-    store = await exports_repository.store_period(
-        connection, plan.store_id, plan.period_start, plan.period_end
-    )
+    try:
+        store = await exports_repository.store_period(
+            connection, plan.store_id, plan.period_start, plan.period_end
+        )
+    except asyncpg.DataError as error:
+        # As in the COPY: a zone the project knows that this PostgreSQL's own zone database lacks.
+        raise application_error(
+            f"cannot export store {plan.store_id}: {error}", ErrorType.EXPORT_DATA_ERROR
+        ) from None
     if store is None:
         raise application_error(
             f"cannot export: store {plan.store_id} no longer exists", ErrorType.EXPORT_DATA_ERROR
