@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, time, timedelta
+from typing import Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -32,6 +34,9 @@ from petcare.models.reminders import PageCursor, PlannedCounts
 from petcare.reminders_repository import REMINDED_ELSEWHERE, Overrides, store_overrides
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
 
 # --- What rendering needs from an appointment: the shared SELECT list, its joins, the row's reading.
 
@@ -154,6 +159,76 @@ class DueAppointments:
             overrides = await store_overrides(connection, {row["store_id"] for row in rows})
         counts = PlannedCounts.model_validate(dict(planned))
         return counts, rows, overrides
+
+
+# --- Statements shared by the calls that arrive while one runs.
+
+# The most calls one statement answers: far above what a worker's senders make at once.
+GROUP_LIMIT = 100
+
+
+class _Grouped(Generic[Item, Answer]):
+    """Calls that arrive while a statement runs share the next one: one round trip (and, for a
+    write, one commit and WAL flush) for the group instead of one each. Nothing waits to fill a
+    group: a call made while none runs starts its statement at once, so each call is answered
+    as soon as alone it would have been, or sooner.
+
+    `run` answers a group's items in order. When it raises an error `split` says may be one item's
+    own (not the database's), the group's items run again one by one, so a bad row fails only its
+    own call. A cancelled caller still waits for its statement to end: a send cancelled right
+    after the provider accepted it is recorded before its attempt stops.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[Item]], Awaitable[Sequence[Answer]]],
+        *,
+        split: Callable[[Exception], bool],
+        limit: int = GROUP_LIMIT,
+    ) -> None:
+        self._run, self._split, self._limit = run, split, limit
+        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: Item) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            await asyncio.wait([answer])
+            if not answer.cancelled() and (error := answer.exception()) is not None:
+                log.error("a statement failed after its caller was cancelled", exc_info=error)
+            raise
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+            try:
+                await self._answer(group)
+            except BaseException:  # the loop is shutting down: nobody may wait forever
+                for _, answer in (*group, *self._waiting):
+                    answer.cancel()
+                self._waiting = []
+                raise
+
+    async def _answer(self, group: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers = await self._run([item for item, _ in group])
+        except Exception as error:
+            if len(group) > 1 and self._split(error):
+                for one in group:
+                    await self._answer([one])
+                return
+            for _, answer in group:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, future), value in zip(group, answers, strict=True):
+            if not future.done():
+                future.set_result(value)
 
 
 # --- Claims: re-check each appointment under its row lock and claim it, confirm before each send,
@@ -411,19 +486,24 @@ def _state(row: asyncpg.Record) -> ClaimState:
 
 # --- Records: what a provider did with a claimed reminder (sent, or refused for good).
 
-# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
-# locked first (an InitPlan runs before the scan), the order the claim transaction takes its
-# locks in, so a claim by an overlapping attempt and this record never deadlock.
-# The channel and recipient are those the reminder went by ($4, $5: an SMS refused for the number
-# went by email), and the reason keeps why ($6). `reminder_sent_at` is the latest reminder's time.
+# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointments are
+# locked first, in id order (ARRAY(...) is an InitPlan: it runs before the scans), the order the
+# claim transaction takes its locks in, so a claim by an overlapping attempt and this record never
+# deadlock. One statement records every send that finished while the previous record was written
+# (_Grouped): each row with the start time reminded, and the channel and recipient the reminder
+# went by (an SMS refused for the number went by email), the reason keeping why.
+# `reminder_sent_at` is the latest reminder's time.
 _MARK_SENT = """
-    WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
+    WITH locked AS (SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
     delivery AS (
-        UPDATE reminder_deliveries
-        SET state = 'sent', sent_at = now(), provider_id = $2, channel = $4, recipient = $5, reason = $6,
-            updated_at = now()
-        WHERE appointment_id = (SELECT id FROM locked) AND starts_at = $3
-        RETURNING appointment_id)
+        UPDATE reminder_deliveries d
+        SET state = 'sent', sent_at = now(), provider_id = t.provider_id, channel = t.channel,
+            recipient = t.recipient, reason = t.reason, updated_at = now()
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
+            AS t (id, starts_at, provider_id, channel, recipient, reason)
+        WHERE d.appointment_id = t.id AND d.starts_at = t.starts_at
+          AND d.appointment_id = ANY(ARRAY(SELECT id FROM locked))
+        RETURNING d.appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
     WHERE id IN (SELECT appointment_id FROM delivery)"""
 _MARK_FAILED = """
@@ -438,29 +518,53 @@ _OPTED_OUT = """
 RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
+class _Sent(NamedTuple):
+    """One sent record, in _MARK_SENT's column order."""
+
+    appointment_id: UUID
+    starts_at: datetime
+    provider_id: str | None
+    channel: str
+    recipient: str
+    reason: str | None
+
+
 class DeliveryRecords:
     def __init__(self, pool: asyncpg.Pool, *, retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS) -> None:
         self._pool = pool
         self._retry_delays = retry_delays
+        # Transient faults are retried inside _record_sent; anything else may be one row's own
+        # (a trigger, a constraint): the group is recorded again row by row.
+        self._sent = _Grouped(self._record_sent, split=lambda error: not is_transient(error))
 
     async def mark_sent(
         self, claim: ToSend, provider_id: str | None, *, via: Route | None = None, note: str | None = None
     ) -> None:
-        """Retried here a few times: the message is out, and failing the activity now would send
-        it again on the retry, where a short database blip is better simply waited out."""
+        """Returns once the send is recorded, in one statement and commit with the sends that
+        finished while the previous record was written. Retried here a few times: the message is
+        out, and failing the activity now would send it again on the retry, where a short
+        database blip is better simply waited out. A cancelled caller still waits for its record."""
         route = via or claim.route
-        appointment_id = claim.appointment_id
-        record = (claim.starts_at, route.channel, route.address, (note or claim.note or "")[:500] or None)
+        reason = (note or claim.note or "")[:500] or None
+        await self._sent(
+            _Sent(claim.appointment_id, claim.starts_at, provider_id, route.channel, route.address, reason)
+        )
+
+    async def _record_sent(self, group: list[_Sent]) -> list[None]:
+        await self._write_sent([list(column) for column in zip(*group, strict=True)])
+        return [None] * len(group)
+
+    async def _write_sent(self, columns: list[list[object]]) -> None:
         for delay in (*self._retry_delays, None):
             try:
-                await self._pool.execute(_MARK_SENT, appointment_id, provider_id, *record)
+                await self._pool.execute(_MARK_SENT, *columns)
                 return
             except Exception as error:
                 if delay is None or not is_transient(error):
                     raise
                 log.warning(
-                    "recording the sent reminder of %s failed (%s), again in %.2f s",
-                    appointment_id,
+                    "recording %d sent reminders failed (%s), again in %.2f s",
+                    len(columns[0]),
                     type(error).__name__,
                     delay,
                 )
