@@ -9,17 +9,19 @@ import asyncio
 import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.reminders.decisions import Owner, ToSend
+from activities.reminders.sql import ClaimStore
 from devstack.rows import add_appointment, add_many_appointments, add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.models.reminders import FetchDuePage, SendPage
+from petcare.models.reminders import CLAIM_LEASE, FetchDuePage, SendPage
 from tests.support.polling import poll
 from tests.support.reminder_data import (
     FullMailboxHandler,
@@ -172,6 +174,37 @@ async def test_a_timed_out_attempt_still_running_stops_once_the_next_attempt_tak
     owners = await pool.fetch("SELECT DISTINCT owner_attempt FROM reminder_deliveries WHERE state = 'sent'")
     # Each attempt sent some: attempt 1 before the takeover, attempt 2 the rest.
     assert {row["owner_attempt"] for row in owners} == {1, 2}
+
+
+async def test_ownership_checks_asked_together_are_each_answered_for_their_own_claim(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    mine, taken, sent = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"{name}@example.com")
+        for name in ("mine", "taken", "sent")
+    ]
+    window = settings.reminders
+    claims = ClaimStore(
+        pool,
+        lease=CLAIM_LEASE,
+        lead=timedelta(minutes=window.min_lead_minutes),
+        window=timedelta(hours=window.window_hours),
+        sender=SENDER,
+    )
+    first, second = Owner(run="run/1", attempt=1), Owner(run="run/1", attempt=2)
+    claimed = await claims.claim([mine, taken, sent], first)
+    starts = {c.appointment_id: c.starts_at for c in claimed if isinstance(c, ToSend)}
+    assert len(starts) == 3
+    await claims.claim([taken], second)  # the next attempt took this one over
+    await pool.execute("UPDATE reminder_deliveries SET state = 'sent' WHERE appointment_id = $1", sent)
+    gone = uuid4()
+    asked = [(mine, first), (taken, first), (taken, second), (sent, second), (gone, first)]
+    # Asked at once: the first check runs alone, the other four share the next statement.
+    answers = await asyncio.gather(
+        *(claims.confirm(appointment, starts.get(appointment, soon()), owner) for appointment, owner in asked)
+    )
+    assert answers == ["mine", "lost", "mine", "sent", "lost"]
 
 
 async def test_an_appointment_moved_after_the_fetch_is_checked_against_the_window_again(

@@ -173,9 +173,9 @@ class _Grouped(Generic[Item, Answer]):
     group: a call made while none runs starts its statement at once, so each call is answered
     as soon as alone it would have been, or sooner.
 
-    `run` answers a group's items in order. When it raises an error `split` says may be one item's
-    own (not the database's), the group's items run again one by one, so a bad row fails only its
-    own call. A cancelled caller still waits for its statement to end: a send cancelled right
+    `run` answers a group's items in order. When it raises an error `split` (if given) says may be
+    one item's own (not the database's), the group's items run again one by one, so a bad row fails
+    only its own call. A cancelled caller still waits for its statement to end: a send cancelled right
     after the provider accepted it is recorded before its attempt stops.
     """
 
@@ -183,7 +183,7 @@ class _Grouped(Generic[Item, Answer]):
         self,
         run: Callable[[list[Item]], Awaitable[Sequence[Answer]]],
         *,
-        split: Callable[[Exception], bool],
+        split: Callable[[Exception], bool] | None = None,
         limit: int = GROUP_LIMIT,
     ) -> None:
         self._run, self._split, self._limit = run, split, limit
@@ -218,7 +218,7 @@ class _Grouped(Generic[Item, Answer]):
         try:
             answers = await self._run([item for item, _ in group])
         except Exception as error:
-            if len(group) > 1 and self._split(error):
+            if len(group) > 1 and self._split is not None and self._split(error):
                 for one in group:
                     await self._answer([one])
                 return
@@ -277,10 +277,15 @@ _UPSERT_SKIPPED = """
 # A read, not a write: a takeover commits under the appointment's lock either before it (seen
 # here) or after (then this message was in flight, the bound the design allows), and a commit
 # per message would cost a WAL flush each. 'sent' / 'failed': the attempt this one took the claim
-# over from was sending it at that instant and has recorded the outcome since.
+# over from was sending it at that instant and has recorded the outcome since. One statement
+# answers, in the order asked, every check asked while the previous one ran (_Grouped): each is
+# still read after its sender took its connection slot, right before its send.
 _CONFIRM = """
-    SELECT owner = $2 AND owner_attempt = $3 AND state = 'claimed' AS mine, state
-    FROM reminder_deliveries WHERE appointment_id = $1 AND starts_at = $4"""
+    SELECT d.owner = t.owner AND d.owner_attempt = t.attempt AND d.state = 'claimed' AS mine, d.state
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[]) WITH ORDINALITY
+        AS t (id, starts_at, owner, attempt, asked)
+    LEFT JOIN reminder_deliveries d ON d.appointment_id = t.id AND d.starts_at = t.starts_at
+    ORDER BY t.asked"""
 # Skipped and deferred rows stay eligible: the next run claims them again. Only this attempt's own
 # claims: one a newer attempt took over is the newer attempt's to send. (An attempt claims an
 # appointment once, for one start time: its owner and attempt name the row.)
@@ -328,6 +333,7 @@ class ClaimStore:
         self._lease, self._lead, self._window = lease, lead, window
         self._sender = sender
         self._quiet_hours = quiet_hours
+        self._checks = _Grouped(self._confirm_group)
 
     async def claim(self, appointment_ids: list[UUID], owner: Owner, *, retry: bool = False) -> list[Claim]:
         """Re-check everything under the appointments' row locks, then claim each or record a skip.
@@ -437,14 +443,12 @@ class ClaimStore:
         return "quiet_hours", f"quiet hours until {local_end} local, too late after them, and no email"
 
     async def confirm(self, appointment_id: UUID, starts_at: datetime, owner: Owner) -> Confirmation:
-        """Whether this attempt still holds the claim, in one statement."""
-        row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt, starts_at)
-        if row is None:
-            return "lost"
-        if row["mine"]:
-            return "mine"
-        state = row["state"]
-        return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
+        """Whether this attempt still holds the claim, read in one statement with the other sends'."""
+        return await self._checks(_Check(appointment_id, starts_at, owner.run, owner.attempt))
+
+    async def _confirm_group(self, group: list[_Check]) -> list[Confirmation]:
+        rows = await self._pool.fetch(_CONFIRM, *[list(column) for column in zip(*group, strict=True)])
+        return [_confirmation(row) for row in rows]
 
     async def release(self, appointment_ids: list[UUID], owner: Owner, reason: str) -> None:
         """Claims a misconfigured channel could not send: the next run sends them."""
@@ -466,6 +470,22 @@ class ClaimStore:
             if not late:
                 return 0
             return len(await connection.fetch(_FAIL_DEFERRED, late))
+
+
+class _Check(NamedTuple):
+    """One ownership check, in _CONFIRM's column order."""
+
+    appointment_id: UUID
+    starts_at: datetime
+    owner: str
+    attempt: int
+
+
+def _confirmation(row: asyncpg.Record) -> Confirmation:
+    if row["mine"]:
+        return "mine"
+    state = row["state"]  # None: no row, the appointment or its start time is gone
+    return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
 
 
 def _state(row: asyncpg.Record) -> ClaimState:
