@@ -1,6 +1,6 @@
 """MessageTemplate against the email package: for any subject, names, bodies and addresses, its bytes
 parse to the message compose() builds; header injection, several recipients and bad values are
-refused or made harmless as there; it goes out over real SMTP as it was made."""
+refused or made harmless as there; the reminders send it over real SMTP."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
+from uuid import UUID
 
 import hypothesis
 import pytest
 from aiosmtplib.email import flatten_message
 from hypothesis import strategies as st
 
+from activities.reminders.messages import (
+    ReminderContext,
+    ReminderEmails,
+    build_email,
+    reminder_message_id,
+    render_reminder,
+)
 from devstack.smtp_sink import SmtpSink
 from petcare.config import SmtpSettings
 from petcare.errors import UnsendableMessage
@@ -263,6 +271,39 @@ def test_the_sender_is_checked_once_and_its_name_encoded() -> None:
     for nobody in ("", "undisclosed-recipients:;"):
         with pytest.raises(UnsendableMessage, match="holds no address"):
             MessageTemplate(sender=nobody)
+
+
+def test_a_reminder_reads_the_same_as_the_email_package_builds_it() -> None:
+    emails = ReminderEmails(SENDER)
+    for locale, pet, store_email in (
+        ("en", "Rex", "salon@example.com"),
+        ("fr", "Zoé\r\nBcc: x@y", " bad address "),
+    ):
+        rendered = render_reminder(
+            ReminderContext(
+                appointment_id="a",
+                first_name="Jean-Éric",
+                pet_name=pet,
+                service_name="Toilettage complet",
+                store_name="Paws & Co",
+                store_phone="+33 1 40 00 00 00",
+                store_timezone="Europe/Paris",
+                starts_at=SENT_AT,
+                locale=locale,
+                store_email=store_email,
+            )
+        )
+        message_id = reminder_message_id(UUID(int=7), SENT_AT, SENDER)
+        values = {"recipient": "jean@example.com", "message_id": message_id, "reply_to": store_email}
+        wire = emails.build(rendered, **values)
+        expected = build_email(rendered, sender=SENDER, **values)
+        ours = parsed(wire.data)
+        # The Date is the send time: the one thing the two do not share.
+        assert ours["Date"] is not None
+        assert expected["Date"] is not None
+        del ours["Date"], expected["Date"]
+        assert reading(ours) == reading(parsed(flatten_message(expected)))
+        assert ours["Content-Language"] == locale
 
 
 async def test_a_prepared_message_goes_out_over_smtp_as_it_was_made(smtp_sink: SmtpSink) -> None:
