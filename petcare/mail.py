@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import email.policy
+import functools
 import logging
 import re
 import secrets
@@ -148,8 +149,12 @@ def stable_message_id(kind: str, key: object, from_address: str) -> str:
 
     A resend after a crash then carries the id of the first attempt, so it can be recognised.
     """
-    domain = parseaddr(from_address)[1].rpartition("@")[2] or "petcare.invalid"
-    return f"<{kind}-{key}@{domain}>"
+    return f"<{kind}-{key}@{_domain_of(from_address)}>"
+
+
+@functools.lru_cache(maxsize=16)  # a process has one or two senders: parsed once, not per message
+def _domain_of(from_address: str) -> str:
+    return parseaddr(from_address)[1].rpartition("@")[2] or "petcare.invalid"
 
 
 def compose(

@@ -215,10 +215,13 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
+
+
 def _units(text: str) -> tuple[int, int, int]:
     """(units used, units per single message, units per part of a split message)."""
-    if all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text):
-        return sum(2 if char in GSM7_EXTENSION else 1 for char in text), 160, 153
+    if _GSM7.issuperset(text):
+        return len(text) + sum(map(text.count, GSM7_EXTENSION)), 160, 153
     utf16_units = len(text.encode("utf-16-le")) // 2
     return utf16_units, 70, 67
 
