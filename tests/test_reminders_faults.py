@@ -1,5 +1,5 @@
 """Reminder faults for real: refused settings per channel, overlapping attempts, a moved appointment,
-a database blip after the send, an unexpected error, sent records sharing a statement (a row that
+a database blip after the send, an unexpected error, sent records sharing a transaction (a row that
 fails its group, a cancel between the send and its record), a poisoned record, refusals of one
 recipient for now (SMTP 452, a busy number) and what becomes of them, a gateway that redirects."""
 
@@ -200,7 +200,7 @@ async def test_ownership_checks_asked_together_are_each_answered_for_their_own_c
     await pool.execute("UPDATE reminder_deliveries SET state = 'sent' WHERE appointment_id = $1", sent)
     gone = uuid4()
     asked = [(mine, first), (taken, first), (taken, second), (sent, second), (gone, first)]
-    # Asked at once: the first check runs alone, the other four share the next statement.
+    # Asked at once: the first check runs alone, the other four share the next round trip.
     answers = await asyncio.gather(
         *(claims.confirm(appointment, starts.get(appointment, soon()), owner) for appointment, owner in asked)
     )
@@ -275,28 +275,28 @@ async def test_an_unexpected_error_reaches_temporal_as_itself_not_as_a_task_grou
             await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[appointment]))
 
 
-# Every statement that records sends sleeps `pause` seconds after its rows are written (so sends
-# finish while it runs), and is counted.
+# Every transaction that records sends sleeps `pause` seconds once its first row is written (so
+# sends finish while it runs), and is counted.
 _SLOW_RECORDS = """
-CREATE SEQUENCE sent_statements;
-CREATE FUNCTION slow_sent_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE TABLE sent_transactions (txid bigint PRIMARY KEY);
+CREATE FUNCTION slow_sent_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM recorded WHERE state = 'sent') THEN
-        PERFORM nextval('sent_statements');
+    IF NEW.state = 'sent' AND NOT EXISTS (SELECT 1 FROM sent_transactions WHERE txid = txid_current()) THEN
+        INSERT INTO sent_transactions VALUES (txid_current());
         PERFORM pg_sleep({pause});
     END IF;
-    RETURN NULL;
+    RETURN NEW;
 END $$;
-CREATE TRIGGER slow_sent_statement AFTER UPDATE ON reminder_deliveries
-    REFERENCING NEW TABLE AS recorded FOR EACH STATEMENT EXECUTE FUNCTION slow_sent_statement();
+CREATE TRIGGER slow_sent_transaction AFTER UPDATE ON reminder_deliveries
+    FOR EACH ROW EXECUTE FUNCTION slow_sent_transaction();
 """
 
 
-async def sent_statements(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval("SELECT last_value FROM sent_statements"))
+async def sent_transactions(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM sent_transactions"))
 
 
-async def test_sends_that_finish_while_a_record_is_written_share_the_next_statement(
+async def test_sends_that_finish_while_a_record_is_written_share_the_next_commit(
     pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     store = await add_store(pool)
@@ -317,8 +317,8 @@ async def test_sends_that_finish_while_a_record_is_written_share_the_next_statem
         await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NOT NULL") == count
     )
     # The first send's record alone, then the eleven that finished while it was written (or a few
-    # groups of them): far fewer statements, and commits, than messages.
-    assert await sent_statements(pool) <= 4
+    # groups of them): far fewer transactions (commits) than messages.
+    assert await sent_transactions(pool) <= 4
 
 
 async def test_a_row_that_fails_its_group_fails_alone_and_the_others_are_recorded(
@@ -334,7 +334,7 @@ async def test_a_row_that_fails_its_group_fails_alone_and_the_others_are_recorde
     # Its row fails every time, as a bug or a constraint would.
     await pool.execute(_BLIP.format(blips=1000, code="P0001", to="bad@example.com"))
     # All seven go out at once, the refused one last: the first record is being written while the
-    # others finish, so the refused row is recorded in one statement with five others.
+    # others finish, so the refused row is recorded in one transaction with five others.
     sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=0.1, slow=frozenset({"bad@example.com"})))
     await sink.start()
     try:

@@ -161,22 +161,22 @@ class DueAppointments:
         return counts, rows, overrides
 
 
-# --- Statements shared by the calls that arrive while one runs.
+# --- Round trips shared by the calls that arrive while one runs.
 
-# The most calls one statement answers: far above what a worker's senders make at once.
+# The most calls one round trip answers: far above what a worker's senders make at once.
 GROUP_LIMIT = 100
 
 
 class _Grouped(Generic[Item, Answer]):
-    """Calls that arrive while a statement runs share the next one: one round trip (and, for a
-    write, one commit and WAL flush) for the group instead of one each. Nothing waits to fill a
-    group: a call made while none runs starts its statement at once, so each call is answered
-    as soon as alone it would have been, or sooner.
+    """Calls that arrive while a round trip to the database runs share the next one (their
+    statements pipelined, a write's in one transaction: one commit and WAL flush) instead of one
+    each. Nothing waits to fill a group: a call made while none runs goes at once, so each call
+    is answered as soon as alone it would have been, or sooner.
 
     `run` answers a group's items in order. When it raises an error `split` (if given) says may be
     one item's own (not the database's), the group's items run again one by one, so a bad row fails
-    only its own call. A cancelled caller still waits for its statement to end: a send cancelled right
-    after the provider accepted it is recorded before its attempt stops.
+    only its own call. A cancelled caller still waits for its round trip to end: a send cancelled
+    right after the provider accepted it is recorded before its attempt stops.
     """
 
     def __init__(
@@ -200,7 +200,7 @@ class _Grouped(Generic[Item, Answer]):
         except asyncio.CancelledError:
             await asyncio.wait([answer])
             if not answer.cancelled() and (error := answer.exception()) is not None:
-                log.error("a statement failed after its caller was cancelled", exc_info=error)
+                log.error("a grouped database call failed after its caller was cancelled", exc_info=error)
             raise
 
     async def _drain(self) -> None:
@@ -277,15 +277,14 @@ _UPSERT_SKIPPED = """
 # A read, not a write: a takeover commits under the appointment's lock either before it (seen
 # here) or after (then this message was in flight, the bound the design allows), and a commit
 # per message would cost a WAL flush each. 'sent' / 'failed': the attempt this one took the claim
-# over from was sending it at that instant and has recorded the outcome since. One statement
-# answers, in the order asked, every check asked while the previous one ran (_Grouped): each is
-# still read after its sender took its connection slot, right before its send.
+# over from was sending it at that instant and has recorded the outcome since. Exactly one row,
+# also for a claim that is gone. The checks asked while the previous ones were read go in one
+# round trip (_Grouped, asyncpg's fetchmany: one statement each, pipelined), each still read after
+# its sender took its connection slot, right before its send.
 _CONFIRM = """
-    SELECT d.owner = t.owner AND d.owner_attempt = t.attempt AND d.state = 'claimed' AS mine, d.state
-    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[]) WITH ORDINALITY
-        AS t (id, starts_at, owner, attempt, asked)
-    LEFT JOIN reminder_deliveries d ON d.appointment_id = t.id AND d.starts_at = t.starts_at
-    ORDER BY t.asked"""
+    SELECT d.owner = $3 AND d.owner_attempt = $4 AND d.state = 'claimed' AS mine, d.state
+    FROM (VALUES (1)) AS asked
+    LEFT JOIN reminder_deliveries d ON d.appointment_id = $1 AND d.starts_at = $2"""
 # Skipped and deferred rows stay eligible: the next run claims them again. Only this attempt's own
 # claims: one a newer attempt took over is the newer attempt's to send. (An attempt claims an
 # appointment once, for one start time: its owner and attempt name the row.)
@@ -447,8 +446,7 @@ class ClaimStore:
         return await self._checks(_Check(appointment_id, starts_at, owner.run, owner.attempt))
 
     async def _confirm_group(self, group: list[_Check]) -> list[Confirmation]:
-        rows = await self._pool.fetch(_CONFIRM, *[list(column) for column in zip(*group, strict=True)])
-        return [_confirmation(row) for row in rows]
+        return [_confirmation(row) for row in await self._pool.fetchmany(_CONFIRM, group)]
 
     async def release(self, appointment_ids: list[UUID], owner: Owner, reason: str) -> None:
         """Claims a misconfigured channel could not send: the next run sends them."""
@@ -473,7 +471,7 @@ class ClaimStore:
 
 
 class _Check(NamedTuple):
-    """One ownership check, in _CONFIRM's column order."""
+    """One ownership check, in _CONFIRM's parameter order."""
 
     appointment_id: UUID
     starts_at: datetime
@@ -506,24 +504,22 @@ def _state(row: asyncpg.Record) -> ClaimState:
 
 # --- Records: what a provider did with a claimed reminder (sent, or refused for good).
 
-# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointments are
-# locked first, in id order (ARRAY(...) is an InitPlan: it runs before the scans), the order the
-# claim transaction takes its locks in, so a claim by an overlapping attempt and this record never
-# deadlock. One statement records every send that finished while the previous record was written
-# (_Grouped): each row with the start time reminded, and the channel and recipient the reminder
-# went by (an SMS refused for the number went by email), the reason keeping why.
-# `reminder_sent_at` is the latest reminder's time.
+# A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
+# locked first (an InitPlan runs before the scan), the order the claim transaction takes its
+# locks in, so a claim by an overlapping attempt and this record never deadlock. The channel and
+# recipient are those the reminder went by ($4, $5: an SMS refused for the number went by email),
+# and the reason keeps why ($6). `reminder_sent_at` is the latest reminder's time.
+# The sends that finished while the previous records were written are recorded together
+# (_Grouped, asyncpg's executemany: one statement each, pipelined in one transaction, so one
+# round trip and one commit), in appointment id order as the claims lock them.
 _MARK_SENT = """
-    WITH locked AS (SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE),
+    WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
     delivery AS (
-        UPDATE reminder_deliveries d
-        SET state = 'sent', sent_at = now(), provider_id = t.provider_id, channel = t.channel,
-            recipient = t.recipient, reason = t.reason, updated_at = now()
-        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
-            AS t (id, starts_at, provider_id, channel, recipient, reason)
-        WHERE d.appointment_id = t.id AND d.starts_at = t.starts_at
-          AND d.appointment_id = ANY(ARRAY(SELECT id FROM locked))
-        RETURNING d.appointment_id)
+        UPDATE reminder_deliveries
+        SET state = 'sent', sent_at = now(), provider_id = $3, channel = $4, recipient = $5, reason = $6,
+            updated_at = now()
+        WHERE appointment_id = (SELECT id FROM locked) AND starts_at = $2
+        RETURNING appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
     WHERE id IN (SELECT appointment_id FROM delivery)"""
 _MARK_FAILED = """
@@ -539,7 +535,7 @@ RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
 class _Sent(NamedTuple):
-    """One sent record, in _MARK_SENT's column order."""
+    """One sent record, in _MARK_SENT's parameter order."""
 
     appointment_id: UUID
     starts_at: datetime
@@ -571,20 +567,20 @@ class DeliveryRecords:
         )
 
     async def _record_sent(self, group: list[_Sent]) -> list[None]:
-        await self._write_sent([list(column) for column in zip(*group, strict=True)])
+        await self._write_sent(sorted(group, key=lambda record: record.appointment_id))
         return [None] * len(group)
 
-    async def _write_sent(self, columns: list[list[object]]) -> None:
+    async def _write_sent(self, group: list[_Sent]) -> None:
         for delay in (*self._retry_delays, None):
             try:
-                await self._pool.execute(_MARK_SENT, *columns)
+                await self._pool.executemany(_MARK_SENT, group)
                 return
             except Exception as error:
                 if delay is None or not is_transient(error):
                     raise
                 log.warning(
                     "recording %d sent reminders failed (%s), again in %.2f s",
-                    len(columns[0]),
+                    len(group),
                     type(error).__name__,
                     delay,
                 )
