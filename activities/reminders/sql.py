@@ -1,4 +1,5 @@
-"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records."""
+"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records;
+the checks and records of concurrent sends share their round trips (_Grouped)."""
 
 from __future__ import annotations
 
