@@ -1,6 +1,7 @@
 """Reminder faults for real: refused settings per channel, overlapping attempts, a moved appointment,
-a database blip after the send, an unexpected error, a poisoned record, refusals of one recipient
-for now (SMTP 452, a busy number) and what becomes of them, a gateway that redirects."""
+a database blip after the send, an unexpected error, sent records sharing a transaction (a row that
+fails its group, a cancel between the send and its record), a poisoned record, refusals of one
+recipient for now (SMTP 452, a busy number) and what becomes of them, a gateway that redirects."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import asyncio
 import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.reminders.decisions import Owner, ToSend
+from activities.reminders.sql import ClaimStore
 from devstack.rows import add_appointment, add_many_appointments, add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
-from petcare.models.reminders import FetchDuePage, SendPage
+from petcare.models.reminders import CLAIM_LEASE, FetchDuePage, SendPage
 from tests.support.polling import poll
 from tests.support.reminder_data import (
     FullMailboxHandler,
@@ -173,6 +176,37 @@ async def test_a_timed_out_attempt_still_running_stops_once_the_next_attempt_tak
     assert {row["owner_attempt"] for row in owners} == {1, 2}
 
 
+async def test_ownership_checks_asked_together_are_each_answered_for_their_own_claim(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    mine, taken, sent = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"{name}@example.com")
+        for name in ("mine", "taken", "sent")
+    ]
+    window = settings.reminders
+    claims = ClaimStore(
+        pool,
+        lease=CLAIM_LEASE,
+        lead=timedelta(minutes=window.min_lead_minutes),
+        window=timedelta(hours=window.window_hours),
+        sender=SENDER,
+    )
+    first, second = Owner(run="run/1", attempt=1), Owner(run="run/1", attempt=2)
+    claimed = await claims.claim([mine, taken, sent], first)
+    starts = {c.appointment_id: c.starts_at for c in claimed if isinstance(c, ToSend)}
+    assert len(starts) == 3
+    await claims.claim([taken], second)  # the next attempt took this one over
+    await pool.execute("UPDATE reminder_deliveries SET state = 'sent' WHERE appointment_id = $1", sent)
+    gone = uuid4()
+    asked = [(mine, first), (taken, first), (taken, second), (sent, second), (gone, first)]
+    # Asked at once: the first check runs alone, the other four share the next round trip.
+    answers = await asyncio.gather(
+        *(claims.confirm(appointment, starts.get(appointment, soon()), owner) for appointment, owner in asked)
+    )
+    assert answers == ["mine", "lost", "mine", "sent", "lost"]
+
+
 async def test_an_appointment_moved_after_the_fetch_is_checked_against_the_window_again(
     pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
@@ -200,13 +234,13 @@ async def test_an_appointment_moved_after_the_fetch_is_checked_against_the_windo
     assert rows[moved_sooner] == ("skipped", "too_soon")
 
 
-# A real fault inside PostgreSQL: the first `blips` "sent" records fail with a serialization error
-# (a sequence, so the count survives the failed transactions).
+# A real fault inside PostgreSQL: the first `blips` "sent" records (of the recipients LIKE `to`) fail
+# with the error `code` (a sequence, so the count survives the failed transactions).
 _BLIP = """
 CREATE SEQUENCE record_blips;
 CREATE FUNCTION blip_sent_records() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.state = 'sent' AND nextval('record_blips') <= {blips} THEN
+    IF NEW.state = 'sent' AND NEW.recipient LIKE '{to}' AND nextval('record_blips') <= {blips} THEN
         RAISE EXCEPTION 'injected fault' USING ERRCODE = '{code}';
     END IF;
     RETURN NEW;
@@ -221,7 +255,7 @@ async def test_a_database_blip_after_the_provider_accepted_is_retried_without_a_
 ) -> None:
     store = await add_store(pool)
     appointment = await add_appointment(pool, store_id=store, starts_at=soon(), email="once@example.com")
-    await pool.execute(_BLIP.format(blips=2, code="40001"))
+    await pool.execute(_BLIP.format(blips=2, code="40001", to="%"))
     async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
         counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[appointment]))
     assert counts.sent_email == 1
@@ -235,10 +269,118 @@ async def test_an_unexpected_error_reaches_temporal_as_itself_not_as_a_task_grou
 ) -> None:
     store = await add_store(pool)
     appointment = await add_appointment(pool, store_id=store, starts_at=soon(), email="bug@example.com")
-    await pool.execute(_BLIP.format(blips=1, code="P0001"))  # not a transient fault: no local retry
+    await pool.execute(_BLIP.format(blips=1, code="P0001", to="%"))  # not a transient fault: no local retry
     async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
         with pytest.raises(asyncpg.exceptions.RaiseError, match="injected fault"):
             await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[appointment]))
+
+
+# Every transaction that records sends sleeps `pause` seconds once its first row is written (so
+# sends finish while it runs), and is counted.
+_SLOW_RECORDS = """
+CREATE TABLE sent_transactions (txid bigint PRIMARY KEY);
+CREATE FUNCTION slow_sent_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'sent' AND NOT EXISTS (SELECT 1 FROM sent_transactions WHERE txid = txid_current()) THEN
+        INSERT INTO sent_transactions VALUES (txid_current());
+        PERFORM pg_sleep({pause});
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_sent_transaction AFTER UPDATE ON reminder_deliveries
+    FOR EACH ROW EXECUTE FUNCTION slow_sent_transaction();
+"""
+
+
+async def sent_transactions(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM sent_transactions"))
+
+
+async def test_sends_that_finish_while_a_record_is_written_share_the_next_commit(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    count = 12
+    page = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"g{n}@example.com")
+        for n in range(count)
+    ]
+    await pool.execute(_SLOW_RECORDS.format(pause=0.3))
+    async with reminder_activities(pool, settings, smtp_port=smtp_sink.port, smtp_concurrency=4) as acts:
+        counts = await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=page))
+    assert counts.sent_email == count
+    assert sorted(m.recipients[0] for m in smtp_sink.received) == sorted(
+        f"g{n}@example.com" for n in range(count)
+    )
+    assert set((await states(pool)).values()) == {("sent", None)}
+    assert (
+        await pool.fetchval("SELECT count(*) FROM appointments WHERE reminder_sent_at IS NOT NULL") == count
+    )
+    # The first send's record alone, then the eleven that finished while it was written (or a few
+    # groups of them): far fewer transactions (commits) than messages.
+    assert await sent_transactions(pool) <= 4
+
+
+async def test_a_row_that_fails_its_group_fails_alone_and_the_others_are_recorded(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    store = await add_store(pool)
+    good = [
+        await add_appointment(pool, store_id=store, starts_at=soon(), email=f"ok{n}@example.com")
+        for n in range(6)
+    ]
+    bad = await add_appointment(pool, store_id=store, starts_at=soon(), email="bad@example.com")
+    await pool.execute(_SLOW_RECORDS.format(pause=0.5))
+    # Its row fails every time, as a bug or a constraint would.
+    await pool.execute(_BLIP.format(blips=1000, code="P0001", to="bad@example.com"))
+    # All seven go out at once, the refused one last: the first record is being written while the
+    # others finish, so the refused row is recorded in one transaction with five others.
+    sink = SmtpSink("127.0.0.1", 0, SlowSinkHandler(delay=0.1, slow=frozenset({"bad@example.com"})))
+    await sink.start()
+    try:
+        async with reminder_activities(pool, settings, smtp_port=sink.port, smtp_concurrency=7) as acts:
+            with pytest.raises(asyncpg.exceptions.RaiseError, match="injected fault"):
+                await ActivityEnvironment().run(acts.send_page, SendPage(appointment_ids=[*good, bad]))
+    finally:
+        await sink.stop()
+    rows = await states(pool)
+    assert {rows[appointment] for appointment in good} == {("sent", None)}
+    assert rows[bad][0] == "claimed"  # the retry of this run takes it over
+    assert Counter(m.recipients[0] for m in sink.received) == Counter(
+        [*(f"ok{n}@example.com" for n in range(6)), "bad@example.com"]
+    )
+
+
+async def test_a_cancel_between_the_send_and_its_record_still_records_it_so_the_retry_sends_nothing(
+    pool: asyncpg.Pool, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store = await add_store(pool)
+    appointment = await add_appointment(pool, store_id=store, starts_at=soon(), email="once@example.com")
+    await pool.execute(_SLOW_RECORDS.format(pause=1.0))
+
+    async def recording() -> bool:
+        sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+        return bool(await pool.fetchval(sleeping))
+
+    async with reminder_activities(pool, settings, smtp_port=smtp_sink.port) as acts:
+        first = ActivityEnvironment()
+        attempt = asyncio.create_task(first.run(acts.send_page, SendPage(appointment_ids=[appointment])))
+        for _ in range(500):  # the provider accepted it; its record is being written
+            if await recording():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the sent record never started")
+        first.cancel()  # as Temporal cancels an activity (or the worker shuts down) at that instant
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        assert (await states(pool))[appointment] == ("sent", None)
+
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)
+        counts = await retry.run(acts.send_page, SendPage(appointment_ids=[appointment]))
+    assert counts.sent_email == 1  # counted once, by the attempt that finishes the page
+    assert [m.recipients for m in smtp_sink.received] == [["once@example.com"]]
 
 
 async def test_a_poisoned_record_and_refusals_for_now_mid_page_fail_or_wait_alone(

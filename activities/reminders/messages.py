@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from typing import TypedDict
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ from activities.reminders.templates import (
     render_template,
     resolve_locale,
 )
-from petcare.mail import compose, header_text, stable_message_id
+from petcare.mail import MessageTemplate, WireMessage, compose, header_text, stable_message_id
 from petcare.timezones import InvalidTimeZone, parse_zone
 
 log = logging.getLogger(__name__)
@@ -214,10 +215,13 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
+
+
 def _units(text: str) -> tuple[int, int, int]:
     """(units used, units per single message, units per part of a split message)."""
-    if all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text):
-        return sum(2 if char in GSM7_EXTENSION else 1 for char in text), 160, 153
+    if _GSM7.issuperset(text):
+        return len(text) + sum(map(text.count, GSM7_EXTENSION)), 160, 153
     utf16_units = len(text.encode("utf-16-le")) // 2
     return utf16_units, 70, 67
 
@@ -264,22 +268,59 @@ POLICY = email.policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
 def build_email(
     rendered: RenderedReminder, *, sender: str, recipient: str, message_id: str, reply_to: str | None = None
 ) -> EmailMessage:
-    # The Message-ID is identical on every attempt: a resend after a crash is recognisable (and
-    # deduplicated by many MTAs).
+    """The reminder as the email package builds it: the message ReminderEmails makes faster, and
+    what the benchmark's raw sender sends."""
     message = compose(
-        sender=sender,
-        recipient=recipient,
-        subject=rendered.subject,
-        message_id=message_id,
-        # The store's address: a customer's reply reaches the salon, not the no-reply sender. A
-        # malformed store address is left out rather than failing every reminder of the store.
-        reply_to=reply_to.strip() if reply_to and deliverable_address(reply_to.strip()) else None,
-        text=rendered.text,
-        html=f'<!doctype html><html lang="{rendered.locale}"><body>{rendered.html}</body></html>',
-        policy=POLICY,
+        sender=sender, policy=POLICY, **_email_values(rendered, recipient, message_id, reply_to)
     )
     message["Content-Language"] = rendered.locale
     return message
+
+
+class ReminderEmails:
+    """The reminder emails of one sender, as bytes for SMTP: each locale's fixed headers (From,
+    Content-Language) checked and encoded once, in a MessageTemplate made on its first message."""
+
+    def __init__(self, sender: str) -> None:
+        self.sender = sender
+        self._templates: dict[str, MessageTemplate] = {}  # by locale: LOCALES' few keys
+
+    def build(
+        self, rendered: RenderedReminder, *, recipient: str, message_id: str, reply_to: str | None = None
+    ) -> WireMessage:
+        """Raises UnsendableMessage as build_email does."""
+        template = self._templates.get(rendered.locale)
+        if template is None:
+            template = MessageTemplate(sender=self.sender, language=rendered.locale)
+            self._templates[rendered.locale] = template
+        return template.message(**_email_values(rendered, recipient, message_id, reply_to))
+
+
+class _EmailValues(TypedDict):
+    recipient: str
+    subject: str
+    message_id: str
+    reply_to: str | None
+    text: str
+    html: str
+
+
+def _email_values(
+    rendered: RenderedReminder, recipient: str, message_id: str, store_email: str | None
+) -> _EmailValues:
+    # The Message-ID is identical on every attempt: a resend after a crash is recognisable (and
+    # deduplicated by many MTAs). The store's address is the Reply-To, so a customer's reply
+    # reaches the salon, not the no-reply sender; a malformed one is left out rather than
+    # failing every reminder of the store.
+    reply_to = store_email.strip() if store_email else None
+    return {
+        "recipient": recipient,
+        "subject": rendered.subject,
+        "message_id": message_id,
+        "reply_to": reply_to if reply_to and deliverable_address(reply_to) else None,
+        "text": rendered.text,
+        "html": f'<!doctype html><html lang="{rendered.locale}"><body>{rendered.html}</body></html>',
+    }
 
 
 def deliverable_address(address: str) -> bool:

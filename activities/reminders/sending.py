@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from email.message import EmailMessage
 from functools import partial
 from typing import Literal
 from uuid import UUID
@@ -14,7 +13,7 @@ from uuid import UUID
 from activities.heartbeat import heartbeating
 from activities.reminders.decisions import Confirmation, Owner, Settled, ToSend, count_settled
 from activities.reminders.messages import (
-    build_email,
+    ReminderEmails,
     deliverable_address,
     reminder_message_id,
     render_reminder,
@@ -31,7 +30,7 @@ from petcare.errors import (
     UnsendableMessage,
     application_error,
 )
-from petcare.mail import Mailer
+from petcare.mail import Mailer, WireMessage
 from petcare.models.reminders import Channel, PageResult
 from petcare.rate_limits import SharedRateLimiter
 from petcare.sms import SmsGateway
@@ -86,7 +85,7 @@ class Delivery:
         self._mailer = mailer
         self._sms = sms
         self._records = records
-        self._sender = sender
+        self._emails = ReminderEmails(sender)
         # Per worker process, shared by every page in flight. The email bound matches the Mailer's
         # connections: a claim is confirmed only once a connection is free for it, so what is
         # confirmed but not yet sent (and could go out twice after a takeover) stays this small.
@@ -106,8 +105,8 @@ class Delivery:
         channel = claim.route.channel
         opted_out = False
         try:
-            content = _compose(claim, self._sender)
-            if isinstance(content, EmailMessage):
+            content = _compose(claim, self._emails)
+            if isinstance(content, WireMessage):
                 provider_id = await self._email(claim, content, confirm)
                 await self._records.mark_sent(claim, provider_id)
             else:
@@ -122,8 +121,8 @@ class Delivery:
                         raise
                     channel = "email"
                     by_email = replace(claim, route=claim.fallback, fallback=None)
-                    message = _compose(by_email, self._sender)
-                    assert isinstance(message, EmailMessage)
+                    message = _compose(by_email, self._emails)
+                    assert isinstance(message, WireMessage)
                     provider_id = await self._email(by_email, message, confirm)
                     note = f"sent by email: the SMS was refused ({refusal})"
                     await self._records.mark_sent(claim, provider_id, via=claim.fallback, note=note)
@@ -142,7 +141,7 @@ class Delivery:
         return Delivered("sent", channel, opted_out)
 
     async def _email(
-        self, claim: ToSend, message: EmailMessage, confirm: Callable[[], Awaitable[Confirmation]]
+        self, claim: ToSend, message: WireMessage, confirm: Callable[[], Awaitable[Confirmation]]
     ) -> str | None:
         """Returns no provider id: the Message-ID is the reference."""
         async with self._email_slots:
@@ -160,7 +159,7 @@ class Delivery:
             return await self._sms.send(claim.route.address, text)
 
 
-def _compose(claim: ToSend, sender: str) -> EmailMessage | str:
+def _compose(claim: ToSend, emails: ReminderEmails) -> WireMessage | str:
     """The email, or the SMS text. Raises UnsendableMessage when this appointment's data cannot
     make one: rendering and building are pure code over its rows, so whatever they raise is this
     reminder's fault alone, never a reason to stop the page (or to retry it for hours)."""
@@ -169,11 +168,10 @@ def _compose(claim: ToSend, sender: str) -> EmailMessage | str:
         if claim.route.channel == "sms":
             return rendered.sms
         address = claim.route.address
-        message = build_email(
+        message = emails.build(
             rendered,
-            sender=sender,
             recipient=address,
-            message_id=reminder_message_id(claim.appointment_id, claim.starts_at, sender),
+            message_id=reminder_message_id(claim.appointment_id, claim.starts_at, emails.sender),
             reply_to=claim.context.store_email,
         )
     except UnsendableMessage:

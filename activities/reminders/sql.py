@@ -1,11 +1,14 @@
-"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records."""
+"""All reminder SQL side by side, as it must agree: eligibility, details, claims, deferrals, records;
+the checks and records of concurrent sends share their round trips (_Grouped)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, time, timedelta
+from typing import Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -32,6 +35,9 @@ from petcare.models.reminders import PageCursor, PlannedCounts
 from petcare.reminders_repository import REMINDED_ELSEWHERE, Overrides, store_overrides
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
 
 # --- What rendering needs from an appointment: the shared SELECT list, its joins, the row's reading.
 
@@ -156,6 +162,76 @@ class DueAppointments:
         return counts, rows, overrides
 
 
+# --- Round trips shared by the calls that arrive while one runs.
+
+# The most calls one round trip answers: far above what a worker's senders make at once.
+GROUP_LIMIT = 100
+
+
+class _Grouped(Generic[Item, Answer]):
+    """Calls that arrive while a round trip to the database runs share the next one (their
+    statements pipelined, a write's in one transaction: one commit and WAL flush) instead of one
+    each. Nothing waits to fill a group: a call made while none runs goes at once, so each call
+    is answered as soon as alone it would have been, or sooner.
+
+    `run` answers a group's items in order. When it raises an error `split` (if given) says may be
+    one item's own (not the database's), the group's items run again one by one, so a bad row fails
+    only its own call. A cancelled caller still waits for its round trip to end: a send cancelled
+    right after the provider accepted it is recorded before its attempt stops.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[Item]], Awaitable[Sequence[Answer]]],
+        *,
+        split: Callable[[Exception], bool] | None = None,
+        limit: int = GROUP_LIMIT,
+    ) -> None:
+        self._run, self._split, self._limit = run, split, limit
+        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: Item) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            await asyncio.wait([answer])
+            if not answer.cancelled() and (error := answer.exception()) is not None:
+                log.error("a grouped database call failed after its caller was cancelled", exc_info=error)
+            raise
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+            try:
+                await self._answer(group)
+            except BaseException:  # the loop is shutting down: nobody may wait forever
+                for _, answer in (*group, *self._waiting):
+                    answer.cancel()
+                self._waiting = []
+                raise
+
+    async def _answer(self, group: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers = await self._run([item for item, _ in group])
+        except Exception as error:
+            if len(group) > 1 and self._split is not None and self._split(error):
+                for one in group:
+                    await self._answer([one])
+                return
+            for _, answer in group:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, future), value in zip(group, answers, strict=True):
+            if not future.done():
+                future.set_result(value)
+
+
 # --- Claims: re-check each appointment under its row lock and claim it, confirm before each send,
 # give back what a misconfigured channel could not send or a provider deferred, and record as
 # failed the deferrals that ran out of time.
@@ -202,10 +278,14 @@ _UPSERT_SKIPPED = """
 # A read, not a write: a takeover commits under the appointment's lock either before it (seen
 # here) or after (then this message was in flight, the bound the design allows), and a commit
 # per message would cost a WAL flush each. 'sent' / 'failed': the attempt this one took the claim
-# over from was sending it at that instant and has recorded the outcome since.
+# over from was sending it at that instant and has recorded the outcome since. Exactly one row,
+# also for a claim that is gone. The checks asked while the previous ones were read go in one
+# round trip (_Grouped, asyncpg's fetchmany: one statement each, pipelined), each still read after
+# its sender took its connection slot, right before its send.
 _CONFIRM = """
-    SELECT owner = $2 AND owner_attempt = $3 AND state = 'claimed' AS mine, state
-    FROM reminder_deliveries WHERE appointment_id = $1 AND starts_at = $4"""
+    SELECT d.owner = $3 AND d.owner_attempt = $4 AND d.state = 'claimed' AS mine, d.state
+    FROM (VALUES (1)) AS asked
+    LEFT JOIN reminder_deliveries d ON d.appointment_id = $1 AND d.starts_at = $2"""
 # Skipped and deferred rows stay eligible: the next run claims them again. Only this attempt's own
 # claims: one a newer attempt took over is the newer attempt's to send. (An attempt claims an
 # appointment once, for one start time: its owner and attempt name the row.)
@@ -253,6 +333,7 @@ class ClaimStore:
         self._lease, self._lead, self._window = lease, lead, window
         self._sender = sender
         self._quiet_hours = quiet_hours
+        self._checks = _Grouped(self._confirm_group)
 
     async def claim(self, appointment_ids: list[UUID], owner: Owner, *, retry: bool = False) -> list[Claim]:
         """Re-check everything under the appointments' row locks, then claim each or record a skip.
@@ -362,14 +443,11 @@ class ClaimStore:
         return "quiet_hours", f"quiet hours until {local_end} local, too late after them, and no email"
 
     async def confirm(self, appointment_id: UUID, starts_at: datetime, owner: Owner) -> Confirmation:
-        """Whether this attempt still holds the claim, in one statement."""
-        row = await self._pool.fetchrow(_CONFIRM, appointment_id, owner.run, owner.attempt, starts_at)
-        if row is None:
-            return "lost"
-        if row["mine"]:
-            return "mine"
-        state = row["state"]
-        return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
+        """Whether this attempt still holds the claim, read in one statement with the other sends'."""
+        return await self._checks(_Check(appointment_id, starts_at, owner.run, owner.attempt))
+
+    async def _confirm_group(self, group: list[_Check]) -> list[Confirmation]:
+        return [_confirmation(row) for row in await self._pool.fetchmany(_CONFIRM, group)]
 
     async def release(self, appointment_ids: list[UUID], owner: Owner, reason: str) -> None:
         """Claims a misconfigured channel could not send: the next run sends them."""
@@ -393,6 +471,22 @@ class ClaimStore:
             return len(await connection.fetch(_FAIL_DEFERRED, late))
 
 
+class _Check(NamedTuple):
+    """One ownership check, in _CONFIRM's parameter order."""
+
+    appointment_id: UUID
+    starts_at: datetime
+    owner: str
+    attempt: int
+
+
+def _confirmation(row: asyncpg.Record) -> Confirmation:
+    if row["mine"]:
+        return "mine"
+    state = row["state"]  # None: no row, the appointment or its start time is gone
+    return "sent" if state == "sent" else "failed" if state == "failed" else "lost"
+
+
 def _state(row: asyncpg.Record) -> ClaimState:
     return ClaimState(
         status=row["status"],
@@ -413,16 +507,19 @@ def _state(row: asyncpg.Record) -> ClaimState:
 
 # A provider's acceptance is a fact: recorded whoever holds the claim now. The appointment is
 # locked first (an InitPlan runs before the scan), the order the claim transaction takes its
-# locks in, so a claim by an overlapping attempt and this record never deadlock.
-# The channel and recipient are those the reminder went by ($4, $5: an SMS refused for the number
-# went by email), and the reason keeps why ($6). `reminder_sent_at` is the latest reminder's time.
+# locks in, so a claim by an overlapping attempt and this record never deadlock. The channel and
+# recipient are those the reminder went by ($4, $5: an SMS refused for the number went by email),
+# and the reason keeps why ($6). `reminder_sent_at` is the latest reminder's time.
+# The sends that finished while the previous records were written are recorded together
+# (_Grouped, asyncpg's executemany: one statement each, pipelined in one transaction, so one
+# round trip and one commit), in appointment id order as the claims lock them.
 _MARK_SENT = """
     WITH locked AS (SELECT id FROM appointments WHERE id = $1 FOR UPDATE),
     delivery AS (
         UPDATE reminder_deliveries
-        SET state = 'sent', sent_at = now(), provider_id = $2, channel = $4, recipient = $5, reason = $6,
+        SET state = 'sent', sent_at = now(), provider_id = $3, channel = $4, recipient = $5, reason = $6,
             updated_at = now()
-        WHERE appointment_id = (SELECT id FROM locked) AND starts_at = $3
+        WHERE appointment_id = (SELECT id FROM locked) AND starts_at = $2
         RETURNING appointment_id)
     UPDATE appointments SET reminder_sent_at = now()
     WHERE id IN (SELECT appointment_id FROM delivery)"""
@@ -438,29 +535,53 @@ _OPTED_OUT = """
 RECORD_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
+class _Sent(NamedTuple):
+    """One sent record, in _MARK_SENT's parameter order."""
+
+    appointment_id: UUID
+    starts_at: datetime
+    provider_id: str | None
+    channel: str
+    recipient: str
+    reason: str | None
+
+
 class DeliveryRecords:
     def __init__(self, pool: asyncpg.Pool, *, retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS) -> None:
         self._pool = pool
         self._retry_delays = retry_delays
+        # Transient faults are retried inside _record_sent; anything else may be one row's own
+        # (a trigger, a constraint): the group is recorded again row by row.
+        self._sent = _Grouped(self._record_sent, split=lambda error: not is_transient(error))
 
     async def mark_sent(
         self, claim: ToSend, provider_id: str | None, *, via: Route | None = None, note: str | None = None
     ) -> None:
-        """Retried here a few times: the message is out, and failing the activity now would send
-        it again on the retry, where a short database blip is better simply waited out."""
+        """Returns once the send is recorded, in one statement and commit with the sends that
+        finished while the previous record was written. Retried here a few times: the message is
+        out, and failing the activity now would send it again on the retry, where a short
+        database blip is better simply waited out. A cancelled caller still waits for its record."""
         route = via or claim.route
-        appointment_id = claim.appointment_id
-        record = (claim.starts_at, route.channel, route.address, (note or claim.note or "")[:500] or None)
+        reason = (note or claim.note or "")[:500] or None
+        await self._sent(
+            _Sent(claim.appointment_id, claim.starts_at, provider_id, route.channel, route.address, reason)
+        )
+
+    async def _record_sent(self, group: list[_Sent]) -> list[None]:
+        await self._write_sent(sorted(group, key=lambda record: record.appointment_id))
+        return [None] * len(group)
+
+    async def _write_sent(self, group: list[_Sent]) -> None:
         for delay in (*self._retry_delays, None):
             try:
-                await self._pool.execute(_MARK_SENT, appointment_id, provider_id, *record)
+                await self._pool.executemany(_MARK_SENT, group)
                 return
             except Exception as error:
                 if delay is None or not is_transient(error):
                     raise
                 log.warning(
-                    "recording the sent reminder of %s failed (%s), again in %.2f s",
-                    appointment_id,
+                    "recording %d sent reminders failed (%s), again in %.2f s",
+                    len(group),
                     type(error).__name__,
                     delay,
                 )

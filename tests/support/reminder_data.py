@@ -78,14 +78,17 @@ def reminder_settings(
 
 @dataclass
 class SlowSinkHandler(SinkHandler):
-    """A real SMTP sink that takes `delay` seconds per message, so a run lasts long enough to disturb."""
+    """A real SMTP sink that takes `delay` seconds per message (only for the `slow` recipients, when
+    given), so a run lasts long enough to disturb."""
 
     delay: float = 0.0
+    slow: frozenset[str] = frozenset()
 
     async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        await asyncio.sleep(self.delay)
+        if not self.slow or self.slow & set(envelope.rcpt_tos):
+            await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
 
