@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from activities.exports.destinations import CIPHERS
 from activities.exports.streaming import CrlfRecords
 from bench.chart import Result, record
+from bench.measure import cpu_seconds, peak_rss_mb
 from devstack.openssh import SSHD, openssh_sftp
 from devstack.ports import free_port
 from devstack.postgres import (
@@ -89,16 +90,6 @@ FILL = [
        SELECT 'CN-' || number, id, store_id, issued_at + interval '1 day', total_cents / 2, currency, 'refund'
        FROM invoices WHERE total_cents % 20 = 0""",
 ]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process so far, all threads, user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def sftp_settings(layout: SftpLayout, port: int, username: str, root: str) -> SftpSettings:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -31,7 +29,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +36,16 @@ import aiohttp
 import aiosmtplib
 import asyncpg
 from aiosmtplib.email import flatten_message
-from temporalio.client import WorkflowHandle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.reminders.messages import build_email, reminder_message_id, render_reminder
 from activities.reminders.sql import DueAppointments, context_of, route_of
 from bench.chart import Result, record
-from devstack.ports import free_port
+from bench.measure import activity_times, cpu_seconds
 from devstack.postgres import DebianPostgres, bench_postgres, create_database
 from devstack.rows import add_many_appointments, add_store
-from devstack.smtp_sink import SmtpSink
+from devstack.smtp_sink import sink_process
 from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings
 from petcare.mail import Mailer
@@ -59,19 +55,6 @@ from worker_main import WorkerResources, workers_running
 from workflows.reminders import AppointmentReminderWorkflow
 
 SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (Debian)"}
-
-
-def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
-    """The sink's own process: counts messages in memory, writes nothing to disk."""
-
-    async def main() -> None:
-        sink = SmtpSink("127.0.0.1", port)
-        await sink.start()
-        ready.set()
-        await asyncio.to_thread(stop.wait)
-        await sink.stop()
-
-    asyncio.run(main())
 
 
 async def prepare(url: str, count: int) -> None:
@@ -143,30 +126,6 @@ async def send_raw(messages: Sequence[EmailMessage | Flattened], port: int, conn
     return time.perf_counter() - started
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def activity_times(handle: WorkflowHandle[Any, Any]) -> dict[str, tuple[int, float]]:
-    """Per activity type: how many, and seconds from scheduled to completed in all, from the history
-    of the run and of the runs it continued as."""
-    times: dict[str, tuple[int, float]] = {}
-    scheduled: dict[int, tuple[str, datetime]] = {}
-    async for event in handle.fetch_history_events():
-        when = event.event_time.ToDatetime()
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            scheduled[event.event_id] = (
-                event.activity_task_scheduled_event_attributes.activity_type.name,
-                when,
-            )
-        elif event.HasField("activity_task_completed_event_attributes"):
-            name, begun = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
-            count, total = times.get(name, (0, 0.0))
-            times[name] = (count + 1, total + (when - begun).total_seconds())
-    return times
-
-
 async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, dict[str, Any]]:
     """The run that sends everything, then an hourly run that finds nothing due."""
     async with temporal_dev_server() as env:
@@ -193,7 +152,9 @@ async def run_workflow(pool: asyncpg.Pool, settings: Settings) -> dict[str, dict
                         "seconds": time.perf_counter() - started,
                         "cpu": cpu_seconds() - cpu,
                         "result": outcome,
-                        "activities": await activity_times(handle),
+                        "activities": activity_times(
+                            [event async for event in handle.fetch_history_events()]
+                        ),
                     }
     result: ReminderRunResult = runs["due"]["result"]
     print(
@@ -271,26 +232,16 @@ async def bench(options: argparse.Namespace) -> None:
     if "debian15" in kinds and not DebianPostgres.available():
         print("Debian's PostgreSQL 15 is not installed: embedded only", flush=True)
         kinds.remove("debian15")
-    smtp_port = free_port()
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    sink = context.Process(target=serve_smtp, args=(smtp_port, ready, stop), daemon=True)
-    sink.start()
     results = []
     with tempfile.TemporaryDirectory(prefix="petcare-bench-reminders-") as scratch:
         await asyncio.to_thread(Path(scratch).chmod, 0o755)  # Debian's server runs as `postgres` as root
-        try:
-            if not ready.wait(30):
-                raise RuntimeError("the SMTP sink did not start")
+        async with sink_process() as smtp_port:
             for kind in kinds:
                 results.append(
                     await bench_server(
                         kind, options.appointments, options.connections, Path(scratch), smtp_port
                     )
                 )
-        finally:
-            stop.set()
-            sink.join(10)
     if options.record:
         record(*results)
 

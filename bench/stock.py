@@ -27,23 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from uuid import UUID
 
 import aiohttp
 import asyncpg
 from aiohttp import web
-from temporalio.client import WorkflowHistory
 from temporalio.testing import ActivityEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,9 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from activities.stock import StockActivities
 from api.app import create_app
 from bench.chart import Result, record
-from devstack.ports import free_port
+from bench.measure import activity_times
 from devstack.postgres import DebianPostgres, bench_postgres, create_database
-from devstack.smtp_sink import SmtpSink
+from devstack.rows import add_store
+from devstack.smtp_sink import sink_process
 from devstack.temporal_server import temporal_dev_server
 from petcare.config import Settings, SmtpSettings
 from petcare.db import Connection
@@ -76,12 +73,8 @@ SERVERS = {"embedded": "PostgreSQL 18 (embedded)", "debian15": "PostgreSQL 15 (D
 ALL_FLAGGED_ALLOWANCE_SECONDS = 1.0
 
 
-async def add_store(connection: Connection, name: str, products: int) -> UUID:
-    store: UUID = await connection.fetchval(
-        "INSERT INTO stores (name, timezone, email) VALUES ($1, 'Europe/Paris', 'manager@bench.test') "
-        "RETURNING id",
-        name,
-    )
+async def add_store_with_products(connection: Connection, name: str, products: int) -> UUID:
+    store = await add_store(connection, name, "Europe/Paris", email="manager@bench.test")
     await connection.execute(
         """INSERT INTO products (store_id, sku, name, stock_quantity, low_stock_threshold)
            SELECT $1, 'SKU-' || g, 'Product ' || g, 0, 0 FROM generate_series(1, $2) g""",
@@ -147,7 +140,7 @@ async def fill_flagged(url: str, products: int, movements: int) -> UUID:
     connection = await asyncpg.connect(url)
     try:
         await apply_migrations(connection)
-        store = await add_store(connection, "All flagged", products)
+        store = await add_store_with_products(connection, "All flagged", products)
         await add_movements(connection, store, movements)
         await connection.execute(
             """UPDATE products p
@@ -166,56 +159,12 @@ async def fill_growing(url: str, products: int, movements: int) -> UUID:
     connection = await asyncpg.connect(url)
     try:
         await apply_migrations(connection)
-        store = await add_store(connection, "Growing", products)
+        store = await add_store_with_products(connection, "Growing", products)
         await add_movements(connection, store, movements)
         await connection.execute("VACUUM ANALYZE")
         return store
     finally:
         await connection.close()
-
-
-def activity_times(history: WorkflowHistory) -> dict[str, float]:
-    """Per activity type, seconds from scheduled to completed (queue wait included), from the history."""
-    scheduled: dict[int, tuple[str, datetime]] = {}
-    times: dict[str, float] = {}
-    for event in history.events:
-        when = event.event_time.ToDatetime()
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
-            scheduled[event.event_id] = (name, when)
-        elif event.HasField("activity_task_completed_event_attributes"):
-            name, begun = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
-            times[name] = times.get(name, 0.0) + (when - begun).total_seconds()
-    return times
-
-
-def serve_smtp(port: int, ready: EventType, stop: EventType) -> None:
-    """The SMTP sink in its own process, as a real server is not in the worker's: its parsing of a
-    1 MB email does not run on the worker's event loop."""
-
-    async def main() -> None:
-        sink = SmtpSink("127.0.0.1", port)
-        await sink.start()
-        ready.set()
-        await asyncio.to_thread(stop.wait)
-        await sink.stop()
-
-    asyncio.run(main())
-
-
-@asynccontextmanager
-async def smtp_sink_process() -> AsyncIterator[int]:
-    port, context = free_port(), multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    sink = context.Process(target=serve_smtp, args=(port, ready, stop), daemon=True)
-    sink.start()
-    try:
-        if not await asyncio.to_thread(ready.wait, 30):
-            raise RuntimeError("the SMTP sink did not start")
-        yield port
-    finally:
-        stop.set()
-        await asyncio.to_thread(sink.join, 10)
 
 
 async def over_http(
@@ -273,7 +222,8 @@ async def over_http(
                     outcome = run["result"]["stores"][0]
                     assert outcome["status"] == "reconciled", outcome
                     child = env.client.get_workflow_handle(f"{started['workflowId']}/store-{store}")
-                    return activity_times(await child.fetch_history())
+                    times = activity_times((await child.fetch_history()).events)
+                    return {name: seconds for name, (_count, seconds) in times.items()}
 
                 for _ in range(3):  # the checkpoint: proposed, folded, read (every later night)
                     await job()
@@ -304,7 +254,7 @@ async def all_flagged(server: str, url: str, options: argparse.Namespace) -> Res
     flagged_url = await create_database(url, "bench_stock_flagged")
     flagged = await fill_flagged(flagged_url, options.products, options.movements)
     print(f"[{server}] all flagged: data in {time.perf_counter() - started:.0f} s", flush=True)
-    async with smtp_sink_process() as smtp_port:
+    async with sink_process() as smtp_port:
         raw, job, activities = await over_http(flagged_url, flagged, smtp_port, options.repeat)
     steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in activities.items())
     print(

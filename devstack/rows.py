@@ -9,9 +9,11 @@ from uuid import UUID
 
 import asyncpg
 
+from petcare.db import Connection
+
 
 async def add_store(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool | Connection,
     name: str = "Paws & Co",
     timezone: str = "UTC",
     *,

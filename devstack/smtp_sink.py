@@ -6,13 +6,19 @@ import asyncio
 import email
 import email.policy
 import logging
+import multiprocessing
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from devstack.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +117,31 @@ class SmtpSink:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
+
+
+def _serve(port: int, ready: Event, stop: Event) -> None:
+    """A sink in its own process until `stop`: it keeps what it receives in that process's memory."""
+
+    async def main() -> None:
+        async with SmtpSink("127.0.0.1", port):
+            ready.set()
+            await asyncio.to_thread(stop.wait)
+
+    asyncio.run(main())
+
+
+@asynccontextmanager
+async def sink_process() -> AsyncIterator[int]:
+    """A sink in a child process, as a real server is not in the sender's (its parsing of every
+    message does not run on the sender's event loop); yields its port on 127.0.0.1."""
+    port, context = free_port(), multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    child = context.Process(target=_serve, args=(port, ready, stop), daemon=True)
+    child.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 30):
+            raise RuntimeError("the SMTP sink did not start")
+        yield port
+    finally:
+        stop.set()
+        await asyncio.to_thread(child.join, 10)
