@@ -45,9 +45,8 @@ from petcare.errors import (
     webhook_failure,
 )
 from petcare.jobs import STOCK_RECONCILIATION, job_key_of
-from petcare.mail import Mailer, compose
+from petcare.mail import Mailer, compose, stable_message_id
 
-MESSAGE_DOMAIN = "petcare-workers"
 WEBHOOK_SETTING = f"{ENV_PREFIX}OPS_WEBHOOK_URL"
 # One attempt's bound; Temporal retries (ALERT_RETRY), and a retry posts only if this one did not.
 WEBHOOK_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -141,7 +140,9 @@ class OpsAlertActivities:
         async with heartbeating(lambda: done, every=heartbeat_interval()):
             for store in report.stores:
                 activity.heartbeat(done)
-                message = failed_store_message(report, store, self._settings.web_ui_url)
+                message = failed_store_message(
+                    report, store, self._settings.web_ui_url, self._settings.smtp.from_address
+                )
                 try:
                     outcome = await self._deliver(message)
                 except ChannelsFailed as error:
@@ -187,7 +188,9 @@ class OpsAlertActivities:
         return SweepOutcome(timed_out=timed_out, sent=sent, failed=failed, sent_by_channel=dict(by_channel))
 
     async def _alert(self, run: FailedRun) -> AlertOutcome:
-        return await self._deliver(failed_run_message(run, self._settings.web_ui_url))
+        return await self._deliver(
+            failed_run_message(run, self._settings.web_ui_url, self._settings.smtp.from_address)
+        )
 
     async def _deliver(self, message: OpsMessage) -> AlertOutcome:
         """Each configured channel not yet sent for `message.key`, each whatever the other did.
@@ -272,12 +275,7 @@ def web_ui_link(web_ui_url: str, run: FailedRun) -> str:
     return f"{web_ui_url.rstrip('/')}/namespaces/{namespace}/workflows/{workflow_id}/{run_id}"
 
 
-def message_id(run: FailedRun) -> str:
-    # Deterministic: should a retry ever send twice, mail clients show one message.
-    return f"<failed-run.{run.run_id}@{MESSAGE_DOMAIN}>"
-
-
-def failed_run_message(run: FailedRun, web_ui_url: str) -> OpsMessage:
+def failed_run_message(run: FailedRun, web_ui_url: str, sender: str) -> OpsMessage:
     """The alert of a failed run; its subject names the job and error type (folded safe by
     `compose` like every header built from data)."""
     return OpsMessage(
@@ -286,7 +284,8 @@ def failed_run_message(run: FailedRun, web_ui_url: str) -> OpsMessage:
         job=run.job,
         error=f"{run.error_type}: {run.error_message}",
         subject=f"[petcare] {run.job} run failed: {run.error_type}",
-        message_id=message_id(run),
+        # Deterministic: should a retry ever send twice, mail clients show one message.
+        message_id=stable_message_id("failed-run", run.run_id, sender),
         sent_at=run.failed_at,
         text=(
             f"A {run.job} run failed after its retries.\n\n"
@@ -303,7 +302,9 @@ def failed_run_message(run: FailedRun, web_ui_url: str) -> OpsMessage:
     )
 
 
-def failed_store_message(report: FailedStores, store: FailedStore, web_ui_url: str) -> OpsMessage:
+def failed_store_message(
+    report: FailedStores, store: FailedStore, web_ui_url: str, sender: str
+) -> OpsMessage:
     """The alert of one store that a stock run could not reconcile (or alert) on its local day."""
     key = f"stock-store/{store.store_id}/{store.day.isoformat()}"
     run = FailedRun(
@@ -322,7 +323,7 @@ def failed_store_message(report: FailedStores, store: FailedStore, web_ui_url: s
         job=STOCK_RECONCILIATION.key,
         error=f"{store.status}: {store.error}",
         subject=f"[petcare] stock reconciliation of store {store.store_id} failed on {store.day.isoformat()}",
-        message_id=f"<{key.replace('/', '.')}@{MESSAGE_DOMAIN}>",
+        message_id=stable_message_id("stock-store", f"{store.store_id}.{store.day.isoformat()}", sender),
         sent_at=report.failed_at,
         text=(
             f"The stock reconciliation of a store failed; the other stores carried on.\n\n"

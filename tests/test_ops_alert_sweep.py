@@ -93,7 +93,7 @@ async def test_one_alert_per_timed_out_job_run_however_often_the_sweep_runs(
     [mail] = smtp_sink.received
     assert mail.recipients == [OPS]
     assert mail.message["Subject"] == "[petcare] stock-reconciliation run failed: TimedOut"
-    assert mail.message["Message-ID"] == f"<failed-run.{job_run}@petcare-workers>"
+    assert mail.message["Message-ID"] == f"<failed-run-{job_run}@petcare.local>"
     body = mail.message.get_content()
     assert f"Run id:       {job_run}" in body
     assert "hit its execution timeout" in body

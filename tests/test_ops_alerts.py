@@ -92,7 +92,7 @@ async def test_a_failed_run_sends_exactly_one_alert_and_logs_no_secret(
             assert mail.recipients == [OPS]
             message = mail.message
             assert message["Subject"] == "[petcare] financial-export run failed: ExportNotFound"
-            assert message["Message-ID"] == f"<failed-run.{run_id}@petcare-workers>"
+            assert message["Message-ID"] == f"<failed-run-{run_id}@petcare.local>"
             body = message.get_content()
             assert f"Workflow id:  {workflow_id}" in body
             assert f"Run id:       {run_id}" in body
