@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from aiohttp import web
@@ -179,3 +180,9 @@ async def describe_run(client: Client, workflow_id: str) -> RunResponse:
         result=result,
         failure=failure,
     )
+
+
+async def require_store(connection: db.Connection, store_id: UUID) -> None:
+    """A 404 naming the store unless it exists."""
+    if not await db.store_exists(connection, store_id):
+        raise ApiError(404, "not_found", f"no store with id {store_id}")

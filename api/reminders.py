@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair
 from activities.reminders.decisions import ClaimState, Owner, choose_route, decide, skip_reason
 from activities.reminders.messages import override_problems
 from activities.reminders.templates import LOCALES, PLACEHOLDERS
-from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
+from api.backends import POOL, SETTINGS, TEMPORAL, database_call, require_store, start_or_join, temporal_call
 from api.middlewares import ApiError
 from api.models import (
     CamelModel,
@@ -35,7 +35,6 @@ from api.models import (
 )
 from api.openapi import documented
 from petcare import reminders_repository as repository
-from petcare.db import store_exists
 from petcare.jobs import APPOINTMENT_REMINDER, JOB_ATTRIBUTE
 from petcare.models.reminders import ReminderRunInput, TemplateOverride
 
@@ -121,11 +120,6 @@ def _locale(request: web.Request) -> str:
     return locale
 
 
-async def _require_store(connection: repository.Connection, store_id: UUID) -> None:
-    if not await store_exists(connection, store_id):
-        raise ApiError(404, "not_found", f"no store with id {store_id}")
-
-
 @documented(
     "A store's reminder templates for one locale (en, es, fr) as reminders use them: each field its "
     "override or the default, and which; with the placeholders a template may use",
@@ -137,7 +131,7 @@ async def _require_store(connection: repository.Connection, store_id: UUID) -> N
 async def get_templates(request: web.Request) -> web.Response:
     store_id, locale = path_uuid(request, "storeId"), _locale(request)
     async with database_call(), request.app[POOL].acquire() as connection:
-        await _require_store(connection, store_id)
+        await require_store(connection, store_id)
         override = await repository.get_override(connection, store_id, locale)
     return json_model(_effective(store_id, locale, override))
 
@@ -161,7 +155,7 @@ async def put_templates(request: web.Request) -> web.Response:
         detail = "; ".join(f"{field}: {problem}" for field, problem in problems)
         raise ApiError(422, "invalid_template", f"invalid template: {detail}")
     async with database_call(), request.app[POOL].acquire() as connection:
-        await _require_store(connection, store_id)
+        await require_store(connection, store_id)
         await repository.put_override(connection, store_id, locale, override)
     return json_model(_effective(store_id, locale, override))
 
@@ -176,7 +170,7 @@ async def put_templates(request: web.Request) -> web.Response:
 async def delete_templates(request: web.Request) -> web.Response:
     store_id, locale = path_uuid(request, "storeId"), _locale(request)
     async with database_call(), request.app[POOL].acquire() as connection:
-        await _require_store(connection, store_id)
+        await require_store(connection, store_id)
         await repository.delete_override(connection, store_id, locale)
     return json_model(_effective(store_id, locale, None))
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
-from api.backends import POOL, SETTINGS, TEMPORAL, database_call, start_or_join, temporal_call
+from api.backends import POOL, SETTINGS, TEMPORAL, database_call, require_store, start_or_join, temporal_call
 from api.middlewares import ApiError
 from api.models import (
     CamelModel,
@@ -26,7 +26,6 @@ from api.models import (
 )
 from api.openapi import documented
 from petcare import stock_repository as reports
-from petcare.db import store_exists
 from petcare.jobs import JOB_ATTRIBUTE, STOCK_RECONCILIATION, STORE_ATTRIBUTE
 from petcare.models.stock import MANUAL_WORKFLOW_ID, AlertStatus, StockReconciliationInput, Trigger
 
@@ -91,8 +90,7 @@ async def trigger_stock_reconciliation(request: web.Request) -> web.Response:
     body = await read_model(request, StockTriggerRequest, optional=True)
     if body.store_id is not None:
         async with database_call(), request.app[POOL].acquire() as connection:
-            if not await store_exists(connection, body.store_id):
-                raise ApiError(404, "not_found", f"no store with id {body.store_id}")
+            await require_store(connection, body.store_id)
     async with temporal_call():
         accepted = await start_or_find(
             request.app[TEMPORAL], request.app[SETTINGS].task_queue, body.store_id, body.full_recompute

@@ -318,10 +318,9 @@ def unknown_health(job: Job) -> WorkerHealth:
 
 
 async def _last_run(client: Client, job: Job) -> LastRun | None:
-    recent = await _recent(client, visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type))
-    if not recent:
+    latest = await _latest(client, visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type))
+    if latest is None:
         return None
-    latest = max(recent, key=lambda execution: execution.start_time)
     return LastRun(
         workflow_id=latest.id,
         run_id=latest.run_id,
@@ -345,14 +344,12 @@ async def _stuck_run(client: Client, job: Job) -> LastFailure | None:
     after a bad deploy, a bug in workflow code): no failure closes such a run, so neither the alert
     interceptor nor the timeout sweep sees it. The server marks it after 5 failed tasks in a row."""
     query = visibility.all_of(
-        visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type),
-        visibility.equals(visibility.EXECUTION_STATUS, "Running"),
+        _running(job.workflow_type),
         visibility.one_of(visibility.REPORTED_PROBLEMS, visibility.WORKFLOW_TASK_PROBLEMS),
     )
-    recent = await _recent(client, query)
-    if not recent:
+    latest = await _latest(client, query)
+    if latest is None:
         return None
-    latest = max(recent, key=lambda execution: execution.start_time)
     return LastFailure(
         workflow_id=latest.id,
         run_id=latest.run_id,
@@ -375,10 +372,9 @@ async def _last_closed_failure(client: Client, job: Job) -> LastFailure | None:
         visibility.equals(visibility.WORKFLOW_TYPE, job.workflow_type),
         visibility.one_of(visibility.EXECUTION_STATUS, ("Failed", "TimedOut")),
     )
-    recent = await _recent(client, failed)
-    if not recent:
+    latest = await _latest(client, failed, by_close=True)
+    if latest is None:
         return None
-    latest = max(recent, key=lambda execution: execution.close_time or execution.start_time)
     failure = await closed_failure(client, latest.id, latest.run_id)
     if failure is None:
         return None  # visibility was behind: this run did not fail after all
@@ -392,14 +388,20 @@ async def _last_closed_failure(client: Client, job: Job) -> LastFailure | None:
     )
 
 
-async def _recent(client: Client, query: str) -> list[WorkflowExecution]:
-    """The first RECENT_RUNS runs visibility lists for `query` (its order is not by start time)."""
-    return [
+async def _latest(client: Client, query: str, *, by_close: bool = False) -> WorkflowExecution | None:
+    """The latest of the first RECENT_RUNS runs visibility lists for `query` (its order is not by
+    start time), by start time or, `by_close`, by close time; None when it lists none."""
+    recent = [
         execution
         async for execution in client.list_workflows(
             query, limit=RECENT_RUNS, page_size=RECENT_RUNS, rpc_timeout=CALL_TIMEOUT
         )
     ]
+    if not recent:
+        return None
+    if by_close:
+        return max(recent, key=lambda execution: execution.close_time or execution.start_time)
+    return max(recent, key=lambda execution: execution.start_time)
 
 
 async def _schedule(client: Client, job: Job) -> tuple[datetime | None, bool | None]:
