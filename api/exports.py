@@ -41,7 +41,6 @@ from petcare import exports_repository
 from petcare.db import Connection
 from petcare.jobs import FINANCIAL_EXPORT
 from petcare.models.exports import (
-    EXPORT_WORKFLOW_ID_PREFIX,
     ExportedFile,
     ExportFormat,
     ExportOrigin,
@@ -245,7 +244,6 @@ async def _record_request(
             period_start=body.period_start,
             period_end=body.period_end,
             export_format=body.format,
-            workflow_id_prefix=EXPORT_WORKFLOW_ID_PREFIX,
             origin="api",
         )
         if created is None:

@@ -32,6 +32,7 @@ import asyncpg
 from petcare.db import Connection
 from petcare.models.exports import (
     DATA_KINDS,
+    EXPORT_WORKFLOW_ID_PREFIX,
     ExportedFile,
     ExportFormat,
     ExportOrigin,
@@ -251,12 +252,11 @@ async def insert_request(
     period_start: date,
     period_end: date,
     export_format: ExportFormat,
-    workflow_id_prefix: str,
     origin: ExportOrigin = "backend",
 ) -> tuple[UUID, ExportStatus, str] | None:
     """The new export's id, status and workflow id; None when the store does not exist."""
     row = await connection.fetchrow(
-        INSERT_REQUEST, store_id, period_start, period_end, export_format, workflow_id_prefix, origin
+        INSERT_REQUEST, store_id, period_start, period_end, export_format, EXPORT_WORKFLOW_ID_PREFIX, origin
     )
     return None if row is None else (row["id"], row["status"], row["workflow_id"])
 
@@ -329,14 +329,15 @@ async def create_monthly(
     connection: Connection,
     periods: list[tuple[UUID, date, date]],
     export_format: ExportFormat,
-    workflow_id_prefix: str,
 ) -> list[MonthlyExport]:
     """The monthly export of each (store, first day, last day): created, or the one made before."""
     columns = [list(column) for column in zip(*periods, strict=True)] if periods else [[], [], []]
     async with connection.transaction():
         created = {
             row["id"]
-            for row in await connection.fetch(INSERT_MONTHLY, *columns, export_format, workflow_id_prefix)
+            for row in await connection.fetch(
+                INSERT_MONTHLY, *columns, export_format, EXPORT_WORKFLOW_ID_PREFIX
+            )
         }
         rows = await connection.fetch(SELECT_MONTHLY, *columns, export_format)
     return [

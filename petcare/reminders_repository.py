@@ -13,12 +13,11 @@ from uuid import UUID
 
 import asyncpg
 
+from petcare.db import Connection
 from petcare.models.reminders import TemplateOverride
 
 # (store id, locale) -> that store's own words for that locale.
 Overrides = dict[tuple[UUID, str], TemplateOverride]
-
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 # --- Templates.
 

@@ -404,7 +404,7 @@ SET_STATUS = """
 UPDATE stock_reconciliations
    SET alerts_diffed_at = coalesce(alerts_diffed_at, now()), alert_status = $2,
        alert_message_id = coalesce($3, alert_message_id), alert_recipient = coalesce($4, alert_recipient),
-       alert_error = $5
+       alert_error = NULL
  WHERE id = $1
 """
 
@@ -449,7 +449,7 @@ async def set_status(
     message_id: str | None = None,
     recipient: str | None = None,
 ) -> None:
-    await connection.execute(SET_STATUS, reconciliation_id, status, message_id, recipient, None)
+    await connection.execute(SET_STATUS, reconciliation_id, status, message_id, recipient)
 
 
 async def mark_sent(pool: asyncpg.Pool, reconciliation_id: UUID) -> None:
@@ -463,20 +463,18 @@ async def release(pool: asyncpg.Pool, reconciliation_id: UUID, status: AlertStat
 
 # --- Reports as the API reads them (no activity code involved) ---
 
-BY_ID = """
+_REPORT = """
 SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
        r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
        r.alert_sent_at
-  FROM stock_reconciliations r
+  FROM stock_reconciliations r"""
+
+BY_ID = f"""{_REPORT}
  WHERE r.id = $1
 """
 
-# Newest first; with $2 only each store's latest one. The same columns as BY_ID.
-RECENT = """
-SELECT r.id, r.store_id, r.business_date, r.trigger, r.workflow_id, r.workflow_run_id, r.started_at,
-       r.finished_at, r.products_checked, r.discrepancy_count, r.low_stock_count, r.alert_status,
-       r.alert_sent_at
-  FROM stock_reconciliations r
+# Newest first; with $2 only each store's latest one.
+RECENT = f"""{_REPORT}
  WHERE ($1::uuid IS NULL OR r.store_id = $1)
    AND (NOT $2 OR r.id IN (SELECT DISTINCT ON (l.store_id) l.id
                              FROM stock_reconciliations l

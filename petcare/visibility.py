@@ -4,7 +4,8 @@ The query language takes no parameters: every value is written into the text as 
 The server reads it with a MySQL-style parser, where a backslash escapes the next character inside
 a literal; escaping backslashes and double quotes therefore makes any value, quotes and backslashes
 included, exactly one literal that means exactly that value (tests/test_visibility.py checks it
-against the dev server). I/O-free: petcare.alerts, imported by workflows, builds its query here.
+against the dev server). I/O-free: the API's run lists and health, and the failure alerts' sweep
+(activities/alerts.py), build their queries here.
 """
 
 from __future__ import annotations

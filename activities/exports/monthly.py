@@ -22,7 +22,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from petcare import exports_repository
 from petcare.jobs import FINANCIAL_EXPORT
 from petcare.models.exports import (
-    EXPORT_WORKFLOW_ID_PREFIX,
     FinancialExportInput,
     MonthlyExport,
     MonthlyExportsPage,
@@ -62,9 +61,7 @@ class MonthlyExportActivities:
                     activity.logger.warning("store %s: %s; its month is taken in UTC", store_id, error)
                     zone = UTC
                 periods.append((store_id, *previous_month(request.as_of, zone)))
-            exports = await exports_repository.create_monthly(
-                connection, periods, request.format, EXPORT_WORKFLOW_ID_PREFIX
-            )
+            exports = await exports_repository.create_monthly(connection, periods, request.format)
         following = stores[-1][0] if len(stores) == request.limit else None
         return MonthlyExportsPage(exports=exports, next_after_store_id=following)
 
