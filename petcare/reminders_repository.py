@@ -104,9 +104,19 @@ async def deliveries(
 REMINDED_ELSEWHERE = """(a.reminder_sent_at IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM reminder_deliveries s WHERE s.appointment_id = a.id AND s.state = 'sent'))"""
 
+
+def start_against_now(lead: str, window: str) -> str:
+    """The appointment's start against now(), as the claims and the retry check both decide on it:
+    `started`, `too_soon` (inside the minimum lead, the parameter `lead`), `beyond` (past the
+    window, the parameter `window`)."""
+    return (
+        f"a.starts_at <= now() AS started, a.starts_at < now() + {lead}::interval AS too_soon, "
+        f"a.starts_at > now() + {window}::interval AS beyond"
+    )
+
+
 _RETRY_STATE = f"""
-    SELECT a.id, a.status, a.starts_at, a.starts_at <= now() AS started,
-           a.starts_at < now() + $2::interval AS too_soon, a.starts_at > now() + $3::interval AS beyond,
+    SELECT a.id, a.status, a.starts_at, {start_against_now("$2", "$3")},
            c.consent_reminders, c.preferred_channel, c.email, c.phone,
            c.sms_opted_out_at IS NOT NULL AS sms_opted_out, {REMINDED_ELSEWHERE} AS reminder_sent,
            d.state AS delivery_state,

@@ -32,7 +32,7 @@ from activities.reminders.messages import ReminderContext, reminder_message_id, 
 from activities.reminders.templates import resolve_locale
 from petcare.db import is_transient
 from petcare.models.reminders import PageCursor, PlannedCounts
-from petcare.reminders_repository import REMINDED_ELSEWHERE, Overrides, store_overrides
+from petcare.reminders_repository import REMINDED_ELSEWHERE, Overrides, start_against_now, store_overrides
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,7 @@ _LOCK = "SELECT id FROM appointments WHERE id = ANY($1::uuid[]) ORDER BY id FOR 
 # The window is measured again from this transaction's now(): lead $3, window $4.
 _CLAIM_READ = f"""{DETAILS},
            a.status, {REMINDED_ELSEWHERE} AS reminder_sent, {_RESCHEDULED} AS rescheduled,
-           now() AS checked_at, a.starts_at <= now() AS started,
-           a.starts_at < now() + $3::interval AS too_soon, a.starts_at > now() + $4::interval AS beyond,
+           now() AS checked_at, {start_against_now("$3", "$4")},
            c.consent_reminders, d.state AS delivery_state, d.owner AS delivery_owner,
            d.owner_attempt AS delivery_attempt, d.channel AS delivery_channel,
            COALESCE(d.claimed_at < now() - $2::interval, false) AS claim_expired
