@@ -218,27 +218,29 @@ Claim = ToSend | Settled
 Confirmation = Literal["mine", "sent", "failed", "lost"]
 
 
+# The page's counter of each decision that needs no send now (besides "done_here", below; a
+# "superseded" one is not this attempt's to count).
+_SETTLED_COUNTERS: dict[str, str] = {
+    "elsewhere": "handled_elsewhere",
+    "no_consent": "skipped_no_consent",
+    "no_address": "skipped_no_address",
+    "not_due": "skipped_not_due",
+    "too_late": "failed",
+    "quiet_hours_wait": "quiet_hours_waiting",
+    "quiet_hours": "skipped_quiet_hours",
+}
+
+
 def count_settled(claim: Settled, counts: ReminderCounts) -> None:
     """Adds an appointment that needs no send now to the page's counts."""
     if claim.decision == "done_here":
         # Sent or failed by an earlier attempt of this same run: counted once, in this result.
         if claim.finished_state == "failed":
-            counts.failed += 1
-        elif claim.finished_channel == "sms":
-            counts.sent_sms += 1
+            counter = "failed"
         else:
-            counts.sent_email += 1
-    elif claim.decision == "elsewhere":
-        counts.handled_elsewhere += 1
-    elif claim.decision == "no_consent":
-        counts.skipped_no_consent += 1
-    elif claim.decision == "no_address":
-        counts.skipped_no_address += 1
-    elif claim.decision == "not_due":
-        counts.skipped_not_due += 1
-    elif claim.decision == "too_late":
-        counts.failed += 1
-    elif claim.decision == "quiet_hours_wait":
-        counts.quiet_hours_waiting += 1
-    elif claim.decision == "quiet_hours":
-        counts.skipped_quiet_hours += 1
+            counter = "sent_sms" if claim.finished_channel == "sms" else "sent_email"
+    elif claim.decision in _SETTLED_COUNTERS:
+        counter = _SETTLED_COUNTERS[claim.decision]
+    else:
+        return
+    setattr(counts, counter, getattr(counts, counter) + 1)
