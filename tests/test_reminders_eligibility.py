@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.reminders.decisions import ClaimState, Owner, Route, decide
+from activities.reminders.decisions import ClaimState, Decision, Owner, Route, Settled, count_settled, decide
 from devstack.rows import add_appointment, add_store
 from devstack.smtp_sink import SmtpSink
 from petcare.config import Settings
@@ -20,6 +20,7 @@ from petcare.models.reminders import (
     FetchDuePage,
     PlannedCounts,
     PreviewRequest,
+    ReminderCounts,
     SendPage,
 )
 from tests.support.reminder_data import reminder_activities
@@ -253,3 +254,29 @@ async def test_the_dry_run_counts_in_sql_and_renders_only_the_first_messages(
     assert len(preview.messages) == 2
     assert preview.messages[0].appointment_id == first
     assert await pool.fetchval("SELECT count(*) FROM reminder_deliveries") == 0
+
+
+@pytest.mark.parametrize(
+    ("decision", "finished_state", "finished_channel", "counter"),
+    [
+        ("done_here", "sent", "email", "sent_email"),
+        ("done_here", "sent", "sms", "sent_sms"),
+        ("done_here", "failed", "email", "failed"),
+        ("elsewhere", None, None, "handled_elsewhere"),
+        ("no_consent", None, None, "skipped_no_consent"),
+        ("no_address", None, None, "skipped_no_address"),
+        ("not_due", None, None, "skipped_not_due"),
+        ("too_late", None, None, "failed"),
+        ("quiet_hours_wait", None, None, "quiet_hours_waiting"),
+        ("quiet_hours", None, None, "skipped_quiet_hours"),
+        ("superseded", None, None, None),
+    ],
+)
+def test_each_settled_decision_counts_once_under_its_own_counter(
+    decision: Decision, finished_state: str | None, finished_channel: str | None, counter: str | None
+) -> None:
+    counts = ReminderCounts()
+    settled = Settled(uuid4(), decision, finished_state=finished_state, finished_channel=finished_channel)
+    count_settled(settled, counts)
+    expected = {} if counter is None else {counter: 1}
+    assert {name: value for name, value in counts.model_dump().items() if value} == expected
